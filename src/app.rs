@@ -1,0 +1,109 @@
+//! Wires configuration, storage and the HTTP surface into a running server, with its
+//! background tasks and a graceful shutdown driven by one `CancellationToken`.
+
+use crate::config::Config;
+use crate::store::tokens::Scope;
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+/// A server that is up and answering.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Store,
+    /// The admin token printed on first start of an empty database, if this start made it.
+    pub first_admin_token: Option<String>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (bounded), stops background tasks.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(30), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown drain timed out after 30s");
+        }
+        self.store.close().await;
+    }
+
+    /// Resolves when the server has stopped for any reason.
+    pub async fn stopped(&self) {
+        self.tasks.wait().await
+    }
+}
+
+/// Connects, migrates, bootstraps an empty database, binds and starts serving.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let first_admin_token = bootstrap(&store, &config.deployment).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+    };
+    let tasks = TaskTracker::new();
+
+    let router = crate::http::router(state.clone());
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tasks.spawn(abandon_loop(state, shutdown.clone()));
+    Ok(Running {
+        addr,
+        store,
+        first_admin_token,
+        shutdown,
+        tasks,
+    })
+}
+
+/// On an empty database: creates the first deployment and an admin token for it.
+async fn bootstrap(store: &Store, slug: &str) -> anyhow::Result<Option<String>> {
+    if store.count_deployments().await? > 0 {
+        return Ok(None);
+    }
+    let deployment = store.create_deployment(slug, slug).await?;
+    Ok(Some(store.create_token(deployment.id, Scope::Admin).await?))
+}
+
+/// Marks scans that never completed as abandoned, so that a fail-open client that died
+/// still produces its `semgrep_scan` object.
+async fn abandon_loop(state: AppState, shutdown: CancellationToken) {
+    let every = (state.config.abandon_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let cutoff = crate::clock::now() - state.config.abandon_after.as_micros() as i64;
+        if let Err(e) = state.store.abandon_stale(cutoff).await {
+            tracing::warn!(error = ?e, "abandoning stale scans failed; will retry");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What the admin commands share: the server's address, the token, and a JSON client
+//! that turns the server's error objects into readable messages.
+
+use clap::Args;
+use serde_json::Value;
+use std::fmt;
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the scanhook server.
+    #[arg(long, env = "SCANHOOK_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// Admin token.
+    #[arg(long, env = "SCANHOOK_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<Secret>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A thin JSON client of the scanhook API.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let token = args.token.clone().ok_or_else(|| {
+            anyhow::anyhow!("no token: pass --token or set SCANHOOK_TOKEN (an admin token)")
+        })?;
+        Ok(Client {
+            http: reqwest::Client::builder()
+                .user_agent(concat!("scanhook-cli/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+            base: args.server.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Sends a request and returns the JSON answer, or an error with the server's message.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token.0);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach scanhook at {}: {e}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        anyhow::bail!("{status}: {message}")
+    }
+}

@@ -1,0 +1,46 @@
+//! `scanhook serve`: runs until SIGINT or SIGTERM, then drains and stops.
+
+use crate::config::{Config, ServeArgs};
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(&args)?;
+    let public_url = config.public_url.clone();
+    let shutdown = CancellationToken::new();
+    let running = crate::app::start(config, shutdown.clone()).await?;
+    if let Some(token) = &running.first_admin_token {
+        // Printed once: only the token's hash is stored.
+        println!("scanhook: created the first deployment and its admin token:\n\n    {token}\n");
+        println!(
+            "Keep it secret; it is not shown again. Use it as SCANHOOK_TOKEN for `scanhook rules …`,\n\
+             and create a CI token for `semgrep ci` with `scanhook token create --scope ci`.\n"
+        );
+    }
+    tracing::info!(addr = %running.addr, public_url = %public_url, "scanhook listening");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = running.stopped() => anyhow::bail!("the server stopped unexpectedly"),
+    }
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,143 @@
+//! Configuration of the server roles: defaults, then `SCANHOOK_*` environment variables,
+//! then flags (clap resolves the last two). Everything is validated here, at start-up,
+//! so a bad setting stops the process with a message that names it.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the database is: shared by `serve`, `migrate` and `token`.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory that holds the SQLite database file (`scanhook.db`).
+    #[arg(long, env = "SCANHOOK_DATA_DIR", default_value = "./scanhook-data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; wins over --data-dir.
+    #[arg(long, env = "SCANHOOK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The database URL to connect to, creating the data directory for SQLite.
+    pub fn resolve(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e} (set --data-dir or SCANHOOK_DATA_DIR)",
+                self.data_dir.display()
+            )
+        })?;
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("scanhook.db").display()
+        ))
+    }
+}
+
+/// Flags of `scanhook serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SCANHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The URL users and `semgrep ci` reach this server at (used in links such as
+    /// `semgrep.url`). Default: http://LISTEN.
+    #[arg(long, env = "SCANHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Scans without /complete or /error for this long are marked abandoned (e.g. 90m, 2h).
+    #[arg(long, env = "SCANHOOK_ABANDON_AFTER", default_value = "2h", value_parser = parse_duration)]
+    pub abandon_after: Duration,
+    /// Largest accepted /results body, in MiB.
+    #[arg(long, env = "SCANHOOK_MAX_RESULTS_MB", default_value_t = 256)]
+    pub max_results_mb: usize,
+    /// Slug of the deployment created on first start of an empty database.
+    #[arg(long, env = "SCANHOOK_DEPLOYMENT", default_value = "scanhook")]
+    pub deployment: String,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub database_url: String,
+    pub abandon_after: Duration,
+    pub max_results_bytes: usize,
+    pub deployment: String,
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
+        let public_url = match &args.public_url {
+            Some(u) => {
+                let parsed = url::Url::parse(u).map_err(|e| {
+                    anyhow::anyhow!("--public-url / SCANHOOK_PUBLIC_URL {u:?} is not a URL: {e}")
+                })?;
+                anyhow::ensure!(
+                    matches!(parsed.scheme(), "http" | "https"),
+                    "--public-url must be an http(s) URL, got {u:?}"
+                );
+                u.trim_end_matches('/').to_string()
+            }
+            None => format!("http://{}", args.listen),
+        };
+        anyhow::ensure!(
+            args.max_results_mb >= 1,
+            "--max-results-mb must be at least 1"
+        );
+        anyhow::ensure!(
+            !crate::ids::slugify(&args.deployment).is_empty(),
+            "--deployment needs letters or digits"
+        );
+        Ok(Config {
+            listen: args.listen,
+            public_url,
+            database_url: args.db.resolve()?,
+            abandon_after: args.abandon_after,
+            max_results_bytes: args.max_results_mb * 1024 * 1024,
+            deployment: crate::ids::slugify(&args.deployment),
+        })
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `2h`, `1d`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! The request bodies of the semgrep-ci protocol (`semgrep_output_v1.atd`), parsed at the
+//! edge into typed values. Unknown fields are accepted and ignored: newer clients add them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `POST /api/cli/v2/scans`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateScan {
+    pub scan_metadata: ScanMetadata,
+    pub project_metadata: ProjectMetadata,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ScanMetadata {
+    pub unique_id: String,
+    #[serde(default)]
+    pub cli_version: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What the client knows about the repository and the CI job; kept whole in the database
+/// and read back to build the `semgrep_scan` object.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct ProjectMetadata {
+    pub repository: String,
+    #[serde(default)]
+    pub scan_environment: Option<String>,
+    #[serde(default)]
+    pub repo_url: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub commit_title: Option<String>,
+    #[serde(default)]
+    pub commit_timestamp: Option<String>,
+    #[serde(default)]
+    pub commit_author_email: Option<String>,
+    #[serde(default)]
+    pub commit_author_name: Option<String>,
+    #[serde(default)]
+    pub commit_author_username: Option<String>,
+    #[serde(default)]
+    pub commit_author_image_url: Option<String>,
+    #[serde(default)]
+    pub ci_job_url: Option<String>,
+    #[serde(default)]
+    pub on: Option<String>,
+    #[serde(default)]
+    pub pull_request_author_username: Option<String>,
+    #[serde(default)]
+    pub pull_request_author_image_url: Option<String>,
+    #[serde(default)]
+    pub pull_request_id: Option<String>,
+    #[serde(default)]
+    pub pull_request_title: Option<String>,
+    #[serde(default = "yes")]
+    pub is_full_scan: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ProjectMetadata {
+    /// The scanned ref; scans without a branch (detached HEAD outside CI) share one.
+    pub fn git_ref(&self) -> String {
+        self.branch.clone().unwrap_or_else(|| "HEAD".to_string())
+    }
+}
+
+/// `POST /api/agent/scans/{id}/results`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Results {
+    pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub ignores: Vec<Finding>,
+    #[serde(default)]
+    pub searched_paths: Vec<String>,
+    #[serde(default)]
+    pub renamed_paths: Vec<String>,
+    #[serde(default)]
+    pub skipped_paths: Vec<SkippedPath>,
+    #[serde(default)]
+    pub rule_ids: Vec<String>,
+}
+
+/// A skipped path: a bare string from this client, an object `{path, …}` from others.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SkippedPath {
+    Path(String),
+    Object { path: String },
+}
+
+impl SkippedPath {
+    pub fn path(&self) -> &str {
+        match self {
+            SkippedPath::Path(p) | SkippedPath::Object { path: p } => p,
+        }
+    }
+}
+
+/// One match of one rule, as uploaded.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Finding {
+    pub check_id: String,
+    pub path: String,
+    pub line: i64,
+    pub column: i64,
+    pub end_line: i64,
+    pub end_column: i64,
+    pub message: String,
+    pub severity: i64,
+    pub index: i64,
+    #[serde(default)]
+    pub commit_date: Option<String>,
+    pub syntactic_id: String,
+    #[serde(default)]
+    pub match_based_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub is_blocking: bool,
+}
+
+impl Finding {
+    /// Identity inside a project: `match_based_id`, else `syntactic_id`.
+    pub fn key(&self) -> &str {
+        self.match_based_id
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or(&self.syntactic_id)
+    }
+
+    /// Checks what serde cannot: ids present, fields within sane sizes.
+    pub fn check(&self, list: &str, i: usize) -> Result<(), String> {
+        let at = |what: &str| format!("{list}[{i}]: {what}");
+        if self.syntactic_id.is_empty() || self.syntactic_id.len() > 256 {
+            return Err(at("`syntactic_id` must be 1 to 256 characters"));
+        }
+        if self.match_based_id.as_ref().is_some_and(|m| m.len() > 512) {
+            return Err(at("`match_based_id` is longer than 512 characters"));
+        }
+        if self.check_id.is_empty() || self.check_id.len() > 512 {
+            return Err(at("`check_id` must be 1 to 512 characters"));
+        }
+        if self.path.is_empty() || self.path.len() > 4096 {
+            return Err(at("`path` must be 1 to 4096 characters"));
+        }
+        if self.message.len() > 65_536 {
+            return Err(at("`message` is longer than 64 KiB"));
+        }
+        Ok(())
+    }
+}
+
+impl Results {
+    /// Validates every finding; the first problem is reported.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, f) in self.findings.iter().enumerate() {
+            f.check("findings", i)?;
+        }
+        for (i, f) in self.ignores.iter().enumerate() {
+            f.check("ignores", i)?;
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/agent/scans/{id}/complete`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Complete {
+    pub exit_code: i64,
+    #[serde(default)]
+    pub stats: Value,
+}
+
+/// `POST /api/agent/scans/{id}/error`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScanError {
+    pub exit_code: i64,
+    #[serde(default)]
+    pub stderr: String,
+}

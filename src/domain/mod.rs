@@ -1,0 +1,12 @@
+//! Pure core: no I/O here, only values in and values out, unit-tested without a database.
+//! - [`mode`]: rule modes and how they reach the CLI through rule metadata.
+//! - [`rules`]: parsing and validating rule files as users write them.
+//! - [`ci`]: the request bodies of the semgrep-ci protocol, parsed at the edge.
+//! - [`lifecycle`]: which findings open, close, and are notified after a scan.
+//! - [`payload`]: the exact `semgrep_scan` and `semgrep_finding` JSON objects.
+
+pub mod ci;
+pub mod lifecycle;
+pub mod mode;
+pub mod payload;
+pub mod rules;

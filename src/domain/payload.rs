@@ -1,0 +1,236 @@
+//! The two webhook objects, exactly the seed's field sets with the seed's JSON types.
+//! A value scanhook does not know is `null`, or `""` where the seed shows `""`.
+
+use super::ci::ProjectMetadata;
+use crate::clock::{iso, Micros};
+use serde_json::{json, Map, Value};
+
+/// Everything a `semgrep_scan` object is built from.
+#[derive(Debug, Clone)]
+pub struct ScanFacts<'a> {
+    pub public_id: &'a str,
+    pub deployment_id: i64,
+    pub started_at: Micros,
+    pub completed_at: Option<Micros>,
+    pub exit_code: Option<i64>,
+    pub meta: &'a ProjectMetadata,
+    /// The project's ignore globs handed to the client in `engine_params`.
+    pub ignored_files: &'a [String],
+}
+
+/// `{"semgrep_scan": {...}}`.
+pub fn semgrep_scan(s: &ScanFacts) -> Value {
+    let m = s.meta;
+    let or_empty = |v: &Option<String>| v.clone().unwrap_or_default();
+    json!({"semgrep_scan": {
+        "deployment_id": s.deployment_id,
+        "started_at": iso(s.started_at),
+        "completed_at": s.completed_at.map(iso),
+        "exit_code": s.exit_code,
+        "repository": m.repository,
+        "ci_job_url": m.ci_job_url,
+        "environment": or_empty(&m.scan_environment),
+        "commit": m.commit,
+        "commit_committer_email": "",
+        "commit_timestamp": or_empty(&m.commit_timestamp),
+        "commit_author_email": m.commit_author_email,
+        "commit_author_name": m.commit_author_name,
+        "commit_author_username": m.commit_author_username,
+        "commit_author_image_url": m.commit_author_image_url,
+        "commit_authored_timestamp": "",
+        "commit_title": m.commit_title.as_deref().map(first_line),
+        "config": "",
+        "on": m.on,
+        "branch": m.branch,
+        "pull_request_timestamp": "",
+        "pull_request_author_username": m.pull_request_author_username,
+        "pull_request_author_image_url": m.pull_request_author_image_url,
+        "pull_request_id": m.pull_request_id,
+        "pull_request_title": m.pull_request_title,
+        "ignored_files": s.ignored_files,
+        "id": s.public_id,
+    }})
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().trim_end().to_string()
+}
+
+/// Everything a `semgrep_finding` object is built from.
+#[derive(Debug, Clone)]
+pub struct FindingFacts<'a> {
+    pub syntactic_id: &'a str,
+    pub git_ref: &'a str,
+    pub first_seen_at: Micros,
+    pub first_seen_scan_id: &'a str,
+    pub check_id: &'a str,
+    pub path: &'a str,
+    pub line: i64,
+    pub column: i64,
+    pub end_line: i64,
+    pub end_column: i64,
+    pub message: &'a str,
+    pub severity: i64,
+    pub index: i64,
+    pub commit_date: Option<&'a str>,
+    pub metadata: &'a Map<String, Value>,
+}
+
+/// Metadata keys copied into top-level fields as the rule author wrote them.
+const FROM_METADATA: [&str; 8] = [
+    "category",
+    "cwe",
+    "license",
+    "owasp",
+    "references",
+    "source",
+    "technology",
+    "vulnerability",
+];
+
+/// `{"semgrep_finding": {...}}`, one element of the array a scan sends.
+pub fn semgrep_finding(f: &FindingFacts) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(f.syntactic_id));
+    o.insert("ref".into(), json!(f.git_ref));
+    o.insert("start_date".into(), json!(iso(f.first_seen_at)));
+    o.insert("check_id".into(), json!(f.check_id));
+    o.insert("path".into(), json!(f.path));
+    o.insert("line".into(), json!(f.line));
+    o.insert("column".into(), json!(f.column));
+    o.insert("message".into(), json!(f.message));
+    o.insert("severity".into(), json!(f.severity));
+    o.insert("index".into(), json!(f.index));
+    o.insert("end_line".into(), json!(f.end_line));
+    o.insert("end_column".into(), json!(f.end_column));
+    o.insert("commit_date".into(), json!(f.commit_date));
+    o.insert("first_seen_scan_id".into(), json!(f.first_seen_scan_id));
+    for key in FROM_METADATA {
+        o.insert(
+            key.into(),
+            f.metadata.get(key).cloned().unwrap_or(Value::Null),
+        );
+    }
+    o.insert("metadata".into(), Value::Object(f.metadata.clone()));
+    json!({ "semgrep_finding": o })
+}
+
+/// The field names of the seed's objects, in the seed's order (for tests and docs).
+pub const SCAN_FIELDS: [&str; 26] = [
+    "deployment_id",
+    "started_at",
+    "completed_at",
+    "exit_code",
+    "repository",
+    "ci_job_url",
+    "environment",
+    "commit",
+    "commit_committer_email",
+    "commit_timestamp",
+    "commit_author_email",
+    "commit_author_name",
+    "commit_author_username",
+    "commit_author_image_url",
+    "commit_authored_timestamp",
+    "commit_title",
+    "config",
+    "on",
+    "branch",
+    "pull_request_timestamp",
+    "pull_request_author_username",
+    "pull_request_author_image_url",
+    "pull_request_id",
+    "pull_request_title",
+    "ignored_files",
+    "id",
+];
+
+/// The field names of the seed's `semgrep_finding`, in the seed's order.
+pub const FINDING_FIELDS: [&str; 23] = [
+    "id",
+    "ref",
+    "start_date",
+    "check_id",
+    "path",
+    "line",
+    "column",
+    "message",
+    "severity",
+    "index",
+    "end_line",
+    "end_column",
+    "commit_date",
+    "first_seen_scan_id",
+    "category",
+    "cwe",
+    "license",
+    "owasp",
+    "references",
+    "source",
+    "technology",
+    "vulnerability",
+    "metadata",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_object_has_exactly_the_seed_keys_in_order() {
+        let meta = ProjectMetadata {
+            repository: "acme/api".into(),
+            commit_title: Some("fix: thing\n\nbody".into()),
+            ..Default::default()
+        };
+        let v = semgrep_scan(&ScanFacts {
+            public_id: "xnkPGY8VL20o",
+            deployment_id: 1,
+            started_at: 0,
+            completed_at: None,
+            exit_code: None,
+            meta: &meta,
+            ignored_files: &[],
+        });
+        let keys: Vec<&str> = v["semgrep_scan"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, SCAN_FIELDS);
+        assert_eq!(v["semgrep_scan"]["commit_title"], "fix: thing");
+        assert_eq!(v["semgrep_scan"]["environment"], "");
+        assert_eq!(v["semgrep_scan"]["commit"], Value::Null);
+    }
+
+    #[test]
+    fn finding_object_copies_metadata_as_written() {
+        let meta: Map<String, Value> =
+            serde_json::from_value(json!({"cwe": "CWE-1", "owasp": ["A1", "A2"]})).unwrap();
+        let v = semgrep_finding(&FindingFacts {
+            syntactic_id: "s",
+            git_ref: "main",
+            first_seen_at: 0,
+            first_seen_scan_id: "abc",
+            check_id: "r",
+            path: "p",
+            line: 1,
+            column: 2,
+            end_line: 3,
+            end_column: 4,
+            message: "m",
+            severity: 2,
+            index: 0,
+            commit_date: None,
+            metadata: &meta,
+        });
+        let f = &v["semgrep_finding"];
+        let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, FINDING_FIELDS);
+        assert_eq!(f["cwe"], "CWE-1");
+        assert_eq!(f["owasp"], json!(["A1", "A2"]));
+        assert_eq!(f["license"], Value::Null);
+        assert_eq!(f["start_date"], "1970-01-01T00:00:00.000000+00:00");
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP surface. One module per area, each with its own router:
+//! - [`ci`]: the endpoints the real `semgrep ci` client calls.
+//! - [`v1`]: the read API compatible with Semgrep's public v1 API, plus per-scan views.
+//! - [`admin`]: rules, policies and tokens (scanhook's own API).
+//! - [`extract`]: auth and body extractors that turn bad input into clear 4xx JSON.
+
+pub mod admin;
+pub mod ci;
+pub mod extract;
+pub mod v1;
+
+use crate::app::AppState;
+use crate::error::error_response;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::trace::TraceLayer;
+
+/// Largest body accepted by every endpoint but `/results`.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// The OpenAPI description of the API, kept beside the code in `openapi.json`.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub fn router(state: AppState) -> Router {
+    let results_limit = state.config.max_results_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
+        .merge(ci::router(results_limit))
+        .merge(v1::router())
+        .merge(admin::router())
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    if state.store.ping().await {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
+    } else {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unreachable",
+            "the database does not answer",
+        )
+    }
+}

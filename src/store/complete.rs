@@ -1,0 +1,402 @@
+//! The transaction that records a scan's outcome: the finding lifecycle decided by
+//! [`crate::domain::lifecycle::decide`], the per-scan change log, and the two webhook
+//! objects. Either all of it is written or none of it.
+
+use super::scans::{Scan, ScanStatus};
+use super::{col, in_list, values_list, Store};
+use crate::clock::{self, Micros};
+use crate::domain::ci::{Finding, Results};
+use crate::domain::lifecycle::{self, Known, Opened, Prior, State};
+use crate::domain::mode::RuleMode;
+use crate::domain::payload::{self, FindingFacts};
+use serde_json::Value;
+use sqlx::{Any, Transaction};
+use std::collections::{HashMap, HashSet};
+
+/// Rows per multi-row statement: far below both backends' parameter limits.
+const CHUNK: usize = 400;
+
+/// What `/complete` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// This call completed the scan.
+    Completed { notified: usize },
+    /// The scan had already ended (a retry, or a race lost to another call).
+    AlreadyEnded(ScanStatus),
+}
+
+/// An identity already known to the project.
+struct Identity {
+    first_seen_scan_id: String,
+    first_seen_at: Micros,
+    triage_ignored: bool,
+}
+
+impl Store {
+    /// Completes a running scan: applies its uploaded results (if any) to the findings of
+    /// its (project, ref), records what changed, and stores its webhook objects.
+    pub async fn complete_scan(
+        &self,
+        scan: &Scan,
+        exit_code: i64,
+        stats: &Value,
+    ) -> anyhow::Result<Completion> {
+        let now = clock::now();
+        let mut tx = self.pool().begin().await?;
+        // Taking the project row first serialises scans of one project (a row lock on
+        // PostgreSQL, the write lock on SQLite), so two completions never interleave.
+        sqlx::query("UPDATE projects SET last_scan_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(scan.project_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT status, results FROM scans WHERE id = $1")
+            .bind(scan.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let status: String = col(&row, "status")?;
+        if status != "running" {
+            tx.rollback().await?;
+            let status = self
+                .scan(scan.deployment_id, &scan.id.to_string())
+                .await?
+                .map_or(ScanStatus::Completed, |s| s.status);
+            return Ok(Completion::AlreadyEnded(status));
+        }
+        // A scan that uploaded no results changes no finding.
+        let applied = match col::<Option<String>>(&row, "results")? {
+            Some(body) => {
+                let results: Results = serde_json::from_str(&body)?;
+                apply(&mut tx, scan, &results, now).await?
+            }
+            None => Applied::default(),
+        };
+
+        let mut ended = scan.clone();
+        ended.completed_at = Some(now);
+        ended.exit_code = Some(exit_code);
+        let finding_payload = Value::Array(applied.notified_objects);
+        sqlx::query(
+            "UPDATE scans SET status = 'completed', completed_at = $1, exit_code = $2, stats = $3, \
+             results = NULL, n_findings = $4, n_opened = $5, n_fixed = $6, n_notified = $7, \
+             scan_payload = $8, finding_payload = $9 WHERE id = $10",
+        )
+        .bind(now)
+        .bind(exit_code)
+        .bind(stats.to_string())
+        .bind(applied.uploaded)
+        .bind(applied.opened as i64)
+        .bind(applied.fixed as i64)
+        .bind(applied.notified as i64)
+        .bind(ended.semgrep_scan().to_string())
+        .bind(finding_payload.to_string())
+        .bind(scan.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Completion::Completed {
+            notified: applied.notified,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Applied {
+    uploaded: i64,
+    opened: usize,
+    fixed: usize,
+    notified: usize,
+    notified_objects: Vec<Value>,
+}
+
+async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    scan: &Scan,
+    results: &Results,
+    now: Micros,
+) -> anyhow::Result<Applied> {
+    let prior = load_prior(tx, scan).await?;
+    let keys: Vec<&str> = results.findings.iter().map(Finding::key).collect();
+    let identities = load_identities(tx, scan.project_id, &keys).await?;
+    let known: HashMap<String, Known> = identities
+        .iter()
+        .map(|(k, i)| {
+            (
+                k.clone(),
+                Known {
+                    triage_ignored: i.triage_ignored,
+                },
+            )
+        })
+        .collect();
+    let decision = lifecycle::decide(results, &prior, &known);
+
+    // Identities seen open for the first time get their first-seen scan: this one.
+    let fresh: Vec<&str> = decision
+        .open
+        .iter()
+        .map(|d| results.findings[d.index].key())
+        .filter(|k| !identities.contains_key(*k))
+        .collect();
+    for chunk in fresh.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at) \
+             VALUES {} ON CONFLICT (project_id, identity) DO NOTHING",
+            values_list(chunk.len(), 4, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for key in chunk {
+            q = q
+                .bind(scan.project_id)
+                .bind(*key)
+                .bind(&scan.public_id)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+
+    // Upsert the open findings and the nosemgrep ones, learning their row ids.
+    let open: Vec<(&Finding, State)> = decision
+        .open
+        .iter()
+        .map(|d| (&results.findings[d.index], State::Open))
+        .chain(
+            decision
+                .ignores
+                .iter()
+                .map(|&i| (&results.ignores[i], State::Ignored)),
+        )
+        .collect();
+    let mut row_ids: HashMap<String, i64> = HashMap::with_capacity(open.len());
+    for chunk in open.chunks(CHUNK) {
+        upsert_findings(tx, scan, chunk, now, &mut row_ids).await?;
+    }
+
+    // Close what the scan no longer reports.
+    let mut changes: Vec<(i64, &'static str, bool)> = Vec::new();
+    let mut fixed = 0;
+    for state in [State::Fixed, State::Ignored, State::Removed] {
+        let keys: Vec<&str> = decision
+            .closed
+            .iter()
+            .filter(|(_, s)| *s == state)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE findings SET state = $1, state_updated_at = $2, last_scan_id = $3 \
+                 WHERE project_id = $4 AND git_ref = $5 AND identity IN ({}) RETURNING id",
+                in_list(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(state.as_str())
+                .bind(now)
+                .bind(scan.id)
+                .bind(scan.project_id)
+                .bind(&scan.git_ref);
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                changes.push((col(&row, "id")?, state.as_str(), false));
+                if state == State::Fixed {
+                    fixed += 1;
+                }
+            }
+        }
+    }
+
+    // The change log, and the `semgrep_finding` objects of what is notified.
+    let mut applied = Applied {
+        uploaded: results.findings.len() as i64,
+        fixed,
+        ..Applied::default()
+    };
+    for d in &decision.open {
+        let f = &results.findings[d.index];
+        let id = row_ids[f.key()];
+        let change = match d.how {
+            Opened::StillOpen => continue,
+            Opened::New => "new",
+            Opened::Regression => "regression",
+            Opened::Reopened => "reopened",
+            Opened::FromOtherRef => "from_other_ref",
+        };
+        applied.opened += 1;
+        changes.push((id, change, d.notify));
+        if d.notify {
+            let (first_scan, first_at) = match identities.get(f.key()) {
+                Some(i) => (i.first_seen_scan_id.as_str(), i.first_seen_at),
+                None => (scan.public_id.as_str(), now),
+            };
+            applied.notified += 1;
+            applied
+                .notified_objects
+                .push(payload::semgrep_finding(&FindingFacts {
+                    syntactic_id: &f.syntactic_id,
+                    git_ref: &scan.git_ref,
+                    first_seen_at: first_at,
+                    first_seen_scan_id: first_scan,
+                    check_id: &f.check_id,
+                    path: &f.path,
+                    line: f.line,
+                    column: f.column,
+                    end_line: f.end_line,
+                    end_column: f.end_column,
+                    message: &f.message,
+                    severity: f.severity,
+                    index: f.index,
+                    commit_date: f.commit_date.as_deref(),
+                    metadata: &f.metadata,
+                }));
+        }
+    }
+    // An ignore that closed an open finding is logged once, as `ignored`, above.
+    let closed: HashSet<&str> = decision.closed.iter().map(|(k, _)| k.as_str()).collect();
+    for &i in &decision.ignores {
+        let key = results.ignores[i].key();
+        if !closed.contains(key) {
+            changes.push((row_ids[key], "nosemgrep", false));
+        }
+    }
+    for chunk in changes.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO scan_changes (scan_id, finding_id, change, notify) VALUES {} \
+             ON CONFLICT (scan_id, finding_id) DO NOTHING",
+            values_list(chunk.len(), 4, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, change, notify) in chunk {
+            q = q.bind(scan.id).bind(*id).bind(*change).bind(*notify as i64);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(applied)
+}
+
+async fn load_prior(
+    tx: &mut Transaction<'static, Any>,
+    scan: &Scan,
+) -> anyhow::Result<HashMap<String, Prior>> {
+    let rows = sqlx::query(
+        "SELECT identity, state, path, rule_id FROM findings WHERE project_id = $1 AND git_ref = $2",
+    )
+    .bind(scan.project_id)
+    .bind(&scan.git_ref)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut prior = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let state: String = col(row, "state")?;
+        prior.insert(
+            col(row, "identity")?,
+            Prior {
+                state: state.parse().map_err(anyhow::Error::msg)?,
+                path: col(row, "path")?,
+                rule_id: col(row, "rule_id")?,
+            },
+        );
+    }
+    Ok(prior)
+}
+
+async fn load_identities(
+    tx: &mut Transaction<'static, Any>,
+    project_id: i64,
+    keys: &[&str],
+) -> anyhow::Result<HashMap<String, Identity>> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT identity, first_seen_scan_id, first_seen_at, triage_state FROM identities \
+             WHERE project_id = $1 AND identity IN ({})",
+            in_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(project_id);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                col(&row, "identity")?,
+                Identity {
+                    first_seen_scan_id: col(&row, "first_seen_scan_id")?,
+                    first_seen_at: col(&row, "first_seen_at")?,
+                    triage_ignored: col::<String>(&row, "triage_state")? == "ignored",
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+const FINDING_COLS: usize = 24;
+
+async fn upsert_findings(
+    tx: &mut Transaction<'static, Any>,
+    scan: &Scan,
+    rows: &[(&Finding, State)],
+    now: Micros,
+    row_ids: &mut HashMap<String, i64>,
+) -> anyhow::Result<()> {
+    // A regression is relevant again from now; a finding that stays open keeps its date.
+    let sql = format!(
+        "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
+         match_based_id, rule_id, path, line, col, end_line, end_col, message, severity, idx, \
+         commit_date, metadata, mode, policy_slug, state, created_at, relevant_since, \
+         state_updated_at, last_scan_id) VALUES {} \
+         ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
+         syntactic_id = excluded.syntactic_id, match_based_id = excluded.match_based_id, \
+         path = excluded.path, line = excluded.line, col = excluded.col, \
+         end_line = excluded.end_line, end_col = excluded.end_col, message = excluded.message, \
+         severity = excluded.severity, idx = excluded.idx, commit_date = excluded.commit_date, \
+         metadata = excluded.metadata, mode = excluded.mode, policy_slug = excluded.policy_slug, \
+         relevant_since = CASE WHEN findings.state = 'fixed' AND excluded.state = 'open' \
+           THEN excluded.relevant_since ELSE findings.relevant_since END, \
+         state_updated_at = CASE WHEN findings.state <> excluded.state \
+           THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
+         state = excluded.state, last_scan_id = excluded.last_scan_id \
+         RETURNING id, identity",
+        values_list(rows.len(), FINDING_COLS, 1)
+    );
+    let mut q = sqlx::query(&sql);
+    for (f, state) in rows {
+        let metadata = Value::Object(f.metadata.clone());
+        let mode = RuleMode::from_actions(&metadata);
+        let policy_slug = f
+            .metadata
+            .get("semgrep.policy")
+            .and_then(|p| p.get("slug"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        q = q
+            .bind(scan.deployment_id)
+            .bind(scan.project_id)
+            .bind(&scan.git_ref)
+            .bind(f.key())
+            .bind(&f.syntactic_id)
+            .bind(&f.match_based_id)
+            .bind(&f.check_id)
+            .bind(&f.path)
+            .bind(f.line)
+            .bind(f.column)
+            .bind(f.end_line)
+            .bind(f.end_column)
+            .bind(&f.message)
+            .bind(f.severity)
+            .bind(f.index)
+            .bind(&f.commit_date)
+            .bind(metadata.to_string())
+            .bind(mode.as_str())
+            .bind(policy_slug)
+            .bind(state.as_str())
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(scan.id);
+    }
+    for row in q.fetch_all(&mut **tx).await? {
+        row_ids.insert(col(&row, "identity")?, col(&row, "id")?);
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! Reading findings (with filters, per scan) and triaging them.
+
+use super::{col, in_list, Store};
+use crate::clock::{self, Micros};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+
+/// A finding on one ref, with its project-level identity facts.
+#[derive(Debug, Clone)]
+pub struct FindingRow {
+    pub id: i64,
+    pub project: String,
+    pub repo_url: Option<String>,
+    pub git_ref: String,
+    pub syntactic_id: String,
+    pub match_based_id: Option<String>,
+    pub rule_id: String,
+    pub path: String,
+    pub line: i64,
+    pub column: i64,
+    pub end_line: i64,
+    pub end_column: i64,
+    pub message: String,
+    pub severity: i64,
+    pub metadata: Value,
+    pub mode: String,
+    pub policy_slug: Option<String>,
+    /// The scan-time state: open, fixed, ignored (nosemgrep), removed.
+    pub state: String,
+    /// What a person sees: the state, or the triage state of an open finding.
+    pub status: String,
+    pub triage_state: String,
+    pub triage_reason: Option<String>,
+    pub triage_comment: Option<String>,
+    pub triaged_at: Option<Micros>,
+    pub first_seen_scan_id: Option<String>,
+    pub created_at: Micros,
+    pub relevant_since: Micros,
+    pub state_updated_at: Micros,
+    /// The scan's change for this finding, when listed per scan.
+    pub change: Option<String>,
+    pub notify: bool,
+}
+
+const FINDING_SELECT: &str = "SELECT f.id, p.name AS project, p.repo_url, f.git_ref, \
+    f.syntactic_id, f.match_based_id, f.rule_id, f.path, f.line, f.col, f.end_line, f.end_col, \
+    f.message, f.severity, f.metadata, f.mode, f.policy_slug, f.state, \
+    COALESCE(i.triage_state, 'untriaged') AS triage_state, i.triage_reason, i.triage_comment, \
+    i.triaged_at, i.first_seen_scan_id, f.created_at, f.relevant_since, f.state_updated_at, \
+    CASE WHEN f.state = 'open' AND i.triage_state IN \
+      ('ignored', 'reviewing', 'fixing', 'provisionally_ignored') \
+      THEN i.triage_state ELSE f.state END AS status";
+
+const FINDING_FROM: &str = "FROM findings f JOIN projects p ON p.id = f.project_id \
+    LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity";
+
+fn from_row(r: &AnyRow, with_change: bool) -> anyhow::Result<FindingRow> {
+    let metadata: String = col(r, "metadata")?;
+    Ok(FindingRow {
+        id: col(r, "id")?,
+        project: col(r, "project")?,
+        repo_url: col(r, "repo_url")?,
+        git_ref: col(r, "git_ref")?,
+        syntactic_id: col(r, "syntactic_id")?,
+        match_based_id: col(r, "match_based_id")?,
+        rule_id: col(r, "rule_id")?,
+        path: col(r, "path")?,
+        line: col(r, "line")?,
+        column: col(r, "col")?,
+        end_line: col(r, "end_line")?,
+        end_column: col(r, "end_col")?,
+        message: col(r, "message")?,
+        severity: col(r, "severity")?,
+        metadata: serde_json::from_str(&metadata)?,
+        mode: col(r, "mode")?,
+        policy_slug: col(r, "policy_slug")?,
+        state: col(r, "state")?,
+        status: col(r, "status")?,
+        triage_state: col(r, "triage_state")?,
+        triage_reason: col(r, "triage_reason")?,
+        triage_comment: col(r, "triage_comment")?,
+        triaged_at: col(r, "triaged_at")?,
+        first_seen_scan_id: col(r, "first_seen_scan_id")?,
+        created_at: col(r, "created_at")?,
+        relevant_since: col(r, "relevant_since")?,
+        state_updated_at: col(r, "state_updated_at")?,
+        change: if with_change { col(r, "change")? } else { None },
+        notify: with_change && col::<i64>(r, "notify")? != 0,
+    })
+}
+
+/// Filters of the findings list. Empty lists filter nothing.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub repos: Vec<String>,
+    pub git_ref: Option<String>,
+    /// open, fixed, ignored, removed, reviewing, fixing, provisionally_ignored. Empty:
+    /// everything but removed.
+    pub statuses: Vec<String>,
+    pub severities: Vec<i64>,
+    pub rules: Vec<String>,
+    pub policies: Vec<String>,
+    pub modes: Vec<String>,
+    pub since: Option<Micros>,
+    /// One row per identity across refs (the most recently created).
+    pub dedup: bool,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+/// A parameter of a dynamically built query.
+enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// Accumulates `AND …` clauses and their parameters, numbering placeholders as it goes.
+struct Where {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl Where {
+    fn new(first: i64) -> Where {
+        Where {
+            sql: "WHERE f.deployment_id = $1".into(),
+            params: vec![Param::Int(first)],
+        }
+    }
+
+    fn next(&self) -> usize {
+        self.params.len() + 1
+    }
+
+    fn eq(&mut self, column: &str, p: Param) {
+        self.sql.push_str(&format!(" AND {column} = ${}", self.next()));
+        self.params.push(p);
+    }
+
+    fn any_of(&mut self, column: &str, ps: Vec<Param>) {
+        if ps.is_empty() {
+            return;
+        }
+        self.sql
+            .push_str(&format!(" AND {column} IN ({})", in_list(ps.len(), self.next())));
+        self.params.extend(ps);
+    }
+
+    fn query<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let mut q = sqlx::query(sql);
+        for p in &self.params {
+            q = match p {
+                Param::Int(i) => q.bind(*i),
+                Param::Text(s) => q.bind(s.as_str()),
+            };
+        }
+        q
+    }
+}
+
+fn texts(v: &[String]) -> Vec<Param> {
+    v.iter().map(|s| Param::Text(s.clone())).collect()
+}
+
+impl Store {
+    /// Findings of a deployment, newest first.
+    pub async fn list_findings(
+        &self,
+        deployment_id: i64,
+        f: &FindingFilter,
+    ) -> anyhow::Result<Vec<FindingRow>> {
+        let mut w = Where::new(deployment_id);
+        w.any_of("p.name", texts(&f.repos));
+        if let Some(r) = &f.git_ref {
+            w.eq("f.git_ref", Param::Text(r.clone()));
+        }
+        w.any_of(
+            "f.severity",
+            f.severities.iter().map(|s| Param::Int(*s)).collect(),
+        );
+        w.any_of("f.rule_id", texts(&f.rules));
+        w.any_of("f.policy_slug", texts(&f.policies));
+        w.any_of("f.mode", texts(&f.modes));
+        if let Some(since) = f.since {
+            w.sql
+                .push_str(&format!(" AND f.relevant_since >= ${}", w.next()));
+            w.params.push(Param::Int(since));
+        }
+        if f.dedup {
+            w.sql.push_str(
+                " AND f.id = (SELECT MAX(f2.id) FROM findings f2 \
+                 WHERE f2.project_id = f.project_id AND f2.identity = f.identity)",
+            );
+        }
+        let mut sql = format!("SELECT * FROM ({FINDING_SELECT} {FINDING_FROM} {}) x", w.sql);
+        if f.statuses.is_empty() {
+            sql.push_str(" WHERE x.status <> 'removed'");
+        } else {
+            let start = w.next();
+            sql.push_str(&format!(" WHERE x.status IN ({})", in_list(f.statuses.len(), start)));
+            w.params.extend(texts(&f.statuses));
+        }
+        let size = f.page_size.clamp(1, 10_000);
+        sql.push_str(&format!(
+            " ORDER BY x.id DESC LIMIT {size} OFFSET {}",
+            f.page.max(0) * size
+        ));
+        let rows = w.query(&sql).fetch_all(self.pool()).await?;
+        rows.iter().map(|r| from_row(r, false)).collect()
+    }
+
+    /// The findings a scan changed; `changes` empty means all of them.
+    pub async fn scan_findings(
+        &self,
+        deployment_id: i64,
+        scan_id: i64,
+        changes: &[&str],
+        notified_only: bool,
+    ) -> anyhow::Result<Vec<FindingRow>> {
+        let mut w = Where::new(deployment_id);
+        w.eq("c.scan_id", Param::Int(scan_id));
+        w.any_of(
+            "c.change",
+            changes.iter().map(|c| Param::Text(c.to_string())).collect(),
+        );
+        if notified_only {
+            w.sql.push_str(" AND c.notify = 1");
+        }
+        let sql = format!(
+            "{FINDING_SELECT}, c.change, c.notify {FINDING_FROM} \
+             JOIN scan_changes c ON c.finding_id = f.id {} ORDER BY f.id",
+            w.sql
+        );
+        let rows = w.query(&sql).fetch_all(self.pool()).await?;
+        rows.iter().map(|r| from_row(r, true)).collect()
+    }
+
+    /// Sets the triage state of the identities behind these finding ids: triage follows
+    /// a finding across refs. Returns the ids that exist in this deployment.
+    pub async fn triage(
+        &self,
+        deployment_id: i64,
+        finding_ids: &[i64],
+        state: &str,
+        reason: Option<&str>,
+        comment: Option<&str>,
+    ) -> anyhow::Result<Vec<i64>> {
+        if finding_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let now = clock::now();
+        let mut tx = self.pool().begin().await?;
+        let sql = format!(
+            "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
+             JOIN scans s ON s.id = f.last_scan_id \
+             WHERE f.deployment_id = $1 AND f.id IN ({})",
+            in_list(finding_ids.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(deployment_id);
+        for id in finding_ids {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            found.push(col::<i64>(row, "id")?);
+            sqlx::query(
+                "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at, \
+                 triage_state, triage_reason, triage_comment, triaged_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (project_id, identity) DO UPDATE SET \
+                 triage_state = excluded.triage_state, triage_reason = excluded.triage_reason, \
+                 triage_comment = excluded.triage_comment, triaged_at = excluded.triaged_at",
+            )
+            .bind(col::<i64>(row, "project_id")?)
+            .bind(col::<String>(row, "identity")?)
+            .bind(col::<String>(row, "public_id")?)
+            .bind(col::<i64>(row, "created_at")?)
+            .bind(state)
+            .bind(reason)
+            .bind(comment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// Triage-ignored ids of a project, handed to the client in the scan config.
+    pub async fn triage_ignored_ids(
+        &self,
+        project_id: i64,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT f.syntactic_id, f.match_based_id FROM identities i \
+             JOIN findings f ON f.project_id = i.project_id AND f.identity = i.identity \
+             WHERE i.project_id = $1 AND i.triage_state = 'ignored'",
+        )
+        .bind(project_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut syntactic = Vec::new();
+        let mut match_based = Vec::new();
+        for row in &rows {
+            syntactic.push(col::<String>(row, "syntactic_id")?);
+            if let Some(m) = col::<Option<String>>(row, "match_based_id")? {
+                match_based.push(m);
+            }
+        }
+        syntactic.sort();
+        syntactic.dedup();
+        match_based.sort();
+        match_based.dedup();
+        Ok((syntactic, match_based))
+    }
+
+    /// Projects of a deployment: `(id, name, repo_url, created_at, last_scan_at)`.
+    pub async fn list_projects(&self, deployment_id: i64) -> anyhow::Result<Vec<ProjectRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, repo_url, created_at, last_scan_at FROM projects \
+             WHERE deployment_id = $1 ORDER BY name",
+        )
+        .bind(deployment_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProjectRow {
+                    id: col(r, "id")?,
+                    name: col(r, "name")?,
+                    repo_url: col(r, "repo_url")?,
+                    created_at: col(r, "created_at")?,
+                    last_scan_at: col(r, "last_scan_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A project (repository).
+#[derive(Debug, Clone)]
+pub struct ProjectRow {
+    pub id: i64,
+    pub name: String,
+    pub repo_url: Option<String>,
+    pub created_at: Micros,
+    pub last_scan_at: Option<Micros>,
+}

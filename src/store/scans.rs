@@ -1,0 +1,344 @@
+//! Scans as the CI protocol moves them: running → completed | error | abandoned.
+//! Creation is idempotent on the client's `unique_id`; every terminal transition is
+//! conditional on the scan still running, so retries and races change nothing twice.
+
+use super::{col, Store};
+use crate::clock::{self, Micros};
+use crate::domain::ci::{CreateScan, ProjectMetadata};
+use crate::domain::payload::{self, ScanFacts};
+use crate::ids;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+
+/// A scan's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanStatus {
+    Running,
+    Completed,
+    Error,
+    Abandoned,
+}
+
+impl ScanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Running => "running",
+            ScanStatus::Completed => "completed",
+            ScanStatus::Error => "error",
+            ScanStatus::Abandoned => "abandoned",
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<ScanStatus> {
+        Ok(match s {
+            "running" => ScanStatus::Running,
+            "completed" => ScanStatus::Completed,
+            "error" => ScanStatus::Error,
+            "abandoned" => ScanStatus::Abandoned,
+            other => anyhow::bail!("unknown scan status {other:?}"),
+        })
+    }
+}
+
+/// A stored scan (without its uploaded results, which can be large).
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub id: i64,
+    pub public_id: String,
+    pub deployment_id: i64,
+    pub project_id: i64,
+    pub project: String,
+    pub unique_id: String,
+    pub git_ref: String,
+    pub is_full_scan: bool,
+    pub cli_version: Option<String>,
+    pub meta: ProjectMetadata,
+    pub ignored_files: Vec<String>,
+    pub status: ScanStatus,
+    pub started_at: Micros,
+    pub completed_at: Option<Micros>,
+    pub exit_code: Option<i64>,
+    pub has_results: bool,
+    pub stats: Option<Value>,
+    pub n_findings: i64,
+    pub n_opened: i64,
+    pub n_fixed: i64,
+    pub n_notified: i64,
+    pub scan_payload: Option<Value>,
+    pub finding_payload: Option<Value>,
+}
+
+impl Scan {
+    /// The `semgrep_scan` object for this scan as it stands.
+    pub fn semgrep_scan(&self) -> Value {
+        payload::semgrep_scan(&ScanFacts {
+            public_id: &self.public_id,
+            deployment_id: self.deployment_id,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            exit_code: self.exit_code,
+            meta: &self.meta,
+            ignored_files: &self.ignored_files,
+        })
+    }
+}
+
+const SCAN_COLUMNS: &str = "s.id, s.public_id, s.deployment_id, s.project_id, p.name AS project, \
+    s.unique_id, s.git_ref, s.is_full_scan, s.cli_version, s.meta, s.ignored_files, s.status, \
+    s.started_at, s.completed_at, s.exit_code, s.results_at, s.stats, s.n_findings, s.n_opened, \
+    s.n_fixed, s.n_notified, s.scan_payload, s.finding_payload";
+
+fn json_col(row: &AnyRow, name: &str) -> anyhow::Result<Option<Value>> {
+    col::<Option<String>>(row, name)?
+        .map(|s| serde_json::from_str(&s).map_err(anyhow::Error::from))
+        .transpose()
+}
+
+fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
+    let meta: String = col(r, "meta")?;
+    let ignored: String = col(r, "ignored_files")?;
+    Ok(Scan {
+        id: col(r, "id")?,
+        public_id: col(r, "public_id")?,
+        deployment_id: col(r, "deployment_id")?,
+        project_id: col(r, "project_id")?,
+        project: col(r, "project")?,
+        unique_id: col(r, "unique_id")?,
+        git_ref: col(r, "git_ref")?,
+        is_full_scan: col::<i64>(r, "is_full_scan")? != 0,
+        cli_version: col(r, "cli_version")?,
+        meta: serde_json::from_str(&meta)?,
+        ignored_files: serde_json::from_str(&ignored)?,
+        status: ScanStatus::parse(&col::<String>(r, "status")?)?,
+        started_at: col(r, "started_at")?,
+        completed_at: col(r, "completed_at")?,
+        exit_code: col(r, "exit_code")?,
+        has_results: col::<Option<i64>>(r, "results_at")?.is_some(),
+        stats: json_col(r, "stats")?,
+        n_findings: col(r, "n_findings")?,
+        n_opened: col(r, "n_opened")?,
+        n_fixed: col(r, "n_fixed")?,
+        n_notified: col(r, "n_notified")?,
+        scan_payload: json_col(r, "scan_payload")?,
+        finding_payload: json_col(r, "finding_payload")?,
+    })
+}
+
+/// Filters of the scans search.
+#[derive(Debug, Clone, Default)]
+pub struct ScanFilter {
+    pub project: Option<String>,
+    pub project_id: Option<i64>,
+    pub git_ref: Option<String>,
+    pub is_full_scan: Option<bool>,
+    pub since: Option<Micros>,
+    pub statuses: Vec<ScanStatus>,
+    /// Only scans with an id below this (pagination, newest first).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Creates the scan (and its project on first sight) or returns the one that already
+    /// has this `unique_id`: the client retries this call with the same id.
+    pub async fn create_scan(&self, deployment_id: i64, req: &CreateScan) -> anyhow::Result<Scan> {
+        let now = clock::now();
+        let meta = &req.project_metadata;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO projects (deployment_id, name, repo_url, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (deployment_id, name) DO NOTHING",
+        )
+        .bind(deployment_id)
+        .bind(&meta.repository)
+        .bind(&meta.repo_url)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let project = sqlx::query(
+            "SELECT id, ignored_files FROM projects WHERE deployment_id = $1 AND name = $2",
+        )
+        .bind(deployment_id)
+        .bind(&meta.repository)
+        .fetch_one(&mut *tx)
+        .await?;
+        let project_id: i64 = col(&project, "id")?;
+        let ignored: String = col(&project, "ignored_files")?;
+        sqlx::query(
+            "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
+             is_full_scan, cli_version, meta, ignored_files, status, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10) \
+             ON CONFLICT (deployment_id, unique_id) DO NOTHING",
+        )
+        .bind(ids::public_scan_id())
+        .bind(deployment_id)
+        .bind(project_id)
+        .bind(&req.scan_metadata.unique_id)
+        .bind(meta.git_ref())
+        .bind(meta.is_full_scan as i64)
+        .bind(&req.scan_metadata.cli_version)
+        .bind(serde_json::to_string(meta)?)
+        .bind(ignored)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.scan_by_unique_id(deployment_id, &req.scan_metadata.unique_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("scan vanished after insert"))
+    }
+
+    pub async fn scan_by_unique_id(
+        &self,
+        deployment_id: i64,
+        unique_id: &str,
+    ) -> anyhow::Result<Option<Scan>> {
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
+             WHERE s.deployment_id = $1 AND s.unique_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(unique_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// A scan by numeric id or public id, inside one deployment.
+    pub async fn scan(&self, deployment_id: i64, id: &str) -> anyhow::Result<Option<Scan>> {
+        let numeric = id.parse::<i64>().ok();
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
+             WHERE s.deployment_id = $1 AND (s.id = $2 OR s.public_id = $3)"
+        );
+        let row = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(numeric.unwrap_or(-1))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Newest first.
+    pub async fn list_scans(&self, deployment_id: i64, f: &ScanFilter) -> anyhow::Result<Vec<Scan>> {
+        let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        let mut sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
+             WHERE s.deployment_id = $1 \
+             AND ($2 = '' OR p.name = $2) AND ($3 < 0 OR s.project_id = $3) \
+             AND ($4 = '' OR s.git_ref = $4) AND ($5 < 0 OR s.is_full_scan = $5) \
+             AND s.started_at >= $6 AND s.id < $7"
+        );
+        if !statuses.is_empty() {
+            sql.push_str(&format!(" AND s.status IN ({})", super::in_list(statuses.len(), 8)));
+        }
+        sql.push_str(&format!(" ORDER BY s.id DESC LIMIT {}", f.limit.clamp(1, 500)));
+        let mut q = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(f.project.clone().unwrap_or_default())
+            .bind(f.project_id.unwrap_or(-1))
+            .bind(f.git_ref.clone().unwrap_or_default())
+            .bind(f.is_full_scan.map(i64::from).unwrap_or(-1))
+            .bind(f.since.unwrap_or(i64::MIN))
+            .bind(f.before_id.unwrap_or(i64::MAX));
+        for s in statuses {
+            q = q.bind(s);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Keeps the uploaded results of a running scan, replacing an earlier upload.
+    /// Returns false when the scan is no longer running.
+    pub async fn store_results(&self, scan_id: i64, body: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE scans SET results = $1, results_at = $2 WHERE id = $3 AND status = 'running'",
+        )
+        .bind(body)
+        .bind(clock::now())
+        .bind(scan_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a running scan without findings processing (`/error`, abandonment), recording
+    /// its `semgrep_scan` object in the same statement. False if it had already ended.
+    pub async fn end_scan(
+        &self,
+        scan: &Scan,
+        status: ScanStatus,
+        exit_code: Option<i64>,
+        stderr: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let completed_at = (status == ScanStatus::Error).then(clock::now);
+        let mut ended = scan.clone();
+        ended.completed_at = completed_at;
+        ended.exit_code = exit_code;
+        let done = sqlx::query(
+            "UPDATE scans SET status = $1, completed_at = $2, exit_code = $3, error_stderr = $4, \
+             scan_payload = $5 WHERE id = $6 AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(completed_at)
+        .bind(exit_code)
+        .bind(stderr)
+        .bind(ended.semgrep_scan().to_string())
+        .bind(scan.id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks scans still running since before `cutoff` as abandoned. Returns how many.
+    pub async fn abandon_stale(&self, cutoff: Micros) -> anyhow::Result<usize> {
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
+             WHERE s.status = 'running' AND s.started_at < $1 ORDER BY s.id LIMIT 500"
+        );
+        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(self.pool()).await?;
+        let mut n = 0;
+        for row in &rows {
+            let scan = from_row(row)?;
+            if self.end_scan(&scan, ScanStatus::Abandoned, None, None).await? {
+                tracing::info!(scan.id = %scan.public_id, "scan abandoned: no /complete in time");
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stores a fail-open report from the client.
+    pub async fn record_failure(
+        &self,
+        deployment_id: i64,
+        request_id: Option<&str>,
+        exit_code: Option<i64>,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO failures (deployment_id, request_id, exit_code, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(deployment_id)
+        .bind(request_id)
+        .bind(exit_code)
+        .bind(body)
+        .bind(clock::now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn count_failures(&self, deployment_id: i64) -> anyhow::Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM failures WHERE deployment_id = $1")
+            .bind(deployment_id)
+            .fetch_one(self.pool())
+            .await?;
+        col(&row, "n")
+    }
+}

@@ -85,7 +85,8 @@ async fn scan_config(
         },
         "engine_params": {
             "ignored_files": scan.ignored_files,
-            "product_ignored_files": {"sast": scan.ignored_files},
+            // An ATD assoc list: `[[product, globs]]`, not an object.
+            "product_ignored_files": [["sast", scan.ignored_files]],
         },
     })))
 }

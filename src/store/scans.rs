@@ -149,7 +149,8 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO projects (deployment_id, name, repo_url, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (deployment_id, name) DO NOTHING",
+             ON CONFLICT (deployment_id, name) \
+             DO UPDATE SET repo_url = COALESCE(excluded.repo_url, projects.repo_url)",
         )
         .bind(deployment_id)
         .bind(&meta.repository)

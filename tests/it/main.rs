@@ -1,0 +1,8 @@
+//! The one integration-test binary: black-box tests against the real app.
+
+mod harness;
+
+mod bad_input;
+mod ci_protocol;
+mod e2e_semgrep;
+mod snapshots;

@@ -26,7 +26,7 @@ async fn webhook_objects_of_a_full_scan(db: Db) {
     for f in hooks["semgrep_finding"].as_array().unwrap() {
         assert_eq!(keys(&f["semgrep_finding"]), scanhook::domain::payload::FINDING_FIELDS);
     }
-    insta::assert_json_snapshot!(hooks, {
+    insta::assert_json_snapshot!("full_scan_webhooks", hooks, {
         ".semgrep_scan.semgrep_scan.id" => "[public_id]",
         ".semgrep_scan.semgrep_scan.started_at" => "[time]",
         ".semgrep_scan.semgrep_scan.completed_at" => "[time]",
@@ -47,7 +47,7 @@ async fn webhook_objects_of_a_diff_aware_pr_scan(db: Db) {
     )
     .await;
     let hooks = app.webhooks(id).await;
-    insta::assert_json_snapshot!(hooks, {
+    insta::assert_json_snapshot!("diff_pr_scan_webhooks", hooks, {
         ".semgrep_scan.semgrep_scan.id" => "[public_id]",
         ".semgrep_scan.semgrep_scan.started_at" => "[time]",
         ".semgrep_scan.semgrep_scan.completed_at" => "[time]",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const FINDINGS: usize = 10_000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 2;
 
 fn finding(i: usize, template: &Value) -> Value {
     let mut f = template.clone();
@@ -25,7 +25,8 @@ fn finding(i: usize, template: &Value) -> Value {
 }
 
 fn body() -> Value {
-    let fixture: Value = serde_json::from_str(include_str!("../tests/data/03-post-results.request.json")).unwrap();
+    let fixture: Value =
+        serde_json::from_str(include_str!("../tests/data/03-post-results.request.json")).unwrap();
     let template = fixture["findings"][1].clone();
     let findings: Vec<Value> = (0..FINDINGS).map(|i| finding(i, &template)).collect();
     let paths: Vec<Value> = findings.iter().map(|f| f["path"].clone()).collect();
@@ -42,9 +43,20 @@ struct Timing {
 }
 
 async fn round(http: &reqwest::Client, base: &str, ci: &str, n: usize, body: &[u8]) -> Timing {
-    let mut create: Value = serde_json::from_str(include_str!("../tests/data/01-post-scans.request.json")).unwrap();
-    create["scan_metadata"]["unique_id"] = json!(format!("bench-{n}-{}", scanhook::ids::public_scan_id()));
-    let v: Value = http.post(format!("{base}/api/cli/v2/scans")).bearer_auth(ci).json(&create).send().await.unwrap().json().await.unwrap();
+    let mut create: Value =
+        serde_json::from_str(include_str!("../tests/data/01-post-scans.request.json")).unwrap();
+    create["scan_metadata"]["unique_id"] =
+        json!(format!("bench-{n}-{}", scanhook::ids::public_scan_id()));
+    let v: Value = http
+        .post(format!("{base}/api/cli/v2/scans"))
+        .bearer_auth(ci)
+        .json(&create)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = v["info"]["id"].as_i64().unwrap();
     let t = Instant::now();
     let r = http
@@ -57,11 +69,21 @@ async fn round(http: &reqwest::Client, base: &str, ci: &str, n: usize, body: &[u
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let results = t.elapsed();
-    let complete: Value = serde_json::from_str(include_str!("../tests/data/04-post-complete.request.json")).unwrap();
+    let complete: Value =
+        serde_json::from_str(include_str!("../tests/data/04-post-complete.request.json")).unwrap();
     let t = Instant::now();
-    let r = http.post(format!("{base}/api/agent/scans/{id}/complete")).bearer_auth(ci).json(&complete).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/api/agent/scans/{id}/complete"))
+        .bearer_auth(ci)
+        .json(&complete)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    Timing { results, complete: t.elapsed() }
+    Timing {
+        results,
+        complete: t.elapsed(),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -77,19 +99,32 @@ async fn bench(label: &str, database_url: String) {
         max_results_bytes: 256 * 1024 * 1024,
         deployment: "bench".into(),
     };
-    let running = app::start(config, CancellationToken::new()).await.expect("app starts");
+    let running = app::start(config, CancellationToken::new())
+        .await
+        .expect("app starts");
     let dep = running.store.first_deployment().await.unwrap().unwrap();
     let ci = running.store.create_token(dep.id, Scope::Ci).await.unwrap();
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let body = serde_json::to_vec(&body()).unwrap();
-    println!("{label}: /results body {:.1} MiB, {FINDINGS} findings", body.len() as f64 / 1048576.0);
+    println!(
+        "{label}: /results body {:.1} MiB, {FINDINGS} findings",
+        body.len() as f64 / 1048576.0
+    );
     let mut results = vec![];
     let mut completes = vec![];
     for n in 0..ROUNDS {
         let t = round(&http, &base, &ci, n, &body).await;
-        let what = if n == 0 { "first scan: all new" } else { "re-scan: all still open" };
-        println!("  round {n} ({what}): /results {:.0} ms, /complete {:.0} ms", ms(t.results), ms(t.complete));
+        let what = if n == 0 {
+            "first scan: all new"
+        } else {
+            "re-scan: all still open"
+        };
+        println!(
+            "  round {n} ({what}): /results {:.0} ms, /complete {:.0} ms",
+            ms(t.results),
+            ms(t.complete)
+        );
         results.push(t.results);
         completes.push(t.complete);
     }
@@ -106,18 +141,31 @@ async fn bench(label: &str, database_url: String) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    bench("SQLite", format!("sqlite://{}", dir.path().join("bench.db").display())).await;
+    bench(
+        "SQLite",
+        format!("sqlite://{}", dir.path().join("bench.db").display()),
+    )
+    .await;
     match std::env::var("SCANHOOK_TEST_PG_URL") {
         Ok(server) if !server.is_empty() => {
             use sqlx::{Connection, Executor};
             sqlx::any::install_default_drivers();
-            let name = format!("scanhook_bench_{}", scanhook::ids::public_scan_id().to_lowercase());
+            let name = format!(
+                "scanhook_bench_{}",
+                scanhook::ids::public_scan_id().to_lowercase()
+            );
             let mut admin = sqlx::AnyConnection::connect(&server).await.unwrap();
-            admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            admin
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
             let mut url = url::Url::parse(&server).unwrap();
             url.set_path(&format!("/{name}"));
             bench("PostgreSQL", url.to_string()).await;
-            admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+            admin
+                .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
         }
         _ => println!("PostgreSQL: skipped (set SCANHOOK_TEST_PG_URL to run it)"),
     }

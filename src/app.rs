@@ -95,7 +95,8 @@ async fn bootstrap(store: &Store, slug: &str) -> anyhow::Result<Option<String>> 
 /// Marks scans that never completed as abandoned, so that a fail-open client that died
 /// still produces its `semgrep_scan` object.
 async fn abandon_loop(state: AppState, shutdown: CancellationToken) {
-    let every = (state.config.abandon_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every =
+        (state.config.abandon_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

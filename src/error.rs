@@ -28,7 +28,11 @@ impl AppError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::client(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {

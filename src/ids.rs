@@ -31,10 +31,12 @@ fn random_base62(len: usize) -> String {
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A URL-safe slug from a human name: `Web Apps Notify Only` → `web-apps-notify-only`.
@@ -66,6 +68,9 @@ mod tests {
     #[test]
     fn slugs() {
         assert_eq!(slugify("Web Apps Notify Only"), "web-apps-notify-only");
-        assert_eq!(slugify("  Rule Board - Block column "), "rule-board-block-column");
+        assert_eq!(
+            slugify("  Rule Board - Block column "),
+            "rule-board-block-column"
+        );
     }
 }

@@ -79,10 +79,21 @@ CREATE TABLE scans (
     n_notified       INTEGER NOT NULL DEFAULT 0,
     scan_payload     TEXT,
     finding_payload  TEXT,
+    complete_response TEXT,
     UNIQUE (deployment_id, unique_id)
 );
 CREATE INDEX scans_by_status ON scans (status, started_at);
 CREATE INDEX scans_by_deployment ON scans (deployment_id, id);
+
+-- Rule metadata as compact JSON, stored once per distinct value: the findings of one
+-- rule share it.
+CREATE TABLE finding_metadata (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment_id  INTEGER NOT NULL REFERENCES deployments(id),
+    hash           TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    UNIQUE (deployment_id, hash)
+);
 
 CREATE TABLE findings (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,7 +113,7 @@ CREATE TABLE findings (
     severity          INTEGER NOT NULL,
     idx               INTEGER NOT NULL,
     commit_date       TEXT,
-    metadata          TEXT NOT NULL,
+    metadata_id       INTEGER NOT NULL REFERENCES finding_metadata(id),
     mode              TEXT NOT NULL,
     policy_slug       TEXT,
     state             TEXT NOT NULL,

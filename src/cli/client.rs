@@ -25,7 +25,12 @@ impl std::str::FromStr for Secret {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Base URL of the scanhook server.
-    #[arg(long, env = "SCANHOOK_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "SCANHOOK_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub server: String,
     /// Admin token.
     #[arg(long, env = "SCANHOOK_TOKEN", hide_env_values = true, global = true)]
@@ -57,7 +62,12 @@ impl Client {
     }
 
     /// Sends a request and returns the JSON answer, or an error with the server's message.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token.0);
         if let Some(b) = body {

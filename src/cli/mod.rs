@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "scanhook", version, about = "Self-hosted findings hub for `semgrep ci`")]
+#[command(
+    name = "scanhook",
+    version,
+    about = "Self-hosted findings hub for `semgrep ci`"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

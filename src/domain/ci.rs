@@ -2,7 +2,8 @@
 //! edge into typed values. Unknown fields are accepted and ignored: newer clients add them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// `POST /api/cli/v2/scans`.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,8 +105,9 @@ impl SkippedPath {
     }
 }
 
-/// One match of one rule, as uploaded.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// One match of one rule, as uploaded. The rule metadata stays raw JSON: it is stored and
+/// sent on, and scanhook reads only a few keys of it ([`MetadataKeys`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Finding {
     pub check_id: String,
     pub path: String,
@@ -121,8 +123,8 @@ pub struct Finding {
     pub syntactic_id: String,
     #[serde(default)]
     pub match_based_id: Option<String>,
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
+    #[serde(default = "empty_object")]
+    pub metadata: Box<RawValue>,
     #[serde(default)]
     pub is_blocking: bool,
 }
@@ -154,8 +156,47 @@ impl Finding {
         if self.message.len() > 65_536 {
             return Err(at("`message` is longer than 64 KiB"));
         }
+        if !self.metadata.get().starts_with('{') {
+            return Err(at("`metadata` must be an object"));
+        }
         Ok(())
     }
+}
+
+/// `{}`, the metadata of a finding that has none.
+pub fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_string()).expect("{} is JSON")
+}
+
+/// The metadata keys scanhook reads, borrowed from the raw JSON.
+#[derive(Debug, Default, Deserialize)]
+pub struct MetadataKeys<'a> {
+    #[serde(rename = "dev.semgrep.actions", default)]
+    pub actions: Option<Vec<String>>,
+    #[serde(rename = "semgrep.policy", default)]
+    pub policy: Option<PolicyKeys>,
+    #[serde(default, borrow)]
+    pub category: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub cwe: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub license: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub owasp: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub references: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub source: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub technology: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub vulnerability: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PolicyKeys {
+    #[serde(default)]
+    pub slug: Option<String>,
 }
 
 impl Results {

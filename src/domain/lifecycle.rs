@@ -182,7 +182,7 @@ mod tests {
             commit_date: None,
             syntactic_id: format!("syn-{key}"),
             match_based_id: Some(key.into()),
-            metadata: Default::default(),
+            metadata: crate::domain::ci::empty_object(),
             is_blocking: false,
         }
     }

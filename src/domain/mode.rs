@@ -46,11 +46,11 @@ impl RuleMode {
 
     /// Reads the mode back from a finding's `dev.semgrep.actions`, as the client does:
     /// a missing key means Block.
-    pub fn from_actions(metadata: &Value) -> RuleMode {
-        match metadata.get("dev.semgrep.actions") {
+    pub fn from_actions(actions: Option<&[String]>) -> RuleMode {
+        match actions {
             None => RuleMode::Block,
-            Some(Value::Array(a)) if a.iter().any(|v| v == "block") => RuleMode::Block,
-            Some(Value::Array(a)) if a.iter().any(|v| v == "comment") => RuleMode::Comment,
+            Some(a) if a.iter().any(|v| v == "block") => RuleMode::Block,
+            Some(a) if a.iter().any(|v| v == "comment") => RuleMode::Comment,
             Some(_) => RuleMode::Monitor,
         }
     }
@@ -161,7 +161,10 @@ mod tests {
         let served = decorate(&rule, &m, "http://h/rules/r");
         assert_eq!(served["metadata"]["dev.semgrep.actions"], json!([]));
         assert_eq!(served["metadata"]["cwe"], "CWE-1");
-        assert_eq!(served["metadata"]["semgrep.policy"]["slug"], "rule-board-audit");
+        assert_eq!(
+            served["metadata"]["semgrep.policy"]["slug"],
+            "rule-board-audit"
+        );
         assert_eq!(served["pattern"], "x");
         let no_meta = decorate(&json!({"id": "r"}), &member(1, RuleMode::Block), "u");
         assert_eq!(no_meta["metadata"]["dev.semgrep.actions"], json!(["block"]));
@@ -170,13 +173,10 @@ mod tests {
 
     #[test]
     fn mode_from_actions_follows_the_client() {
-        assert_eq!(RuleMode::from_actions(&json!({})), RuleMode::Block);
+        assert_eq!(RuleMode::from_actions(None), RuleMode::Block);
+        assert_eq!(RuleMode::from_actions(Some(&[])), RuleMode::Monitor);
         assert_eq!(
-            RuleMode::from_actions(&json!({"dev.semgrep.actions": []})),
-            RuleMode::Monitor
-        );
-        assert_eq!(
-            RuleMode::from_actions(&json!({"dev.semgrep.actions": ["comment"]})),
+            RuleMode::from_actions(Some(&["comment".to_string()])),
             RuleMode::Comment
         );
     }

@@ -1,9 +1,12 @@
 //! The two webhook objects, exactly the seed's field sets with the seed's JSON types.
 //! A value scanhook does not know is `null`, or `""` where the seed shows `""`.
 
+use super::ci::MetadataKeys;
 use super::ci::ProjectMetadata;
 use crate::clock::{iso, Micros};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 /// Everything a `semgrep_scan` object is built from.
 #[derive(Debug, Clone)]
@@ -53,7 +56,12 @@ pub fn semgrep_scan(s: &ScanFacts) -> Value {
 }
 
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or_default().trim_end().to_string()
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 /// Everything a `semgrep_finding` object is built from.
@@ -73,46 +81,78 @@ pub struct FindingFacts<'a> {
     pub severity: i64,
     pub index: i64,
     pub commit_date: Option<&'a str>,
-    pub metadata: &'a Map<String, Value>,
+    /// The rule metadata as compact JSON, and the keys read from it.
+    pub metadata: &'a RawValue,
+    pub keys: &'a MetadataKeys<'a>,
 }
 
-/// Metadata keys copied into top-level fields as the rule author wrote them.
-const FROM_METADATA: [&str; 8] = [
-    "category",
-    "cwe",
-    "license",
-    "owasp",
-    "references",
-    "source",
-    "technology",
-    "vulnerability",
-];
+/// The seed's `semgrep_finding` fields, in the seed's order. Metadata-derived fields are
+/// copied as the rule author wrote them (string or list), `null` when absent.
+#[derive(Serialize)]
+struct FindingObject<'a> {
+    id: &'a str,
+    #[serde(rename = "ref")]
+    git_ref: &'a str,
+    start_date: String,
+    check_id: &'a str,
+    path: &'a str,
+    line: i64,
+    column: i64,
+    message: &'a str,
+    severity: i64,
+    index: i64,
+    end_line: i64,
+    end_column: i64,
+    commit_date: Option<&'a str>,
+    first_seen_scan_id: &'a str,
+    category: Option<&'a RawValue>,
+    cwe: Option<&'a RawValue>,
+    license: Option<&'a RawValue>,
+    owasp: Option<&'a RawValue>,
+    references: Option<&'a RawValue>,
+    source: Option<&'a RawValue>,
+    technology: Option<&'a RawValue>,
+    vulnerability: Option<&'a RawValue>,
+    metadata: &'a RawValue,
+}
 
-/// `{"semgrep_finding": {...}}`, one element of the array a scan sends.
-pub fn semgrep_finding(f: &FindingFacts) -> Value {
-    let mut o = Map::new();
-    o.insert("id".into(), json!(f.syntactic_id));
-    o.insert("ref".into(), json!(f.git_ref));
-    o.insert("start_date".into(), json!(iso(f.first_seen_at)));
-    o.insert("check_id".into(), json!(f.check_id));
-    o.insert("path".into(), json!(f.path));
-    o.insert("line".into(), json!(f.line));
-    o.insert("column".into(), json!(f.column));
-    o.insert("message".into(), json!(f.message));
-    o.insert("severity".into(), json!(f.severity));
-    o.insert("index".into(), json!(f.index));
-    o.insert("end_line".into(), json!(f.end_line));
-    o.insert("end_column".into(), json!(f.end_column));
-    o.insert("commit_date".into(), json!(f.commit_date));
-    o.insert("first_seen_scan_id".into(), json!(f.first_seen_scan_id));
-    for key in FROM_METADATA {
-        o.insert(
-            key.into(),
-            f.metadata.get(key).cloned().unwrap_or(Value::Null),
-        );
-    }
-    o.insert("metadata".into(), Value::Object(f.metadata.clone()));
-    json!({ "semgrep_finding": o })
+#[derive(Serialize)]
+struct Wrapped<'a> {
+    semgrep_finding: FindingObject<'a>,
+}
+
+/// `{"semgrep_finding": {...}}` as compact JSON: one element of the array a scan sends.
+pub fn semgrep_finding(f: &FindingFacts) -> String {
+    let k = f.keys;
+    let object = FindingObject {
+        id: f.syntactic_id,
+        git_ref: f.git_ref,
+        start_date: iso(f.first_seen_at),
+        check_id: f.check_id,
+        path: f.path,
+        line: f.line,
+        column: f.column,
+        message: f.message,
+        severity: f.severity,
+        index: f.index,
+        end_line: f.end_line,
+        end_column: f.end_column,
+        commit_date: f.commit_date,
+        first_seen_scan_id: f.first_seen_scan_id,
+        category: k.category,
+        cwe: k.cwe,
+        license: k.license,
+        owasp: k.owasp,
+        references: k.references,
+        source: k.source,
+        technology: k.technology,
+        vulnerability: k.vulnerability,
+        metadata: f.metadata,
+    };
+    serde_json::to_string(&Wrapped {
+        semgrep_finding: object,
+    })
+    .expect("a finding object always serialises")
 }
 
 /// The field names of the seed's objects, in the seed's order (for tests and docs).
@@ -206,9 +246,9 @@ mod tests {
 
     #[test]
     fn finding_object_copies_metadata_as_written() {
-        let meta: Map<String, Value> =
-            serde_json::from_value(json!({"cwe": "CWE-1", "owasp": ["A1", "A2"]})).unwrap();
-        let v = semgrep_finding(&FindingFacts {
+        let meta = RawValue::from_string(r#"{"cwe":"CWE-1","owasp":["A1","A2"]}"#.into()).unwrap();
+        let keys: MetadataKeys = serde_json::from_str(meta.get()).unwrap();
+        let text = semgrep_finding(&FindingFacts {
             syntactic_id: "s",
             git_ref: "main",
             first_seen_at: 0,
@@ -224,13 +264,17 @@ mod tests {
             index: 0,
             commit_date: None,
             metadata: &meta,
+            keys: &keys,
         });
+        assert!(!text.contains(": "), "compact JSON: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
         let f = &v["semgrep_finding"];
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, FINDING_FIELDS);
         assert_eq!(f["cwe"], "CWE-1");
         assert_eq!(f["owasp"], json!(["A1", "A2"]));
         assert_eq!(f["license"], Value::Null);
+        assert_eq!(f["metadata"]["cwe"], "CWE-1");
         assert_eq!(f["start_date"], "1970-01-01T00:00:00.000000+00:00");
     }
 }

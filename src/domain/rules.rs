@@ -57,8 +57,8 @@ pub fn parse_file(file: &str, content: &str) -> Result<Vec<Rule>, RuleError> {
         rule: rule.map(str::to_string),
         problem,
     };
-    let doc: Value = serde_yaml_ng::from_str(content)
-        .map_err(|e| err(None, format!("invalid YAML: {e}")))?;
+    let doc: Value =
+        serde_yaml_ng::from_str(content).map_err(|e| err(None, format!("invalid YAML: {e}")))?;
     let rules = doc
         .get("rules")
         .and_then(Value::as_array)
@@ -135,8 +135,9 @@ fn check_rule(rule: &Value) -> Result<(), String> {
     };
     if !ok {
         return Err(match mode {
-            "taint" => "a taint rule needs `pattern-sources` and `pattern-sinks` (or `taint`)"
-                .into(),
+            "taint" => {
+                "a taint rule needs `pattern-sources` and `pattern-sinks` (or `taint`)".into()
+            }
             "search" => format!("missing a pattern: one of {}", SEARCH_KEYS.join(", ")),
             other => format!("a {other}-mode rule is missing its `{other}` spec"),
         });
@@ -158,7 +159,16 @@ mod tests {
         let keys: Vec<_> = rules[0].body.as_object().unwrap().keys().cloned().collect();
         assert_eq!(
             keys,
-            ["id", "languages", "severity", "message", "patterns", "fix", "options", "paths"]
+            [
+                "id",
+                "languages",
+                "severity",
+                "message",
+                "patterns",
+                "fix",
+                "options",
+                "paths"
+            ]
         );
     }
 
@@ -180,7 +190,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.rule.as_deref(), Some("nopat"));
         assert!(e.problem.contains("missing a pattern"), "{e}");
-        let e = parse_file("z.yml", "rules:\n- id: s\n  languages: [go]\n  severity: LOUD\n  message: m\n  pattern: x\n").unwrap_err();
+        let e = parse_file(
+            "z.yml",
+            "rules:\n- id: s\n  languages: [go]\n  severity: LOUD\n  message: m\n  pattern: x\n",
+        )
+        .unwrap_err();
         assert!(e.problem.contains("severity"), "{e}");
         let e = parse_file("w.yml", "rules:\n- languages: [go]\n").unwrap_err();
         assert!(e.problem.contains("no `id`"));

@@ -40,7 +40,8 @@ struct AddRules {
 
 fn parse_mode(s: Option<&str>) -> AppResult<RuleMode> {
     s.map_or(Ok(RuleMode::Monitor), |m| {
-        m.parse().map_err(|e: String| AppError::bad_request("invalid_mode", e))
+        m.parse()
+            .map_err(|e: String| AppError::bad_request("invalid_mode", e))
     })
 }
 
@@ -52,27 +53,42 @@ async fn add_rules(
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let mode = parse_mode(body.mode.as_deref())?;
     if body.files.is_empty() {
-        return Err(AppError::bad_request("invalid_body", "files must list at least one rule file"));
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "files must list at least one rule file",
+        ));
     }
-    if body.policy.as_deref().is_some_and(|p| crate::ids::slugify(p).is_empty()) {
-        return Err(AppError::bad_request("invalid_body", "policy needs letters or digits"));
+    if body
+        .policy
+        .as_deref()
+        .is_some_and(|p| crate::ids::slugify(p).is_empty())
+    {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "policy needs letters or digits",
+        ));
     }
     let mut all = Vec::new();
     for f in &body.files {
-        let parsed = rules::parse_file(&f.name, &f.content).map_err(|e| {
-            AppError::bad_request("invalid_rule", e.to_string())
-        })?;
+        let parsed = rules::parse_file(&f.name, &f.content)
+            .map_err(|e| AppError::bad_request("invalid_rule", e.to_string()))?;
         for r in parsed {
             if all.iter().any(|a: &rules::Rule| a.id == r.id) {
                 return Err(AppError::bad_request(
                     "invalid_rule",
-                    format!("{}: rule {:?}: the id appears in more than one uploaded file", f.name, r.id),
+                    format!(
+                        "{}: rule {:?}: the id appears in more than one uploaded file",
+                        f.name, r.id
+                    ),
                 ));
             }
             all.push(r);
         }
     }
-    let policy = st.store.add_rules(d.id, body.policy.as_deref(), mode, &all).await?;
+    let policy = st
+        .store
+        .add_rules(d.id, body.policy.as_deref(), mode, &all)
+        .await?;
     tracing::info!(rules = all.len(), policy = %policy.slug, %mode, "rules stored");
     Ok((
         StatusCode::CREATED,
@@ -99,7 +115,9 @@ fn rule_json(r: &StoredRule) -> Value {
 
 async fn list_rules(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<Value>> {
     let rules = st.store.list_rules(d.id).await?;
-    Ok(Json(json!({"rules": rules.iter().map(rule_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"rules": rules.iter().map(rule_json).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn get_rule(
@@ -142,15 +160,19 @@ async fn set_mode(
             ModeChangeError::Db(e) => AppError::Internal(e),
         })?;
     tracing::info!(rule = %rule_id, policy = %policy.slug, %mode, "rule mode changed");
-    Ok(Json(json!({"rule_id": rule_id, "policy": policy, "mode": mode})))
+    Ok(Json(
+        json!({"rule_id": rule_id, "policy": policy, "mode": mode}),
+    ))
 }
 
 async fn list_policies(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<Value>> {
     let policies = st.store.list_policies(d.id).await?;
-    Ok(Json(json!({"policies": policies.iter().map(|(p, is_default, rules)| json!({
+    Ok(Json(
+        json!({"policies": policies.iter().map(|(p, is_default, rules)| json!({
         "id": p.id, "name": p.name, "slug": p.slug, "is_default": is_default,
         "rules": rules.iter().map(|(id, m)| json!({"rule_id": id, "mode": m})).collect::<Vec<_>>(),
-    })).collect::<Vec<_>>()})))
+    })).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -165,5 +187,8 @@ async fn create_token(
     JsonBody(body, _): JsonBody<CreateToken>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let token = st.store.create_token(d.id, body.scope).await?;
-    Ok((StatusCode::CREATED, Json(json!({"token": token, "scope": body.scope, "deployment": d.slug}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "scope": body.scope, "deployment": d.slug})),
+    ))
 }

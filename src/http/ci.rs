@@ -4,7 +4,7 @@
 use super::extract::{parse_json, Auth, JsonBody};
 use crate::app::AppState;
 use crate::domain::ci::{Complete, CreateScan, Results, ScanError};
-use crate::domain::mode;
+use crate::domain::mode::{self, RuleMode};
 use crate::error::{AppError, AppResult};
 use crate::store::complete::Completion;
 use crate::store::scans::{Scan, ScanStatus};
@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 
 pub fn router(results_limit: usize) -> Router<AppState> {
     Router::new()
@@ -25,11 +26,18 @@ pub fn router(results_limit: usize) -> Router<AppState> {
         .route("/api/agent/scans/{scan_id}/complete", post(complete))
         .route("/api/agent/scans/{scan_id}/error", post(scan_error))
         .route("/api/agent/deployments/current", get(current_deployment))
-        .route("/api/agent/deployments/deepbinary/{platform}", get(deepbinary))
+        .route(
+            "/api/agent/deployments/deepbinary/{platform}",
+            get(deepbinary),
+        )
         .route("/failure", post(failure))
 }
 
-async fn create_scan(auth: Auth, State(st): State<AppState>, JsonBody(req, _): JsonBody<CreateScan>) -> AppResult<Json<Value>> {
+async fn create_scan(
+    auth: Auth,
+    State(st): State<AppState>,
+    JsonBody(req, _): JsonBody<CreateScan>,
+) -> AppResult<Json<Value>> {
     let uid = &req.scan_metadata.unique_id;
     if uid.trim().is_empty() || uid.len() > 200 {
         return Err(AppError::bad_request(
@@ -118,7 +126,10 @@ async fn results(
     if !st.store.store_results(scan.id, raw).await? {
         return Err(AppError::conflict(
             "scan_ended",
-            format!("scan {} has already ended; results are no longer accepted", scan.id),
+            format!(
+                "scan {} has already ended; results are no longer accepted",
+                scan.id
+            ),
         ));
     }
     tracing::info!(scan.id = %scan.public_id, findings = body.findings.len(), "results stored");
@@ -132,29 +143,39 @@ async fn complete(
     JsonBody(body, _): JsonBody<Complete>,
 ) -> AppResult<Json<Value>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
-    match scan.status {
-        ScanStatus::Running => {}
-        ScanStatus::Completed => return Ok(Json(json!({"success": true}))),
-        other => {
-            return Err(AppError::conflict(
-                "scan_ended",
-                format!("scan {} ended as {}", scan.id, other.as_str()),
-            ))
-        }
+    if !matches!(scan.status, ScanStatus::Running | ScanStatus::Completed) {
+        return Err(ended(&scan, scan.status));
     }
-    match st.store.complete_scan(&scan, body.exit_code, &body.stats).await? {
-        Completion::Completed { notified } => {
+    // Rules in Block mode now: a mode changed during the scan still blocks it.
+    let block_rules: HashSet<String> = st
+        .store
+        .list_rules(auth.deployment.id)
+        .await?
+        .into_iter()
+        .filter(|r| mode::effective(&r.memberships).is_some_and(|m| m.mode == RuleMode::Block))
+        .map(|r| r.rule_id)
+        .collect();
+    match st
+        .store
+        .complete_scan(&scan, body.exit_code, &body.stats, &block_rules)
+        .await?
+    {
+        Completion::Completed { notified, reply } => {
             tracing::info!(scan.id = %scan.public_id, notified, "scan completed");
+            Ok(Json(reply))
         }
-        Completion::AlreadyEnded(ScanStatus::Completed) => {}
-        Completion::AlreadyEnded(other) => {
-            return Err(AppError::conflict(
-                "scan_ended",
-                format!("scan {} ended as {}", scan.id, other.as_str()),
-            ))
+        Completion::AlreadyEnded(ScanStatus::Completed, reply) => {
+            Ok(Json(reply.unwrap_or_else(|| json!({"success": true}))))
         }
+        Completion::AlreadyEnded(other, _) => Err(ended(&scan, other)),
     }
-    Ok(Json(json!({"success": true})))
+}
+
+fn ended(scan: &Scan, status: ScanStatus) -> AppError {
+    AppError::conflict(
+        "scan_ended",
+        format!("scan {} ended as {}", scan.id, status.as_str()),
+    )
 }
 
 async fn scan_error(
@@ -167,7 +188,12 @@ async fn scan_error(
     let stderr: String = body.stderr.chars().take(65_536).collect();
     if st
         .store
-        .end_scan(&scan, ScanStatus::Error, Some(body.exit_code), Some(&stderr))
+        .end_scan(
+            &scan,
+            ScanStatus::Error,
+            Some(body.exit_code),
+            Some(&stderr),
+        )
         .await?
     {
         tracing::info!(scan.id = %scan.public_id, exit_code = body.exit_code, "scan failed");
@@ -191,13 +217,26 @@ async fn deepbinary() -> AppError {
 }
 
 /// Fail-open reports (`SEMGREP_FAIL_OPEN_URL`): kept so that silent failures are visible.
-async fn failure(auth: Auth, State(st): State<AppState>, body: axum::body::Bytes) -> AppResult<Json<Value>> {
+async fn failure(
+    auth: Auth,
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> AppResult<Json<Value>> {
     let report: Value = parse_json(&body)?;
     let request_id = report.get("request_id").and_then(Value::as_str);
     let exit_code = report.get("exit_code").and_then(Value::as_i64);
     st.store
-        .record_failure(auth.deployment.id, request_id, exit_code, &report.to_string())
+        .record_failure(
+            auth.deployment.id,
+            request_id,
+            exit_code,
+            &report.to_string(),
+        )
         .await?;
-    tracing::warn!(request_id, exit_code, "semgrep ci reported a fail-open failure");
+    tracing::warn!(
+        request_id,
+        exit_code,
+        "semgrep ci reported a fail-open failure"
+    );
     Ok(Json(json!({"success": true})))
 }

@@ -39,7 +39,9 @@ impl FromRequestParts<AppState> for Auth {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| AppError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                AppError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
         match state.store.authenticate(token).await? {
             Some((deployment, scope)) => Ok(Auth { deployment, scope }),
             None => Err(AppError::unauthorized(
@@ -82,18 +84,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "send the body as application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| match e {
-                BytesRejection::FailedToBufferBody(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    AppError::client(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "the request body is larger than this endpoint accepts",
-                    )
-                }
-                other => AppError::bad_request("unreadable_body", other.body_text()),
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_)
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                AppError::client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than this endpoint accepts",
+                )
+            }
+            other => AppError::bad_request("unreadable_body", other.body_text()),
+        })?;
         let value = parse_json(&bytes)?;
         Ok(JsonBody(value, bytes))
     }
@@ -106,7 +108,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            AppError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"))
+            AppError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
         } else if path == "." {
             AppError::bad_request("invalid_body", inner.to_string())
         } else {
@@ -160,7 +165,10 @@ impl QueryPairs {
         self.one(key)
             .map(|v| {
                 v.parse().map_err(|_| {
-                    AppError::bad_request("invalid_query", format!("`{key}` must be an integer, got {v:?}"))
+                    AppError::bad_request(
+                        "invalid_query",
+                        format!("`{key}` must be an integer, got {v:?}"),
+                    )
                 })
             })
             .transpose()

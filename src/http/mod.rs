@@ -27,7 +27,10 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 pub fn router(state: AppState) -> Router {
     let results_limit = state.config.max_results_bytes;
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route(
             "/api/openapi.json",

@@ -22,8 +22,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deployments/{dep}/findings", get(findings))
         .route("/api/v1/deployments/{dep}/triage", post(triage))
         .route("/api/v1/deployments/{dep}/scan/{scan_id}", get(scan))
-        .route("/api/v1/deployments/{dep}/scan/{scan_id}/findings", get(scan_findings))
-        .route("/api/v1/deployments/{dep}/scan/{scan_id}/webhooks", get(scan_webhooks))
+        .route(
+            "/api/v1/deployments/{dep}/scan/{scan_id}/findings",
+            get(scan_findings),
+        )
+        .route(
+            "/api/v1/deployments/{dep}/scan/{scan_id}/webhooks",
+            get(scan_webhooks),
+        )
         .route("/api/v1/deployments/{dep}/scans/search", post(search_scans))
 }
 
@@ -45,7 +51,11 @@ async fn deployments(admin: Admin, State(st): State<AppState>) -> Json<Value> {
     }]}))
 }
 
-async fn projects(admin: Admin, State(st): State<AppState>, Path(dep): Path<String>) -> AppResult<Json<Value>> {
+async fn projects(
+    admin: Admin,
+    State(st): State<AppState>,
+    Path(dep): Path<String>,
+) -> AppResult<Json<Value>> {
     let d = same_deployment(&admin, &dep)?;
     let projects: Vec<Value> = st
         .store
@@ -145,7 +155,9 @@ async fn findings(
         ));
     }
     let rows = st.store.list_findings(d.id, &filter).await?;
-    Ok(Json(json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// A finding in the shape of the platform's `SastFinding`.
@@ -217,7 +229,13 @@ struct TriageBody {
     new_note: Option<String>,
 }
 
-const TRIAGE_STATES: &[&str] = &["ignored", "reviewing", "fixing", "reopened", "provisionally_ignored"];
+const TRIAGE_STATES: &[&str] = &[
+    "ignored",
+    "reviewing",
+    "fixing",
+    "reopened",
+    "provisionally_ignored",
+];
 
 async fn triage(
     admin: Admin,
@@ -227,16 +245,25 @@ async fn triage(
 ) -> AppResult<Json<Value>> {
     let d = same_deployment(&admin, &dep)?;
     if body.issue_type.as_deref().is_some_and(|t| t != "sast") {
-        return Err(AppError::bad_request("invalid_body", "only issue_type `sast` is supported"));
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "only issue_type `sast` is supported",
+        ));
     }
     if !TRIAGE_STATES.contains(&body.new_triage_state.as_str()) {
         return Err(AppError::bad_request(
             "invalid_body",
-            format!("new_triage_state must be one of {}", TRIAGE_STATES.join(", ")),
+            format!(
+                "new_triage_state must be one of {}",
+                TRIAGE_STATES.join(", ")
+            ),
         ));
     }
     if body.issue_ids.is_empty() || body.issue_ids.len() > 10_000 {
-        return Err(AppError::bad_request("invalid_body", "issue_ids must list 1 to 10000 finding ids"));
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "issue_ids must list 1 to 10000 finding ids",
+        ));
     }
     let found = st
         .store
@@ -248,13 +275,20 @@ async fn triage(
             body.new_note.as_deref(),
         )
         .await?;
-    let missing: Vec<i64> = body.issue_ids.iter().copied().filter(|i| found.binary_search(i).is_err()).collect();
+    let missing: Vec<i64> = body
+        .issue_ids
+        .iter()
+        .copied()
+        .filter(|i| found.binary_search(i).is_err())
+        .collect();
     let failed = if missing.is_empty() {
         json!([])
     } else {
         json!([{"issue_ids": missing, "error": "not found"}])
     };
-    Ok(Json(json!({"succeeded": [{"issue_ids": found}], "failed": failed})))
+    Ok(Json(
+        json!({"succeeded": [{"issue_ids": found}], "failed": failed}),
+    ))
 }
 
 async fn load_scan(st: &AppState, admin: &Admin, dep: &str, scan_id: &str) -> AppResult<Scan> {
@@ -295,7 +329,9 @@ async fn scan(
     State(st): State<AppState>,
     Path((dep, scan_id)): Path<(String, String)>,
 ) -> AppResult<Json<Value>> {
-    Ok(Json(scan_json(&load_scan(&st, &admin, &dep, &scan_id).await?)))
+    Ok(Json(scan_json(
+        &load_scan(&st, &admin, &dep, &scan_id).await?,
+    )))
 }
 
 /// `?change=opened|new|regression|reopened|fixed|ignored|removed|nosemgrep|notified`.
@@ -320,8 +356,13 @@ async fn scan_findings(
             ))
         }
     };
-    let rows = st.store.scan_findings(s.deployment_id, s.id, &changes, notified).await?;
-    Ok(Json(json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()})))
+    let rows = st
+        .store
+        .scan_findings(s.deployment_id, s.id, &changes, notified)
+        .await?;
+    Ok(Json(
+        json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// The `semgrep_scan` object and the `semgrep_finding` array the scan produced (null
@@ -382,7 +423,10 @@ async fn search_scans(
     let d = same_deployment(&admin, &dep)?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(AppError::bad_request("invalid_body", "limit must be 1 to 500"));
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "limit must be 1 to 500",
+        ));
     }
     let since = match &body.since {
         None | Some(Value::Null) => None,
@@ -390,12 +434,21 @@ async fn search_scans(
         Some(Value::String(s)) => Some(clock::parse_since(s).ok_or_else(|| {
             AppError::bad_request("invalid_body", "since must be epoch seconds or RFC 3339")
         })?),
-        Some(_) => return Err(AppError::bad_request("invalid_body", "since must be a number or a string")),
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "since must be a number or a string",
+            ))
+        }
     };
     let before_id = body
         .cursor
         .as_deref()
-        .map(|c| c.parse::<i64>().map_err(|_| AppError::bad_request("invalid_body", "cursor is not one this server gave")))
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                AppError::bad_request("invalid_body", "cursor is not one this server gave")
+            })
+        })
         .transpose()?;
     let filter = ScanFilter {
         project: body.repository.clone(),
@@ -403,7 +456,11 @@ async fn search_scans(
         git_ref: body.branch.clone(),
         is_full_scan: body.is_full_scan,
         since,
-        statuses: body.statuses.iter().map(|s| scan_status(s)).collect::<AppResult<_>>()?,
+        statuses: body
+            .statuses
+            .iter()
+            .map(|s| scan_status(s))
+            .collect::<AppResult<_>>()?,
         before_id,
         limit,
     };

@@ -1,28 +1,34 @@
 //! The transaction that records a scan's outcome: the finding lifecycle decided by
-//! [`crate::domain::lifecycle::decide`], the per-scan change log, and the two webhook
-//! objects. Either all of it is written or none of it.
+//! [`crate::domain::lifecycle::decide`], the per-scan change log, the two webhook objects
+//! and the reply to the client. Either all of it is written or none of it.
 
 use super::scans::{Scan, ScanStatus};
-use super::{col, in_list, values_list, Store};
+use super::{col, in_list, positional, values_list, Backend, Store};
 use crate::clock::{self, Micros};
-use crate::domain::ci::{Finding, Results};
+use crate::domain::ci::{Finding, MetadataKeys, Results};
 use crate::domain::lifecycle::{self, Known, Opened, Prior, State};
 use crate::domain::mode::RuleMode;
 use crate::domain::payload::{self, FindingFacts};
-use serde_json::Value;
+use crate::ids;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
 
 /// Rows per multi-row statement: far below both backends' parameter limits.
 const CHUNK: usize = 400;
+/// Values per `IN (…)` list.
+const IN_CHUNK: usize = 5_000;
 
-/// What `/complete` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `/complete` did, and the reply for the client.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
     /// This call completed the scan.
-    Completed { notified: usize },
-    /// The scan had already ended (a retry, or a race lost to another call).
-    AlreadyEnded(ScanStatus),
+    Completed { notified: usize, reply: Value },
+    /// The scan had already ended (a retry, or a race lost to another call). A completed
+    /// scan carries the reply that was given the first time.
+    AlreadyEnded(ScanStatus, Option<Value>),
 }
 
 /// An identity already known to the project.
@@ -32,14 +38,25 @@ struct Identity {
     triage_ignored: bool,
 }
 
+/// One distinct rule-metadata value of an upload, compacted and stored once.
+struct Metadata {
+    id: i64,
+    compact: Box<RawValue>,
+    mode: RuleMode,
+    policy_slug: Option<String>,
+}
+
 impl Store {
     /// Completes a running scan: applies its uploaded results (if any) to the findings of
     /// its (project, ref), records what changed, and stores its webhook objects.
+    /// `block_rules` are the rules in Block mode now: findings of theirs that the client
+    /// did not block (the mode changed during the scan) are named in the reply.
     pub async fn complete_scan(
         &self,
         scan: &Scan,
         exit_code: i64,
         stats: &Value,
+        block_rules: &HashSet<String>,
     ) -> anyhow::Result<Completion> {
         let now = clock::now();
         let mut tx = self.pool().begin().await?;
@@ -50,36 +67,51 @@ impl Store {
             .bind(scan.project_id)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query("SELECT status, results FROM scans WHERE id = $1")
+        let row = sqlx::query("SELECT status, results, complete_response FROM scans WHERE id = $1")
             .bind(scan.id)
             .fetch_one(&mut *tx)
             .await?;
         let status: String = col(&row, "status")?;
         if status != "running" {
+            let reply: Option<String> = col(&row, "complete_response")?;
             tx.rollback().await?;
-            let status = self
-                .scan(scan.deployment_id, &scan.id.to_string())
-                .await?
-                .map_or(ScanStatus::Completed, |s| s.status);
-            return Ok(Completion::AlreadyEnded(status));
+            let status = match status.as_str() {
+                "completed" => ScanStatus::Completed,
+                "error" => ScanStatus::Error,
+                _ => ScanStatus::Abandoned,
+            };
+            return Ok(Completion::AlreadyEnded(
+                status,
+                reply.map(|r| serde_json::from_str(&r)).transpose()?,
+            ));
         }
         // A scan that uploaded no results changes no finding.
         let applied = match col::<Option<String>>(&row, "results")? {
             Some(body) => {
                 let results: Results = serde_json::from_str(&body)?;
-                apply(&mut tx, scan, &results, now).await?
+                apply(&mut tx, self.backend(), scan, &results, now, block_rules).await?
             }
             None => Applied::default(),
         };
 
+        let reply = if applied.override_ids.is_empty() {
+            json!({"success": true})
+        } else {
+            json!({
+                "success": true,
+                "app_block_override": true,
+                "app_block_reason": "a rule was switched to Block mode while this scan ran",
+                "app_blocking_match_based_ids": applied.override_ids,
+            })
+        };
         let mut ended = scan.clone();
         ended.completed_at = Some(now);
         ended.exit_code = Some(exit_code);
-        let finding_payload = Value::Array(applied.notified_objects);
+        let finding_payload = format!("[{}]", applied.notified_objects.join(","));
         sqlx::query(
             "UPDATE scans SET status = 'completed', completed_at = $1, exit_code = $2, stats = $3, \
              results = NULL, n_findings = $4, n_opened = $5, n_fixed = $6, n_notified = $7, \
-             scan_payload = $8, finding_payload = $9 WHERE id = $10",
+             scan_payload = $8, finding_payload = $9, complete_response = $10 WHERE id = $11",
         )
         .bind(now)
         .bind(exit_code)
@@ -87,15 +119,17 @@ impl Store {
         .bind(applied.uploaded)
         .bind(applied.opened as i64)
         .bind(applied.fixed as i64)
-        .bind(applied.notified as i64)
+        .bind(applied.notified_objects.len() as i64)
         .bind(ended.semgrep_scan().to_string())
-        .bind(finding_payload.to_string())
+        .bind(finding_payload)
+        .bind(reply.to_string())
         .bind(scan.id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Completion::Completed {
-            notified: applied.notified,
+            notified: applied.notified_objects.len(),
+            reply,
         })
     }
 }
@@ -105,28 +139,29 @@ struct Applied {
     uploaded: i64,
     opened: usize,
     fixed: usize,
-    notified: usize,
-    notified_objects: Vec<Value>,
+    /// Compact JSON of each `{"semgrep_finding": …}` to send.
+    notified_objects: Vec<String>,
+    override_ids: Vec<String>,
 }
 
 async fn apply(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     scan: &Scan,
     results: &Results,
     now: Micros,
+    block_rules: &HashSet<String>,
 ) -> anyhow::Result<Applied> {
     let prior = load_prior(tx, scan).await?;
     let keys: Vec<&str> = results.findings.iter().map(Finding::key).collect();
-    let identities = load_identities(tx, scan.project_id, &keys).await?;
+    let identities = load_identities(tx, backend, scan.project_id, &keys).await?;
     let known: HashMap<String, Known> = identities
         .iter()
         .map(|(k, i)| {
-            (
-                k.clone(),
-                Known {
-                    triage_ignored: i.triage_ignored,
-                },
-            )
+            let known = Known {
+                triage_ignored: i.triage_ignored,
+            };
+            (k.clone(), known)
         })
         .collect();
     let decision = lifecycle::decide(results, &prior, &known);
@@ -139,10 +174,13 @@ async fn apply(
         .filter(|k| !identities.contains_key(*k))
         .collect();
     for chunk in fresh.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at) \
-             VALUES {} ON CONFLICT (project_id, identity) DO NOTHING",
-            values_list(chunk.len(), 4, 1)
+        let sql = positional(
+            backend,
+            format!(
+                "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at) \
+                 VALUES {} ON CONFLICT (project_id, identity) DO NOTHING",
+                values_list(chunk.len(), 4, 1)
+            ),
         );
         let mut q = sqlx::query(&sql);
         for key in chunk {
@@ -156,7 +194,7 @@ async fn apply(
     }
 
     // Upsert the open findings and the nosemgrep ones, learning their row ids.
-    let open: Vec<(&Finding, State)> = decision
+    let rows: Vec<(&Finding, State)> = decision
         .open
         .iter()
         .map(|d| (&results.findings[d.index], State::Open))
@@ -167,14 +205,18 @@ async fn apply(
                 .map(|&i| (&results.ignores[i], State::Ignored)),
         )
         .collect();
-    let mut row_ids: HashMap<String, i64> = HashMap::with_capacity(open.len());
-    for chunk in open.chunks(CHUNK) {
-        upsert_findings(tx, scan, chunk, now, &mut row_ids).await?;
+    let metadata = store_metadata(tx, backend, scan.deployment_id, &rows).await?;
+    let mut row_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(CHUNK) {
+        upsert_findings(tx, backend, scan, chunk, &metadata, now, &mut row_ids).await?;
     }
 
     // Close what the scan no longer reports.
     let mut changes: Vec<(i64, &'static str, bool)> = Vec::new();
-    let mut fixed = 0;
+    let mut applied = Applied {
+        uploaded: results.findings.len() as i64,
+        ..Applied::default()
+    };
     for state in [State::Fixed, State::Ignored, State::Removed] {
         let keys: Vec<&str> = decision
             .closed
@@ -183,10 +225,13 @@ async fn apply(
             .map(|(k, _)| k.as_str())
             .collect();
         for chunk in keys.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE findings SET state = $1, state_updated_at = $2, last_scan_id = $3 \
-                 WHERE project_id = $4 AND git_ref = $5 AND identity IN ({}) RETURNING id",
-                in_list(chunk.len(), 6)
+            let sql = positional(
+                backend,
+                format!(
+                    "UPDATE findings SET state = $1, state_updated_at = $2, last_scan_id = $3 \
+                     WHERE project_id = $4 AND git_ref = $5 AND identity IN ({}) RETURNING id",
+                    in_list(chunk.len(), 6)
+                ),
             );
             let mut q = sqlx::query(&sql)
                 .bind(state.as_str())
@@ -200,21 +245,24 @@ async fn apply(
             for row in q.fetch_all(&mut **tx).await? {
                 changes.push((col(&row, "id")?, state.as_str(), false));
                 if state == State::Fixed {
-                    fixed += 1;
+                    applied.fixed += 1;
                 }
             }
         }
     }
 
-    // The change log, and the `semgrep_finding` objects of what is notified.
-    let mut applied = Applied {
-        uploaded: results.findings.len() as i64,
-        fixed,
-        ..Applied::default()
-    };
+    // The change log, the `semgrep_finding` objects to send, and late blocks.
     for d in &decision.open {
         let f = &results.findings[d.index];
-        let id = row_ids[f.key()];
+        let identity = identities.get(f.key());
+        if block_rules.contains(&f.check_id)
+            && !f.is_blocking
+            && !identity.is_some_and(|i| i.triage_ignored)
+        {
+            if let Some(m) = &f.match_based_id {
+                applied.override_ids.push(m.clone());
+            }
+        }
         let change = match d.how {
             Opened::StillOpen => continue,
             Opened::New => "new",
@@ -223,13 +271,14 @@ async fn apply(
             Opened::FromOtherRef => "from_other_ref",
         };
         applied.opened += 1;
-        changes.push((id, change, d.notify));
+        changes.push((row_ids[f.key()], change, d.notify));
         if d.notify {
-            let (first_scan, first_at) = match identities.get(f.key()) {
+            let (first_scan, first_at) = match identity {
                 Some(i) => (i.first_seen_scan_id.as_str(), i.first_seen_at),
                 None => (scan.public_id.as_str(), now),
             };
-            applied.notified += 1;
+            let meta = &metadata[f.metadata.get()];
+            let keys: MetadataKeys = serde_json::from_str(meta.compact.get())?;
             applied
                 .notified_objects
                 .push(payload::semgrep_finding(&FindingFacts {
@@ -247,7 +296,8 @@ async fn apply(
                     severity: f.severity,
                     index: f.index,
                     commit_date: f.commit_date.as_deref(),
-                    metadata: &f.metadata,
+                    metadata: &meta.compact,
+                    keys: &keys,
                 }));
         }
     }
@@ -260,10 +310,13 @@ async fn apply(
         }
     }
     for chunk in changes.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO scan_changes (scan_id, finding_id, change, notify) VALUES {} \
-             ON CONFLICT (scan_id, finding_id) DO NOTHING",
-            values_list(chunk.len(), 4, 1)
+        let sql = positional(
+            backend,
+            format!(
+                "INSERT INTO scan_changes (scan_id, finding_id, change, notify) VALUES {} \
+                 ON CONFLICT (scan_id, finding_id) DO NOTHING",
+                values_list(chunk.len(), 4, 1)
+            ),
         );
         let mut q = sqlx::query(&sql);
         for (id, change, notify) in chunk {
@@ -302,15 +355,19 @@ async fn load_prior(
 
 async fn load_identities(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     project_id: i64,
     keys: &[&str],
 ) -> anyhow::Result<HashMap<String, Identity>> {
     let mut out = HashMap::new();
-    for chunk in keys.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT identity, first_seen_scan_id, first_seen_at, triage_state FROM identities \
-             WHERE project_id = $1 AND identity IN ({})",
-            in_list(chunk.len(), 2)
+    for chunk in keys.chunks(IN_CHUNK) {
+        let sql = positional(
+            backend,
+            format!(
+                "SELECT identity, first_seen_scan_id, first_seen_at, triage_state FROM identities \
+                 WHERE project_id = $1 AND identity IN ({})",
+                in_list(chunk.len(), 2)
+            ),
         );
         let mut q = sqlx::query(&sql).bind(project_id);
         for k in chunk {
@@ -330,45 +387,110 @@ async fn load_identities(
     Ok(out)
 }
 
+/// Stores each distinct metadata value of the upload once (compact JSON, keyed by its
+/// hash) and returns them by their raw text as uploaded.
+async fn store_metadata<'r>(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    deployment_id: i64,
+    rows: &[(&'r Finding, State)],
+) -> anyhow::Result<HashMap<&'r str, Metadata>> {
+    let mut by_raw: HashMap<&str, (String, Metadata)> = HashMap::new();
+    for (f, _) in rows {
+        let raw = f.metadata.get();
+        if by_raw.contains_key(raw) {
+            continue;
+        }
+        let value: Value = serde_json::from_str(raw)?;
+        let compact = RawValue::from_string(value.to_string())?;
+        let keys: MetadataKeys = serde_json::from_str(compact.get())?;
+        let hash = ids::hex(&Sha256::digest(compact.get().as_bytes()));
+        let meta = Metadata {
+            id: 0,
+            mode: RuleMode::from_actions(keys.actions.as_deref()),
+            policy_slug: keys.policy.and_then(|p| p.slug),
+            compact,
+        };
+        by_raw.insert(raw, (hash, meta));
+    }
+    let distinct: Vec<&(String, Metadata)> = by_raw.values().collect();
+    let mut ids_by_hash: HashMap<String, i64> = HashMap::with_capacity(distinct.len());
+    for chunk in distinct.chunks(CHUNK) {
+        let sql = positional(
+            backend,
+            format!(
+                "INSERT INTO finding_metadata (deployment_id, hash, body) VALUES {} \
+                 ON CONFLICT (deployment_id, hash) DO NOTHING",
+                values_list(chunk.len(), 3, 1)
+            ),
+        );
+        let mut q = sqlx::query(&sql);
+        for (hash, meta) in chunk {
+            q = q.bind(deployment_id).bind(hash).bind(meta.compact.get());
+        }
+        q.execute(&mut **tx).await?;
+        let sql = positional(
+            backend,
+            format!(
+                "SELECT id, hash FROM finding_metadata WHERE deployment_id = $1 AND hash IN ({})",
+                in_list(chunk.len(), 2)
+            ),
+        );
+        let mut q = sqlx::query(&sql).bind(deployment_id);
+        for (hash, _) in chunk {
+            q = q.bind(hash);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            ids_by_hash.insert(col(&row, "hash")?, col(&row, "id")?);
+        }
+    }
+    Ok(by_raw
+        .into_iter()
+        .map(|(raw, (hash, mut meta))| {
+            meta.id = ids_by_hash[&hash];
+            (raw, meta)
+        })
+        .collect())
+}
+
 const FINDING_COLS: usize = 24;
 
 async fn upsert_findings(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     scan: &Scan,
     rows: &[(&Finding, State)],
+    metadata: &HashMap<&str, Metadata>,
     now: Micros,
     row_ids: &mut HashMap<String, i64>,
 ) -> anyhow::Result<()> {
     // A regression is relevant again from now; a finding that stays open keeps its date.
-    let sql = format!(
-        "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
-         match_based_id, rule_id, path, line, col, end_line, end_col, message, severity, idx, \
-         commit_date, metadata, mode, policy_slug, state, created_at, relevant_since, \
-         state_updated_at, last_scan_id) VALUES {} \
-         ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
-         syntactic_id = excluded.syntactic_id, match_based_id = excluded.match_based_id, \
-         path = excluded.path, line = excluded.line, col = excluded.col, \
-         end_line = excluded.end_line, end_col = excluded.end_col, message = excluded.message, \
-         severity = excluded.severity, idx = excluded.idx, commit_date = excluded.commit_date, \
-         metadata = excluded.metadata, mode = excluded.mode, policy_slug = excluded.policy_slug, \
-         relevant_since = CASE WHEN findings.state = 'fixed' AND excluded.state = 'open' \
-           THEN excluded.relevant_since ELSE findings.relevant_since END, \
-         state_updated_at = CASE WHEN findings.state <> excluded.state \
-           THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
-         state = excluded.state, last_scan_id = excluded.last_scan_id \
-         RETURNING id, identity",
-        values_list(rows.len(), FINDING_COLS, 1)
+    let sql = positional(
+        backend,
+        format!(
+            "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
+             match_based_id, rule_id, path, line, col, end_line, end_col, message, severity, idx, \
+             commit_date, metadata_id, mode, policy_slug, state, created_at, relevant_since, \
+             state_updated_at, last_scan_id) VALUES {} \
+             ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
+             syntactic_id = excluded.syntactic_id, match_based_id = excluded.match_based_id, \
+             path = excluded.path, line = excluded.line, col = excluded.col, \
+             end_line = excluded.end_line, end_col = excluded.end_col, \
+             message = excluded.message, severity = excluded.severity, idx = excluded.idx, \
+             commit_date = excluded.commit_date, metadata_id = excluded.metadata_id, \
+             mode = excluded.mode, policy_slug = excluded.policy_slug, \
+             relevant_since = CASE WHEN findings.state = 'fixed' AND excluded.state = 'open' \
+               THEN excluded.relevant_since ELSE findings.relevant_since END, \
+             state_updated_at = CASE WHEN findings.state <> excluded.state \
+               THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
+             state = excluded.state, last_scan_id = excluded.last_scan_id \
+             RETURNING id, identity",
+            values_list(rows.len(), FINDING_COLS, 1)
+        ),
     );
     let mut q = sqlx::query(&sql);
     for (f, state) in rows {
-        let metadata = Value::Object(f.metadata.clone());
-        let mode = RuleMode::from_actions(&metadata);
-        let policy_slug = f
-            .metadata
-            .get("semgrep.policy")
-            .and_then(|p| p.get("slug"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let meta = &metadata[f.metadata.get()];
         q = q
             .bind(scan.deployment_id)
             .bind(scan.project_id)
@@ -386,9 +508,9 @@ async fn upsert_findings(
             .bind(f.severity)
             .bind(f.index)
             .bind(&f.commit_date)
-            .bind(metadata.to_string())
-            .bind(mode.as_str())
-            .bind(policy_slug)
+            .bind(meta.id)
+            .bind(meta.mode.as_str())
+            .bind(&meta.policy_slug)
             .bind(state.as_str())
             .bind(now)
             .bind(now)

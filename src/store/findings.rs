@@ -44,7 +44,7 @@ pub struct FindingRow {
 
 const FINDING_SELECT: &str = "SELECT f.id, p.name AS project, p.repo_url, f.git_ref, \
     f.syntactic_id, f.match_based_id, f.rule_id, f.path, f.line, f.col, f.end_line, f.end_col, \
-    f.message, f.severity, f.metadata, f.mode, f.policy_slug, f.state, \
+    f.message, f.severity, m.body AS metadata, f.mode, f.policy_slug, f.state, \
     COALESCE(i.triage_state, 'untriaged') AS triage_state, i.triage_reason, i.triage_comment, \
     i.triaged_at, i.first_seen_scan_id, f.created_at, f.relevant_since, f.state_updated_at, \
     CASE WHEN f.state = 'open' AND i.triage_state IN \
@@ -52,6 +52,7 @@ const FINDING_SELECT: &str = "SELECT f.id, p.name AS project, p.repo_url, f.git_
       THEN i.triage_state ELSE f.state END AS status";
 
 const FINDING_FROM: &str = "FROM findings f JOIN projects p ON p.id = f.project_id \
+    JOIN finding_metadata m ON m.id = f.metadata_id \
     LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity";
 
 fn from_row(r: &AnyRow, with_change: bool) -> anyhow::Result<FindingRow> {
@@ -133,7 +134,8 @@ impl Where {
     }
 
     fn eq(&mut self, column: &str, p: Param) {
-        self.sql.push_str(&format!(" AND {column} = ${}", self.next()));
+        self.sql
+            .push_str(&format!(" AND {column} = ${}", self.next()));
         self.params.push(p);
     }
 
@@ -141,8 +143,10 @@ impl Where {
         if ps.is_empty() {
             return;
         }
-        self.sql
-            .push_str(&format!(" AND {column} IN ({})", in_list(ps.len(), self.next())));
+        self.sql.push_str(&format!(
+            " AND {column} IN ({})",
+            in_list(ps.len(), self.next())
+        ));
         self.params.extend(ps);
     }
 
@@ -195,12 +199,18 @@ impl Store {
                  WHERE f2.project_id = f.project_id AND f2.identity = f.identity)",
             );
         }
-        let mut sql = format!("SELECT * FROM ({FINDING_SELECT} {FINDING_FROM} {}) x", w.sql);
+        let mut sql = format!(
+            "SELECT * FROM ({FINDING_SELECT} {FINDING_FROM} {}) x",
+            w.sql
+        );
         if f.statuses.is_empty() {
             sql.push_str(" WHERE x.status <> 'removed'");
         } else {
             let start = w.next();
-            sql.push_str(&format!(" WHERE x.status IN ({})", in_list(f.statuses.len(), start)));
+            sql.push_str(&format!(
+                " WHERE x.status IN ({})",
+                in_list(f.statuses.len(), start)
+            ));
             w.params.extend(texts(&f.statuses));
         }
         let size = f.page_size.clamp(1, 10_000);
@@ -253,11 +263,14 @@ impl Store {
         }
         let now = clock::now();
         let mut tx = self.pool().begin().await?;
-        let sql = format!(
-            "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
-             JOIN scans s ON s.id = f.last_scan_id \
-             WHERE f.deployment_id = $1 AND f.id IN ({})",
-            in_list(finding_ids.len(), 2)
+        let sql = super::positional(
+            self.backend(),
+            format!(
+                "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
+                 JOIN scans s ON s.id = f.last_scan_id \
+                 WHERE f.deployment_id = $1 AND f.id IN ({})",
+                in_list(finding_ids.len(), 2)
+            ),
         );
         let mut q = sqlx::query(&sql).bind(deployment_id);
         for id in finding_ids {

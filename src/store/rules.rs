@@ -226,11 +226,12 @@ async fn ensure_policy(
     .bind(clock::now())
     .execute(&mut **tx)
     .await?;
-    let row = sqlx::query("SELECT id, name, slug FROM policies WHERE deployment_id = $1 AND slug = $2")
-        .bind(deployment_id)
-        .bind(&slug)
-        .fetch_one(&mut **tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, name, slug FROM policies WHERE deployment_id = $1 AND slug = $2")
+            .bind(deployment_id)
+            .bind(&slug)
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(PolicyRef {
         id: col(&row, "id")?,
         name: col(&row, "name")?,

@@ -225,7 +225,11 @@ impl Store {
     }
 
     /// Newest first.
-    pub async fn list_scans(&self, deployment_id: i64, f: &ScanFilter) -> anyhow::Result<Vec<Scan>> {
+    pub async fn list_scans(
+        &self,
+        deployment_id: i64,
+        f: &ScanFilter,
+    ) -> anyhow::Result<Vec<Scan>> {
         let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
         let mut sql = format!(
             "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
@@ -235,9 +239,15 @@ impl Store {
              AND s.started_at >= $6 AND s.id < $7"
         );
         if !statuses.is_empty() {
-            sql.push_str(&format!(" AND s.status IN ({})", super::in_list(statuses.len(), 8)));
+            sql.push_str(&format!(
+                " AND s.status IN ({})",
+                super::in_list(statuses.len(), 8)
+            ));
         }
-        sql.push_str(&format!(" ORDER BY s.id DESC LIMIT {}", f.limit.clamp(1, 500)));
+        sql.push_str(&format!(
+            " ORDER BY s.id DESC LIMIT {}",
+            f.limit.clamp(1, 500)
+        ));
         let mut q = sqlx::query(&sql)
             .bind(deployment_id)
             .bind(f.project.clone().unwrap_or_default())
@@ -301,11 +311,17 @@ impl Store {
             "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
              WHERE s.status = 'running' AND s.started_at < $1 ORDER BY s.id LIMIT 500"
         );
-        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .fetch_all(self.pool())
+            .await?;
         let mut n = 0;
         for row in &rows {
             let scan = from_row(row)?;
-            if self.end_scan(&scan, ScanStatus::Abandoned, None, None).await? {
+            if self
+                .end_scan(&scan, ScanStatus::Abandoned, None, None)
+                .await?
+            {
                 tracing::info!(scan.id = %scan.public_id, "scan abandoned: no /complete in time");
                 n += 1;
             }

@@ -8,11 +8,19 @@ use serde_json::{json, Value};
 fn assert_error(status: StatusCode, v: &Value, want: StatusCode, code: &str) {
     assert_eq!(status, want, "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(!v["error"]["message"].as_str().unwrap_or_default().is_empty(), "{v}");
+    assert!(
+        !v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{v}"
+    );
 }
 
 async fn new_scan(app: &TestApp) -> i64 {
-    let v = app.ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json")).await;
+    let v = app
+        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await;
     v["info"]["id"].as_i64().unwrap()
 }
 
@@ -27,12 +35,24 @@ async fn malformed_json_and_wrong_types(db: Db) {
         ("/failure".into(), &app.ci),
         ("/api/v1/rules".into(), &app.admin),
         ("/api/v1/tokens".into(), &app.admin),
-        (format!("/api/v1/deployments/{}/triage", app.slug), &app.admin),
-        (format!("/api/v1/deployments/{}/scans/search", app.slug), &app.admin),
+        (
+            format!("/api/v1/deployments/{}/triage", app.slug),
+            &app.admin,
+        ),
+        (
+            format!("/api/v1/deployments/{}/scans/search", app.slug),
+            &app.admin,
+        ),
     ];
     for (path, token) in &posts {
         let (s, v) = app
-            .raw(Method::POST, path, Some(token), b"{\"findings\": [".to_vec(), "application/json")
+            .raw(
+                Method::POST,
+                path,
+                Some(token),
+                b"{\"findings\": [".to_vec(),
+                "application/json",
+            )
             .await;
         assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_json");
     }
@@ -40,43 +60,100 @@ async fn malformed_json_and_wrong_types(db: Db) {
     let mut results = fixture("03-post-results.request.json");
     results["findings"][2]["line"] = json!("twelve");
     let (s, v) = app
-        .call(Method::POST, &format!("/api/agent/scans/{id}/results"), Some(&app.ci), Some(&results))
+        .call(
+            Method::POST,
+            &format!("/api/agent/scans/{id}/results"),
+            Some(&app.ci),
+            Some(&results),
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_body");
-    assert!(v["error"]["message"].as_str().unwrap().contains("findings[2].line"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("findings[2].line"),
+        "{v}"
+    );
     let (s, v) = app
-        .call(Method::POST, "/api/cli/v2/scans", Some(&app.ci), Some(&json!({"scan_metadata": 1})))
+        .call(
+            Method::POST,
+            "/api/cli/v2/scans",
+            Some(&app.ci),
+            Some(&json!({"scan_metadata": 1})),
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_body");
     let (s, v) = app
-        .call(Method::POST, &format!("/api/agent/scans/{id}/complete"), Some(&app.ci), Some(&json!({"exit_code": "0"})))
+        .call(
+            Method::POST,
+            &format!("/api/agent/scans/{id}/complete"),
+            Some(&app.ci),
+            Some(&json!({"exit_code": "0"})),
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_body");
     let (s, v) = app
-        .call(Method::POST, "/api/v1/tokens", Some(&app.admin), Some(&json!({"scope": "root"})))
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&app.admin),
+            Some(&json!({"scope": "root"})),
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_body");
     let (s, v) = app
-        .call(Method::PUT, "/api/v1/rules/x/mode", Some(&app.admin), Some(&json!({"mode": "loud"})))
+        .call(
+            Method::PUT,
+            "/api/v1/rules/x/mode",
+            Some(&app.admin),
+            Some(&json!({"mode": "loud"})),
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_mode");
     let (s, v) = app
-        .raw(Method::POST, "/api/cli/v2/scans", Some(&app.ci), b"scan=1".to_vec(), "application/x-www-form-urlencoded")
+        .raw(
+            Method::POST,
+            "/api/cli/v2/scans",
+            Some(&app.ci),
+            b"scan=1".to_vec(),
+            "application/x-www-form-urlencoded",
+        )
         .await;
-    assert_error(s, &v, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        s,
+        &v,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
     let (s, v) = app
-        .call(Method::GET, &format!("/api/v1/deployments/{}/findings?page_size=lots", app.slug), Some(&app.admin), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/deployments/{}/findings?page_size=lots", app.slug),
+            Some(&app.admin),
+            None,
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_query");
     let (s, v) = app
-        .call(Method::GET, &format!("/api/v1/deployments/{}/findings?severities=loud", app.slug), Some(&app.admin), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/deployments/{}/findings?severities=loud", app.slug),
+            Some(&app.admin),
+            None,
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_query");
 
     // Nothing of the refused uploads was kept: completing applies no results.
-    app.ci_post(&format!("/api/agent/scans/{id}/complete"), &fixture("04-post-complete.request.json"))
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/complete"),
+        &fixture("04-post-complete.request.json"),
+    )
+    .await;
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
         .await;
-    let scan = app.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug)).await;
     assert_eq!(scan["counts"]["findings"], 0);
     assert_eq!(app.findings("").await.len(), 0);
     app.stop().await;
@@ -87,17 +164,32 @@ async fn a_bad_finding_rejects_the_whole_upload(db: Db) {
     let app = TestApp::spawn(db).await;
     let id = new_scan(&app).await;
     let good = fixture("03-post-results.request.json");
-    app.ci_post(&format!("/api/agent/scans/{id}/results"), &good).await;
+    app.ci_post(&format!("/api/agent/scans/{id}/results"), &good)
+        .await;
     // A retry with one broken finding: refused, and the earlier upload stays as it was.
     let mut bad = good.clone();
     bad["findings"][4]["syntactic_id"] = json!("");
     let (s, v) = app
-        .call(Method::POST, &format!("/api/agent/scans/{id}/results"), Some(&app.ci), Some(&bad))
+        .call(
+            Method::POST,
+            &format!("/api/agent/scans/{id}/results"),
+            Some(&app.ci),
+            Some(&bad),
+        )
         .await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_body");
-    assert!(v["error"]["message"].as_str().unwrap().contains("findings[4]"), "{v}");
-    app.ci_post(&format!("/api/agent/scans/{id}/complete"), &fixture("04-post-complete.request.json"))
-        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("findings[4]"),
+        "{v}"
+    );
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/complete"),
+        &fixture("04-post-complete.request.json"),
+    )
+    .await;
     assert_eq!(app.findings("").await.len(), 5);
     app.stop().await;
 }
@@ -109,12 +201,24 @@ async fn huge_bodies_are_refused(db: Db) {
     let mut results = fixture("03-post-results.request.json");
     results["findings"][0]["message"] = json!("x".repeat(2 * 1024 * 1024));
     let (s, v) = app
-        .call(Method::POST, &format!("/api/agent/scans/{id}/results"), Some(&app.ci), Some(&results))
+        .call(
+            Method::POST,
+            &format!("/api/agent/scans/{id}/results"),
+            Some(&app.ci),
+            Some(&results),
+        )
         .await;
     assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     let mut scan = fixture("01-post-scans.request.json");
     scan["project_metadata"]["commit_title"] = json!("y".repeat(3 * 1024 * 1024));
-    let (s, v) = app.call(Method::POST, "/api/cli/v2/scans", Some(&app.ci), Some(&scan)).await;
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/api/cli/v2/scans",
+            Some(&app.ci),
+            Some(&scan),
+        )
+        .await;
     assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     let (s, v) = app
         .call(
@@ -125,7 +229,9 @@ async fn huge_bodies_are_refused(db: Db) {
         )
         .await;
     assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    let scan = app.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug)).await;
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
+        .await;
     assert_eq!(scan["counts"]["findings"], 0);
     app.stop().await;
 }
@@ -139,11 +245,18 @@ async fn unknown_ids_and_routes(db: Db) {
         "/api/agent/scans/not-a-number/complete",
         "/api/agent/scans/999999/error",
     ] {
-        let (s, v) = app.call(Method::POST, path, Some(&app.ci), Some(&complete)).await;
+        let (s, v) = app
+            .call(Method::POST, path, Some(&app.ci), Some(&complete))
+            .await;
         assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
     }
     let (s, v) = app
-        .call(Method::POST, "/api/agent/scans/999999/results", Some(&app.ci), Some(&fixture("03-post-results.request.json")))
+        .call(
+            Method::POST,
+            "/api/agent/scans/999999/results",
+            Some(&app.ci),
+            Some(&fixture("03-post-results.request.json")),
+        )
         .await;
     assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
     for path in [
@@ -158,10 +271,17 @@ async fn unknown_ids_and_routes(db: Db) {
         assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
     }
     let (s, v) = app
-        .call(Method::PUT, "/api/v1/rules/no-such-rule/mode", Some(&app.admin), Some(&json!({"mode": "block"})))
+        .call(
+            Method::PUT,
+            "/api/v1/rules/no-such-rule/mode",
+            Some(&app.admin),
+            Some(&json!({"mode": "block"})),
+        )
         .await;
     assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
-    let (s, v) = app.call(Method::DELETE, "/api/cli/v2/scans", Some(&app.ci), None).await;
+    let (s, v) = app
+        .call(Method::DELETE, "/api/cli/v2/scans", Some(&app.ci), None)
+        .await;
     assert_error(s, &v, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     app.stop().await;
 }

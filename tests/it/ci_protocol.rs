@@ -18,9 +18,13 @@ async fn create(app: &TestApp, unique_id: &str, branch: &str, full: bool) -> i64
 
 async fn run_scan(app: &TestApp, unique_id: &str, results: &Value) -> i64 {
     let id = create(app, unique_id, "main", true).await;
-    app.ci_post(&format!("/api/agent/scans/{id}/results"), results).await;
-    app.ci_post(&format!("/api/agent/scans/{id}/complete"), &fixture("04-post-complete.request.json"))
+    app.ci_post(&format!("/api/agent/scans/{id}/results"), results)
         .await;
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/complete"),
+        &fixture("04-post-complete.request.json"),
+    )
+    .await;
     id
 }
 
@@ -33,7 +37,10 @@ async fn scan_creation_is_idempotent(db: Db) {
     assert_eq!(a["info"]["enabled_products"], json!(["sast"]));
     assert_eq!(a["info"]["deployment_name"], "acme");
     let scans = app
-        .admin_post(&format!("/api/v1/deployments/{}/scans/search", app.slug), &json!({}))
+        .admin_post(
+            &format!("/api/v1/deployments/{}/scans/search", app.slug),
+            &json!({}),
+        )
         .await;
     assert_eq!(scans["scans"].as_array().unwrap().len(), 1);
     app.stop().await;
@@ -54,29 +61,49 @@ async fn config_carries_modes_on_every_rule(db: Db) {
     let uid = "7f1a1b7e-0000-4000-8000-000000000001";
     create(&app, uid, "main", true).await;
     let (status, cfg) = app
-        .call(Method::GET, &format!("/api/cli/v2/scans/{uid}/config"), Some(&app.ci), None)
+        .call(
+            Method::GET,
+            &format!("/api/cli/v2/scans/{uid}/config"),
+            Some(&app.ci),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cfg["status"], "success");
-    assert!(cfg["engine_params"].is_object(), "engine_params must be present: {cfg}");
+    assert!(
+        cfg["engine_params"].is_object(),
+        "engine_params must be present: {cfg}"
+    );
     let served = cfg["config"]["rules"]["rules"].as_array().unwrap();
     assert_eq!(served.len(), 5);
     for r in served {
         let meta = &r["metadata"];
         assert!(meta["dev.semgrep.actions"].is_array(), "{r}");
         assert!(meta["semgrep.policy"]["slug"].is_string(), "{r}");
-        assert_eq!(meta["semgrep.url"], format!("http://scanhook.test/rules/{}", r["id"].as_str().unwrap()));
+        assert_eq!(
+            meta["semgrep.url"],
+            format!("http://scanhook.test/rules/{}", r["id"].as_str().unwrap())
+        );
     }
     let by_id = |id: &str| served.iter().find(|r| r["id"] == id).unwrap().clone();
     // In two policies: the strongest mode wins, and its policy is named.
     let eval = by_id("python-eval-use");
     assert_eq!(eval["metadata"]["dev.semgrep.actions"], json!(["block"]));
     assert_eq!(eval["metadata"]["semgrep.policy"]["slug"], "strict");
-    assert_eq!(by_id("js-innerhtml")["metadata"]["dev.semgrep.actions"], json!(["comment"]));
-    assert_eq!(by_id("js-innerhtml")["metadata"]["semgrep.policy"]["slug"], "rule-board-pr-comments");
+    assert_eq!(
+        by_id("js-innerhtml")["metadata"]["dev.semgrep.actions"],
+        json!(["comment"])
+    );
+    assert_eq!(
+        by_id("js-innerhtml")["metadata"]["semgrep.policy"]["slug"],
+        "rule-board-pr-comments"
+    );
     let console = by_id("js-console-log");
     assert_eq!(console["metadata"]["dev.semgrep.actions"], json!([]));
-    assert_eq!(console["metadata"]["semgrep.policy"]["slug"], "rule-board-audit");
+    assert_eq!(
+        console["metadata"]["semgrep.policy"]["slug"],
+        "rule-board-audit"
+    );
     // Served back as written apart from the platform keys.
     let written: Value = serde_yaml_ng::from_str(&rules).unwrap();
     let mut pw = by_id("python-hardcoded-password");
@@ -93,21 +120,41 @@ async fn retried_results_and_complete_change_nothing_twice(db: Db) {
     let id = create(&app, "11111111-1111-4111-8111-111111111111", "main", true).await;
     let results = fixture("03-post-results.request.json");
     for _ in 0..3 {
-        let v = app.ci_post(&format!("/api/agent/scans/{id}/results"), &results).await;
+        let v = app
+            .ci_post(&format!("/api/agent/scans/{id}/results"), &results)
+            .await;
         assert_eq!(v["errors"], json!([]));
     }
     let complete = fixture("04-post-complete.request.json");
     for _ in 0..3 {
-        let v = app.ci_post(&format!("/api/agent/scans/{id}/complete"), &complete).await;
+        let v = app
+            .ci_post(&format!("/api/agent/scans/{id}/complete"), &complete)
+            .await;
         assert_eq!(v["success"], true);
     }
-    let scan = app.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug)).await;
-    assert_eq!(scan["counts"], json!({"findings": 5, "opened": 5, "fixed": 0, "notified": 5}));
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
+        .await;
+    assert_eq!(
+        scan["counts"],
+        json!({"findings": 5, "opened": 5, "fixed": 0, "notified": 5})
+    );
     assert_eq!(app.findings("").await.len(), 5);
-    assert_eq!(app.webhooks(id).await["semgrep_finding"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        app.webhooks(id).await["semgrep_finding"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
     // Results after the end are refused, not applied.
     let (status, v) = app
-        .call(Method::POST, &format!("/api/agent/scans/{id}/results"), Some(&app.ci), Some(&results))
+        .call(
+            Method::POST,
+            &format!("/api/agent/scans/{id}/results"),
+            Some(&app.ci),
+            Some(&results),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(v["error"]["code"], "scan_ended");
@@ -118,8 +165,14 @@ on_both!(retried_results_and_complete_change_nothing_twice);
 async fn error_is_terminal_and_abandoned_scans_end(db: Db) {
     let app = TestApp::spawn(db).await;
     let id = create(&app, "22222222-2222-4222-8222-222222222222", "main", true).await;
-    app.ci_post(&format!("/api/agent/scans/{id}/error"), &fixture("error.request.json")).await;
-    let scan = app.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug)).await;
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/error"),
+        &fixture("error.request.json"),
+    )
+    .await;
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
+        .await;
     assert_eq!(scan["status"], "error");
     assert_eq!(scan["exit_code"], 7);
     let hooks = app.webhooks(id).await;
@@ -136,9 +189,15 @@ async fn error_is_terminal_and_abandoned_scans_end(db: Db) {
     assert_eq!(status, StatusCode::CONFLICT);
 
     let id2 = create(&app, "33333333-3333-4333-8333-333333333333", "main", true).await;
-    let n = app.store().abandon_stale(scanhook::clock::now() + 1).await.unwrap();
+    let n = app
+        .store()
+        .abandon_stale(scanhook::clock::now() + 1)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
-    let scan = app.admin_get(&format!("/api/v1/deployments/{}/scan/{id2}", app.slug)).await;
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id2}", app.slug))
+        .await;
     assert_eq!(scan["status"], "abandoned");
     let obj = &app.webhooks(id2).await["semgrep_scan"]["semgrep_scan"];
     assert_eq!(obj["completed_at"], Value::Null);
@@ -149,11 +208,20 @@ on_both!(error_is_terminal_and_abandoned_scans_end);
 
 async fn fail_open_reports_and_agent_endpoints(db: Db) {
     let app = TestApp::spawn(db).await;
-    let v = app.ci_post("/failure", &fixture("fail-open.request.json")).await;
+    let v = app
+        .ci_post("/failure", &fixture("fail-open.request.json"))
+        .await;
     assert_eq!(v["success"], true);
     let dep = app.store().first_deployment().await.unwrap().unwrap();
     assert_eq!(app.store().count_failures(dep.id).await.unwrap(), 1);
-    let (status, v) = app.call(Method::GET, "/api/agent/deployments/current", Some(&app.ci), None).await;
+    let (status, v) = app
+        .call(
+            Method::GET,
+            "/api/agent/deployments/current",
+            Some(&app.ci),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["deployment"]["name"], "acme");
     let (status, v) = app
@@ -166,7 +234,10 @@ async fn fail_open_reports_and_agent_endpoints(db: Db) {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "pro_engine_unavailable");
-    assert!(v["error"]["message"].as_str().unwrap().contains("--oss-only"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--oss-only"));
     app.stop().await;
 }
 on_both!(fail_open_reports_and_agent_endpoints);
@@ -175,20 +246,36 @@ async fn tokens_are_checked_and_scoped(db: Db) {
     let app = TestApp::spawn(db).await;
     let body = fixture("01-post-scans.request.json");
     for token in [None, Some("shk_wrong")] {
-        let (status, v) = app.call(Method::POST, "/api/cli/v2/scans", token, Some(&body)).await;
+        let (status, v) = app
+            .call(Method::POST, "/api/cli/v2/scans", token, Some(&body))
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(v["error"]["code"], "unauthorized");
     }
-    let (status, v) = app.call(Method::GET, "/api/v1/rules", Some(&app.ci), None).await;
+    let (status, v) = app
+        .call(Method::GET, "/api/v1/rules", Some(&app.ci), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     let (status, v) = app
-        .call(Method::GET, &format!("/api/v1/deployments/{}/findings", app.slug), Some(&app.ci), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/deployments/{}/findings", app.slug),
+            Some(&app.ci),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     // A token made through the API works.
-    let v = app.admin_post("/api/v1/tokens", &json!({"scope": "ci"})).await;
+    let v = app
+        .admin_post("/api/v1/tokens", &json!({"scope": "ci"}))
+        .await;
     let (status, _) = app
-        .call(Method::POST, "/api/cli/v2/scans", v["token"].as_str(), Some(&body))
+        .call(
+            Method::POST,
+            "/api/cli/v2/scans",
+            v["token"].as_str(),
+            Some(&body),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
@@ -197,10 +284,27 @@ on_both!(tokens_are_checked_and_scoped);
 
 async fn a_token_never_reaches_another_deployment(db: Db) {
     let app = TestApp::spawn(db).await;
-    let id = run_scan(&app, "44444444-4444-4444-8444-444444444444", &fixture("03-post-results.request.json")).await;
-    let other = app.store().create_deployment("other", "Other").await.unwrap();
-    let admin2 = app.store().create_token(other.id, scanhook::store::tokens::Scope::Admin).await.unwrap();
-    let ci2 = app.store().create_token(other.id, scanhook::store::tokens::Scope::Ci).await.unwrap();
+    let id = run_scan(
+        &app,
+        "44444444-4444-4444-8444-444444444444",
+        &fixture("03-post-results.request.json"),
+    )
+    .await;
+    let other = app
+        .store()
+        .create_deployment("other", "Other")
+        .await
+        .unwrap();
+    let admin2 = app
+        .store()
+        .create_token(other.id, scanhook::store::tokens::Scope::Admin)
+        .await
+        .unwrap();
+    let ci2 = app
+        .store()
+        .create_token(other.id, scanhook::store::tokens::Scope::Ci)
+        .await
+        .unwrap();
     let first = &app.slug;
     for path in [
         format!("/api/v1/deployments/{first}/findings"),
@@ -222,10 +326,22 @@ async fn a_token_never_reaches_another_deployment(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let uid = "44444444-4444-4444-8444-444444444444";
     let (status, _) = app
-        .call(Method::GET, &format!("/api/cli/v2/scans/{uid}/config"), Some(&ci2), None)
+        .call(
+            Method::GET,
+            &format!("/api/cli/v2/scans/{uid}/config"),
+            Some(&ci2),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, v) = app.call(Method::GET, "/api/v1/deployments/other/findings", Some(&admin2), None).await;
+    let (status, v) = app
+        .call(
+            Method::GET,
+            "/api/v1/deployments/other/findings",
+            Some(&admin2),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["findings"], json!([]));
     app.stop().await;
@@ -257,14 +373,28 @@ async fn triage_ignored_findings_go_to_the_client_and_are_never_notified(db: Db)
     let uid = "66666666-6666-4666-8666-666666666666";
     create(&app, uid, "main", true).await;
     let (_, cfg) = app
-        .call(Method::GET, &format!("/api/cli/v2/scans/{uid}/config"), Some(&app.ci), None)
+        .call(
+            Method::GET,
+            &format!("/api/cli/v2/scans/{uid}/config"),
+            Some(&app.ci),
+            None,
+        )
         .await;
-    assert_eq!(cfg["config"]["triage_ignored_syntactic_ids"], json!([target["syntactic_id"]]));
-    assert_eq!(cfg["config"]["triage_ignored_match_based_ids"], json!([target["match_based_id"]]));
+    assert_eq!(
+        cfg["config"]["triage_ignored_syntactic_ids"],
+        json!([target["syntactic_id"]])
+    );
+    assert_eq!(
+        cfg["config"]["triage_ignored_match_based_ids"],
+        json!([target["match_based_id"]])
+    );
 
     // Fixed, then back: a regression, but triaged as ignored, so not notified.
     let mut without = full.clone();
-    without["findings"].as_array_mut().unwrap().retain(|f| f["check_id"] != "js-console-log");
+    without["findings"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["check_id"] != "js-console-log");
     let id2 = run_scan(&app, "77777777-7777-4777-8777-777777777777", &without).await;
     assert_eq!(app.scan_changes(id2, "fixed").await.len(), 1);
     let id3 = run_scan(&app, "88888888-8888-4888-8888-888888888888", &full).await;
@@ -291,9 +421,15 @@ async fn rule_uploads_are_all_or_nothing(db: Db) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(v["error"]["code"], "invalid_rule");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("bad.yml") && msg.contains("no-pattern") && msg.contains("pattern"), "{msg}");
+    assert!(
+        msg.contains("bad.yml") && msg.contains("no-pattern") && msg.contains("pattern"),
+        "{msg}"
+    );
     assert_eq!(app.admin_get("/api/v1/rules").await["rules"], json!([]));
-    assert_eq!(app.admin_get("/api/v1/policies").await["policies"], json!([]));
+    assert_eq!(
+        app.admin_get("/api/v1/policies").await["policies"],
+        json!([])
+    );
 
     let (status, v) = app
         .call(
@@ -304,13 +440,24 @@ async fn rule_uploads_are_all_or_nothing(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"]["message"].as_str().unwrap().contains("broken.yml: invalid YAML"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("broken.yml: invalid YAML"),
+        "{v}"
+    );
 
     // A rule in two policies needs the policy named to change its mode.
     app.add_rules(&good, None, "monitor").await;
     app.add_rules(&good, Some("Web Apps"), "comment").await;
     let (status, v) = app
-        .call(Method::PUT, "/api/v1/rules/js-console-log/mode", Some(&app.admin), Some(&json!({"mode": "block"})))
+        .call(
+            Method::PUT,
+            "/api/v1/rules/js-console-log/mode",
+            Some(&app.admin),
+            Some(&json!({"mode": "block"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(v["error"]["code"], "ambiguous_policy");

@@ -44,7 +44,11 @@ impl Repo {
             .env("HOME", self.home.path())
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -105,14 +109,21 @@ def shell(cmd):
     subprocess.call(cmd, shell=True)
 "#;
 
-const MAIN_JS: &str = "function show(x) {\n  document.body.innerHTML = x;\n  console.log(\"shown\", x);\n}\n";
+const MAIN_JS: &str =
+    "function show(x) {\n  document.body.innerHTML = x;\n  console.log(\"shown\", x);\n}\n";
 
 const UTIL_PY: &str = "def danger(expr):\n    return eval(expr)\n";
 
 fn paths(findings: &[Value]) -> Vec<String> {
     let mut p: Vec<String> = findings
         .iter()
-        .map(|f| format!("{}:{}", f["location"]["file_path"].as_str().unwrap(), f["rule_name"].as_str().unwrap()))
+        .map(|f| {
+            format!(
+                "{}:{}",
+                f["location"]["file_path"].as_str().unwrap(),
+                f["rule_name"].as_str().unwrap()
+            )
+        })
         .collect();
     p.sort();
     p
@@ -129,7 +140,8 @@ async fn scan(app: &TestApp, repo: &Repo, env: &[(&str, &str)], want_exit: i32) 
 
 async fn full_lifecycle(db: Db) {
     let app = TestApp::spawn(db).await;
-    app.add_rules(&fixture_text("sample-rules.yml"), None, "monitor").await;
+    app.add_rules(&fixture_text("sample-rules.yml"), None, "monitor")
+        .await;
     let repo = Repo::new();
     repo.write("src/app.py", APP_PY);
     repo.write("web/main.js", MAIN_JS);
@@ -161,31 +173,57 @@ async fn full_lifecycle(db: Db) {
 
     // 2. A diff-aware PR scan that adds one finding and moves the others.
     repo.git(&["checkout", "-q", "-b", "feature"]);
-    repo.write("src/app.py", &format!("# moved down\n# by three\n# lines\n{APP_PY}"));
+    repo.write(
+        "src/app.py",
+        &format!("# moved down\n# by three\n# lines\n{APP_PY}"),
+    );
     repo.write("src/util.py", UTIL_PY);
     repo.commit("Feature: add danger()");
-    let pr = [("SEMGREP_BASELINE_REF", "main"), ("SEMGREP_PR_ID", "7"), ("SEMGREP_PR_TITLE", "Add danger")];
+    let pr = [
+        ("SEMGREP_BASELINE_REF", "main"),
+        ("SEMGREP_PR_ID", "7"),
+        ("SEMGREP_PR_TITLE", "Add danger"),
+    ];
     let s2 = scan(&app, &repo, &pr, 0).await;
     let id2 = s2["id"].as_i64().unwrap();
     assert_eq!(s2["is_full_scan"], false);
-    assert_eq!(s2["counts"]["findings"], 1, "only the new finding is uploaded: {s2}");
+    assert_eq!(
+        s2["counts"]["findings"], 1,
+        "only the new finding is uploaded: {s2}"
+    );
     let notified = app.scan_changes(id2, "notified").await;
     assert_eq!(paths(&notified), ["src/util.py:python-eval-use"]);
     let pr_obj = app.webhooks(id2).await;
     assert_eq!(pr_obj["semgrep_scan"]["semgrep_scan"]["on"], "pull_request");
-    assert_eq!(pr_obj["semgrep_scan"]["semgrep_scan"]["pull_request_id"], "7");
-    assert_eq!(pr_obj["semgrep_finding"][0]["semgrep_finding"]["ref"], "feature");
+    assert_eq!(
+        pr_obj["semgrep_scan"]["semgrep_scan"]["pull_request_id"],
+        "7"
+    );
+    assert_eq!(
+        pr_obj["semgrep_finding"][0]["semgrep_finding"]["ref"],
+        "feature"
+    );
 
     // 3. The same scan again: nothing new, nothing doubled.
     let s3 = scan(&app, &repo, &pr, 0).await;
-    assert_eq!(app.scan_changes(s3["id"].as_i64().unwrap(), "notified").await.len(), 0);
+    assert_eq!(
+        app.scan_changes(s3["id"].as_i64().unwrap(), "notified")
+            .await
+            .len(),
+        0
+    );
     assert_eq!(app.findings("ref=feature&status=open").await.len(), 1);
 
     // 4. The rule in Block mode: the same PR now fails the build.
     app.set_mode("python-eval-use", "block").await;
     let s4 = scan(&app, &repo, &pr, 1).await;
     assert_eq!(s4["exit_code"], 1);
-    assert_eq!(app.scan_changes(s4["id"].as_i64().unwrap(), "notified").await.len(), 0);
+    assert_eq!(
+        app.scan_changes(s4["id"].as_i64().unwrap(), "notified")
+            .await
+            .len(),
+        0
+    );
     app.set_mode("python-eval-use", "monitor").await;
 
     // 5. The PR merged: the finding reaches main without a second notification.
@@ -221,13 +259,24 @@ async fn full_lifecycle(db: Db) {
     repo.git(&["rm", "-q", "web/main.js"]);
     repo.commit("Drop the web page");
     let s8 = scan(&app, &repo, &[], 0).await;
-    let removed = app.scan_changes(s8["id"].as_i64().unwrap(), "removed").await;
-    assert_eq!(paths(&removed), ["web/main.js:js-console-log", "web/main.js:js-innerhtml"]);
+    let removed = app
+        .scan_changes(s8["id"].as_i64().unwrap(), "removed")
+        .await;
+    assert_eq!(
+        paths(&removed),
+        ["web/main.js:js-console-log", "web/main.js:js-innerhtml"]
+    );
 
     // 9. A nosemgrep comment: the finding closes as ignored and is never notified.
     let merged_app = repo.dir.path().join("src/app.py");
     let text = std::fs::read_to_string(&merged_app).unwrap();
-    repo.write("src/app.py", &text.replace("db_password = \"hunter2\"", "db_password = \"hunter2\"  # nosemgrep"));
+    repo.write(
+        "src/app.py",
+        &text.replace(
+            "db_password = \"hunter2\"",
+            "db_password = \"hunter2\"  # nosemgrep",
+        ),
+    );
     repo.commit("Silence the password finding");
     let s9 = scan(&app, &repo, &[], 0).await;
     let id9 = s9["id"].as_i64().unwrap();

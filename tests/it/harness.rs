@@ -56,7 +56,8 @@ struct PgDb {
 }
 
 fn pg_server() -> String {
-    std::env::var("SCANHOOK_TEST_PG_URL").expect("SCANHOOK_TEST_PG_URL must be set for PostgreSQL tests")
+    std::env::var("SCANHOOK_TEST_PG_URL")
+        .expect("SCANHOOK_TEST_PG_URL must be set for PostgreSQL tests")
 }
 
 /// `postgres://u@h:p/db` → the same server, another database.
@@ -91,7 +92,10 @@ impl TestApp {
             ),
             Db::Postgres => {
                 let server = pg_server();
-                let name = format!("scanhook_test_{}", scanhook::ids::public_scan_id().to_lowercase());
+                let name = format!(
+                    "scanhook_test_{}",
+                    scanhook::ids::public_scan_id().to_lowercase()
+                );
                 pg_admin(&server, &format!("CREATE DATABASE {name}")).await;
                 (with_database(&server, &name), Some(PgDb { server, name }))
             }
@@ -108,7 +112,10 @@ impl TestApp {
         let running = app::start(config, CancellationToken::new())
             .await
             .expect("app starts");
-        let admin = running.first_admin_token.clone().expect("first start prints a token");
+        let admin = running
+            .first_admin_token
+            .clone()
+            .expect("first start prints a token");
         let dep = running.store.first_deployment().await.unwrap().unwrap();
         let ci = running.store.create_token(dep.id, Scope::Ci).await.unwrap();
         TestApp {
@@ -128,7 +135,13 @@ impl TestApp {
     }
 
     /// Sends a request with a JSON body (or none) and returns status and JSON answer.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -139,12 +152,20 @@ impl TestApp {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
         (status, value)
     }
 
     /// Sends raw bytes as the body.
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>, content_type: &str) -> (StatusCode, Value) {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -156,7 +177,8 @@ impl TestApp {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
         (status, value)
     }
 
@@ -167,13 +189,17 @@ impl TestApp {
     }
 
     pub async fn admin_post(&self, path: &str, body: &Value) -> Value {
-        let (status, v) = self.call(Method::POST, path, Some(&self.admin), Some(body)).await;
+        let (status, v) = self
+            .call(Method::POST, path, Some(&self.admin), Some(body))
+            .await;
         assert!(status.is_success(), "POST {path}: {status} {v}");
         v
     }
 
     pub async fn ci_post(&self, path: &str, body: &Value) -> Value {
-        let (status, v) = self.call(Method::POST, path, Some(&self.ci), Some(body)).await;
+        let (status, v) = self
+            .call(Method::POST, path, Some(&self.ci), Some(body))
+            .await;
         assert!(status.is_success(), "POST {path}: {status} {v}");
         v
     }
@@ -202,7 +228,10 @@ impl TestApp {
     /// The newest scan of the deployment.
     pub async fn latest_scan(&self) -> Value {
         let v = self
-            .admin_post(&format!("/api/v1/deployments/{}/scans/search", self.slug), &serde_json::json!({"limit": 1}))
+            .admin_post(
+                &format!("/api/v1/deployments/{}/scans/search", self.slug),
+                &serde_json::json!({"limit": 1}),
+            )
             .await;
         v["scans"][0].clone()
     }
@@ -210,21 +239,30 @@ impl TestApp {
     /// Findings a scan changed: `change` as the API takes it.
     pub async fn scan_changes(&self, scan_id: i64, change: &str) -> Vec<Value> {
         let v = self
-            .admin_get(&format!("/api/v1/deployments/{}/scan/{scan_id}/findings?change={change}", self.slug))
+            .admin_get(&format!(
+                "/api/v1/deployments/{}/scan/{scan_id}/findings?change={change}",
+                self.slug
+            ))
             .await;
         v["findings"].as_array().unwrap().clone()
     }
 
     /// The webhook objects a scan produced.
     pub async fn webhooks(&self, scan_id: i64) -> Value {
-        self.admin_get(&format!("/api/v1/deployments/{}/scan/{scan_id}/webhooks", self.slug))
-            .await
+        self.admin_get(&format!(
+            "/api/v1/deployments/{}/scan/{scan_id}/webhooks",
+            self.slug
+        ))
+        .await
     }
 
     /// Findings listed by the v1 API with a query string.
     pub async fn findings(&self, query: &str) -> Vec<Value> {
         let v = self
-            .admin_get(&format!("/api/v1/deployments/{}/findings?{query}", self.slug))
+            .admin_get(&format!(
+                "/api/v1/deployments/{}/findings?{query}",
+                self.slug
+            ))
             .await;
         v["findings"].as_array().unwrap().clone()
     }
@@ -234,7 +272,11 @@ impl TestApp {
             r.stop().await;
         }
         if let Some(pg) = self.pg.take() {
-            pg_admin(&pg.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name)).await;
+            pg_admin(
+                &pg.server,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name),
+            )
+            .await;
         }
     }
 }

@@ -9,8 +9,13 @@ use serde_json::Value;
 async fn drive(app: &TestApp, scans: &str, results: &str, complete: &str) -> i64 {
     let v = app.ci_post("/api/cli/v2/scans", &fixture(scans)).await;
     let id = v["info"]["id"].as_i64().unwrap();
-    app.ci_post(&format!("/api/agent/scans/{id}/results"), &fixture(results)).await;
-    app.ci_post(&format!("/api/agent/scans/{id}/complete"), &fixture(complete)).await;
+    app.ci_post(&format!("/api/agent/scans/{id}/results"), &fixture(results))
+        .await;
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/complete"),
+        &fixture(complete),
+    )
+    .await;
     id
 }
 
@@ -20,11 +25,23 @@ fn keys(v: &Value) -> Vec<&str> {
 
 async fn webhook_objects_of_a_full_scan(db: Db) {
     let app = TestApp::spawn(db).await;
-    let id = drive(&app, "01-post-scans.request.json", "03-post-results.request.json", "04-post-complete.request.json").await;
+    let id = drive(
+        &app,
+        "01-post-scans.request.json",
+        "03-post-results.request.json",
+        "04-post-complete.request.json",
+    )
+    .await;
     let hooks = app.webhooks(id).await;
-    assert_eq!(keys(&hooks["semgrep_scan"]["semgrep_scan"]), scanhook::domain::payload::SCAN_FIELDS);
+    assert_eq!(
+        keys(&hooks["semgrep_scan"]["semgrep_scan"]),
+        scanhook::domain::payload::SCAN_FIELDS
+    );
     for f in hooks["semgrep_finding"].as_array().unwrap() {
-        assert_eq!(keys(&f["semgrep_finding"]), scanhook::domain::payload::FINDING_FIELDS);
+        assert_eq!(
+            keys(&f["semgrep_finding"]),
+            scanhook::domain::payload::FINDING_FIELDS
+        );
     }
     insta::assert_json_snapshot!("full_scan_webhooks", hooks, {
         ".semgrep_scan.semgrep_scan.id" => "[public_id]",

@@ -3,7 +3,7 @@
 //! and the reply to the client. Either all of it is written or none of it.
 
 use super::scans::{Scan, ScanStatus};
-use super::{col, in_list, positional, values_list, Backend, Store};
+use super::{bulk_insert, col, json_list, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
 use crate::domain::ci::{Finding, MetadataKeys, Results};
 use crate::domain::lifecycle::{self, Known, Opened, Prior, State};
@@ -16,10 +16,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
 
-/// Rows per multi-row statement: far below both backends' parameter limits.
-const CHUNK: usize = 400;
-/// Values per `IN (…)` list.
-const IN_CHUNK: usize = 5_000;
+/// Values per `IN (…)` list passed as one JSON parameter.
+const CHUNK: usize = 5_000;
 
 /// What `/complete` did, and the reply for the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +142,12 @@ struct Applied {
     override_ids: Vec<String>,
 }
 
+/// A finding stored on the scanned ref, with the digest of its mutable columns.
+struct StoredPrior {
+    prior: Prior,
+    digest: String,
+}
+
 async fn apply(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -152,7 +156,11 @@ async fn apply(
     now: Micros,
     block_rules: &HashSet<String>,
 ) -> anyhow::Result<Applied> {
-    let prior = load_prior(tx, scan).await?;
+    let stored = load_prior(tx, scan).await?;
+    let prior: HashMap<String, Prior> = stored
+        .iter()
+        .map(|(k, s)| (k.clone(), s.prior.clone()))
+        .collect();
     let keys: Vec<&str> = results.findings.iter().map(Finding::key).collect();
     let identities = load_identities(tx, backend, scan.project_id, &keys).await?;
     let known: HashMap<String, Known> = identities
@@ -167,34 +175,38 @@ async fn apply(
     let decision = lifecycle::decide(results, &prior, &known);
 
     // Identities seen open for the first time get their first-seen scan: this one.
-    let fresh: Vec<&str> = decision
+    let fresh: Vec<Vec<Cell>> = decision
         .open
         .iter()
         .map(|d| results.findings[d.index].key())
         .filter(|k| !identities.contains_key(*k))
+        .map(|k| {
+            vec![
+                scan.project_id.into(),
+                k.into(),
+                scan.public_id.as_str().into(),
+                now.into(),
+            ]
+        })
         .collect();
-    for chunk in fresh.chunks(CHUNK) {
-        let sql = positional(
-            backend,
-            format!(
-                "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at) \
-                 VALUES {} ON CONFLICT (project_id, identity) DO NOTHING",
-                values_list(chunk.len(), 4, 1)
-            ),
-        );
-        let mut q = sqlx::query(&sql);
-        for key in chunk {
-            q = q
-                .bind(scan.project_id)
-                .bind(*key)
-                .bind(&scan.public_id)
-                .bind(now);
-        }
-        q.execute(&mut **tx).await?;
-    }
+    bulk_insert(
+        tx,
+        backend,
+        "identities",
+        &[
+            ("project_id", Ty::Int),
+            ("identity", Ty::Text),
+            ("first_seen_scan_id", Ty::Text),
+            ("first_seen_at", Ty::Int),
+        ],
+        &fresh,
+        "ON CONFLICT (project_id, identity) DO NOTHING",
+    )
+    .await?;
 
-    // Upsert the open findings and the nosemgrep ones, learning their row ids.
-    let rows: Vec<(&Finding, State)> = decision
+    // Write the open findings and the nosemgrep ones, skipping those stored exactly so
+    // (a re-scan mostly finds what it found before), and learn the written rows' ids.
+    let candidates: Vec<(&Finding, State)> = decision
         .open
         .iter()
         .map(|d| (&results.findings[d.index], State::Open))
@@ -205,11 +217,18 @@ async fn apply(
                 .map(|&i| (&results.ignores[i], State::Ignored)),
         )
         .collect();
-    let metadata = store_metadata(tx, backend, scan.deployment_id, &rows).await?;
-    let mut row_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(CHUNK) {
-        upsert_findings(tx, backend, scan, chunk, &metadata, now, &mut row_ids).await?;
+    let metadata = store_metadata(tx, backend, scan.deployment_id, &candidates).await?;
+    let mut writes: Vec<(&Finding, State, String)> = Vec::with_capacity(candidates.len());
+    for (f, state) in candidates {
+        let digest = digest(f, &metadata[f.metadata.get()]);
+        let unchanged = stored
+            .get(f.key())
+            .is_some_and(|s| s.prior.state == state && s.digest == digest);
+        if !unchanged {
+            writes.push((f, state, digest));
+        }
     }
+    let row_ids = upsert_findings(tx, backend, scan, &writes, &metadata, now).await?;
 
     // Close what the scan no longer reports.
     let mut changes: Vec<(i64, &'static str, bool)> = Vec::new();
@@ -225,23 +244,18 @@ async fn apply(
             .map(|(k, _)| k.as_str())
             .collect();
         for chunk in keys.chunks(CHUNK) {
-            let sql = positional(
-                backend,
-                format!(
-                    "UPDATE findings SET state = $1, state_updated_at = $2, last_scan_id = $3 \
-                     WHERE project_id = $4 AND git_ref = $5 AND identity IN ({}) RETURNING id",
-                    in_list(chunk.len(), 6)
-                ),
+            let sql = format!(
+                "UPDATE findings SET state = $1, state_updated_at = $2, last_scan_id = $3 \
+                 WHERE project_id = $4 AND git_ref = $5 AND identity IN {} RETURNING id",
+                json_list(backend, 6)
             );
-            let mut q = sqlx::query(&sql)
+            let q = sqlx::query(&sql)
                 .bind(state.as_str())
                 .bind(now)
                 .bind(scan.id)
                 .bind(scan.project_id)
-                .bind(&scan.git_ref);
-            for k in chunk {
-                q = q.bind(*k);
-            }
+                .bind(&scan.git_ref)
+                .bind(serde_json::to_string(chunk)?);
             for row in q.fetch_all(&mut **tx).await? {
                 changes.push((col(&row, "id")?, state.as_str(), false));
                 if state == State::Fixed {
@@ -271,7 +285,11 @@ async fn apply(
             Opened::FromOtherRef => "from_other_ref",
         };
         applied.opened += 1;
-        changes.push((row_ids[f.key()], change, d.notify));
+        // Every opening changes the row's state, so the upsert wrote it.
+        let Some(&id) = row_ids.get(f.key()) else {
+            anyhow::bail!("finding {} was opened but not written", f.key());
+        };
+        changes.push((id, change, d.notify));
         if d.notify {
             let (first_scan, first_at) = match identity {
                 Some(i) => (i.first_seen_scan_id.as_str(), i.first_seen_at),
@@ -301,38 +319,78 @@ async fn apply(
                 }));
         }
     }
-    // An ignore that closed an open finding is logged once, as `ignored`, above.
+    // An ignore that closed an open finding is logged once, as `ignored`, above; one that
+    // was already ignored was not written and is not logged again.
     let closed: HashSet<&str> = decision.closed.iter().map(|(k, _)| k.as_str()).collect();
     for &i in &decision.ignores {
         let key = results.ignores[i].key();
-        if !closed.contains(key) {
-            changes.push((row_ids[key], "nosemgrep", false));
+        if let (false, Some(&id)) = (closed.contains(key), row_ids.get(key)) {
+            changes.push((id, "nosemgrep", false));
         }
     }
-    for chunk in changes.chunks(CHUNK) {
-        let sql = positional(
-            backend,
-            format!(
-                "INSERT INTO scan_changes (scan_id, finding_id, change, notify) VALUES {} \
-                 ON CONFLICT (scan_id, finding_id) DO NOTHING",
-                values_list(chunk.len(), 4, 1)
-            ),
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, change, notify) in chunk {
-            q = q.bind(scan.id).bind(*id).bind(*change).bind(*notify as i64);
-        }
-        q.execute(&mut **tx).await?;
-    }
+    let change_rows: Vec<Vec<Cell>> = changes
+        .iter()
+        .map(|(id, change, notify)| {
+            vec![
+                scan.id.into(),
+                (*id).into(),
+                (*change).into(),
+                (*notify as i64).into(),
+            ]
+        })
+        .collect();
+    bulk_insert(
+        tx,
+        backend,
+        "scan_changes",
+        &[
+            ("scan_id", Ty::Int),
+            ("finding_id", Ty::Int),
+            ("change", Ty::Text),
+            ("notify", Ty::Int),
+        ],
+        &change_rows,
+        "ON CONFLICT (scan_id, finding_id) DO NOTHING",
+    )
+    .await?;
     Ok(applied)
+}
+
+/// Hash of the columns of a finding that a later scan may change. `commit_date` is left
+/// out: it is the HEAD commit's date, new on every commit, and would make every row of
+/// every scan a write.
+fn digest(f: &Finding, meta: &Metadata) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        f.syntactic_id.as_str(),
+        f.match_based_id.as_deref().unwrap_or(""),
+        f.path.as_str(),
+        f.message.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for n in [
+        f.line,
+        f.column,
+        f.end_line,
+        f.end_column,
+        f.severity,
+        f.index,
+        meta.id,
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    ids::hex(&h.finalize()[..16])
 }
 
 async fn load_prior(
     tx: &mut Transaction<'static, Any>,
     scan: &Scan,
-) -> anyhow::Result<HashMap<String, Prior>> {
+) -> anyhow::Result<HashMap<String, StoredPrior>> {
     let rows = sqlx::query(
-        "SELECT identity, state, path, rule_id FROM findings WHERE project_id = $1 AND git_ref = $2",
+        "SELECT identity, state, path, rule_id, digest FROM findings \
+         WHERE project_id = $1 AND git_ref = $2",
     )
     .bind(scan.project_id)
     .bind(&scan.git_ref)
@@ -343,10 +401,13 @@ async fn load_prior(
         let state: String = col(row, "state")?;
         prior.insert(
             col(row, "identity")?,
-            Prior {
-                state: state.parse().map_err(anyhow::Error::msg)?,
-                path: col(row, "path")?,
-                rule_id: col(row, "rule_id")?,
+            StoredPrior {
+                prior: Prior {
+                    state: state.parse().map_err(anyhow::Error::msg)?,
+                    path: col(row, "path")?,
+                    rule_id: col(row, "rule_id")?,
+                },
+                digest: col(row, "digest")?,
             },
         );
     }
@@ -360,19 +421,15 @@ async fn load_identities(
     keys: &[&str],
 ) -> anyhow::Result<HashMap<String, Identity>> {
     let mut out = HashMap::new();
-    for chunk in keys.chunks(IN_CHUNK) {
-        let sql = positional(
-            backend,
-            format!(
-                "SELECT identity, first_seen_scan_id, first_seen_at, triage_state FROM identities \
-                 WHERE project_id = $1 AND identity IN ({})",
-                in_list(chunk.len(), 2)
-            ),
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT identity, first_seen_scan_id, first_seen_at, triage_state FROM identities \
+             WHERE project_id = $1 AND identity IN {}",
+            json_list(backend, 2)
         );
-        let mut q = sqlx::query(&sql).bind(project_id);
-        for k in chunk {
-            q = q.bind(*k);
-        }
+        let q = sqlx::query(&sql)
+            .bind(project_id)
+            .bind(serde_json::to_string(chunk)?);
         for row in q.fetch_all(&mut **tx).await? {
             out.insert(
                 col(&row, "identity")?,
@@ -414,32 +471,39 @@ async fn store_metadata<'r>(
         by_raw.insert(raw, (hash, meta));
     }
     let distinct: Vec<&(String, Metadata)> = by_raw.values().collect();
+    let rows: Vec<Vec<Cell>> = distinct
+        .iter()
+        .map(|(hash, meta)| {
+            vec![
+                deployment_id.into(),
+                hash.as_str().into(),
+                meta.compact.get().into(),
+            ]
+        })
+        .collect();
+    bulk_insert(
+        tx,
+        backend,
+        "finding_metadata",
+        &[
+            ("deployment_id", Ty::Int),
+            ("hash", Ty::Text),
+            ("body", Ty::Text),
+        ],
+        &rows,
+        "ON CONFLICT (deployment_id, hash) DO NOTHING",
+    )
+    .await?;
     let mut ids_by_hash: HashMap<String, i64> = HashMap::with_capacity(distinct.len());
     for chunk in distinct.chunks(CHUNK) {
-        let sql = positional(
-            backend,
-            format!(
-                "INSERT INTO finding_metadata (deployment_id, hash, body) VALUES {} \
-                 ON CONFLICT (deployment_id, hash) DO NOTHING",
-                values_list(chunk.len(), 3, 1)
-            ),
+        let sql = format!(
+            "SELECT id, hash FROM finding_metadata WHERE deployment_id = $1 AND hash IN {}",
+            json_list(backend, 2)
         );
-        let mut q = sqlx::query(&sql);
-        for (hash, meta) in chunk {
-            q = q.bind(deployment_id).bind(hash).bind(meta.compact.get());
-        }
-        q.execute(&mut **tx).await?;
-        let sql = positional(
-            backend,
-            format!(
-                "SELECT id, hash FROM finding_metadata WHERE deployment_id = $1 AND hash IN ({})",
-                in_list(chunk.len(), 2)
-            ),
-        );
-        let mut q = sqlx::query(&sql).bind(deployment_id);
-        for (hash, _) in chunk {
-            q = q.bind(hash);
-        }
+        let hashes: Vec<&str> = chunk.iter().map(|(h, _)| h.as_str()).collect();
+        let q = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(serde_json::to_string(&hashes)?);
         for row in q.fetch_all(&mut **tx).await? {
             ids_by_hash.insert(col(&row, "hash")?, col(&row, "id")?);
         }
@@ -453,72 +517,95 @@ async fn store_metadata<'r>(
         .collect())
 }
 
-const FINDING_COLS: usize = 24;
+/// The columns of a finding row.
+const FINDING_COLS: [(&str, Ty); 25] = [
+    ("deployment_id", Ty::Int),
+    ("project_id", Ty::Int),
+    ("git_ref", Ty::Text),
+    ("identity", Ty::Text),
+    ("syntactic_id", Ty::Text),
+    ("match_based_id", Ty::Text),
+    ("rule_id", Ty::Text),
+    ("path", Ty::Text),
+    ("line", Ty::Int),
+    ("col", Ty::Int),
+    ("end_line", Ty::Int),
+    ("end_col", Ty::Int),
+    ("message", Ty::Text),
+    ("severity", Ty::Int),
+    ("idx", Ty::Int),
+    ("commit_date", Ty::Text),
+    ("metadata_id", Ty::Int),
+    ("mode", Ty::Text),
+    ("policy_slug", Ty::Text),
+    ("state", Ty::Text),
+    ("digest", Ty::Text),
+    ("created_at", Ty::Int),
+    ("relevant_since", Ty::Int),
+    ("state_updated_at", Ty::Int),
+    ("last_scan_id", Ty::Int),
+];
 
+/// Inserts or updates findings on the scan's ref; returns their row ids by identity.
 async fn upsert_findings(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     scan: &Scan,
-    rows: &[(&Finding, State)],
+    rows: &[(&Finding, State, String)],
     metadata: &HashMap<&str, Metadata>,
     now: Micros,
-    row_ids: &mut HashMap<String, i64>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<HashMap<String, i64>> {
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|(f, state, digest)| {
+            let meta = &metadata[f.metadata.get()];
+            vec![
+                scan.deployment_id.into(),
+                scan.project_id.into(),
+                scan.git_ref.as_str().into(),
+                f.key().into(),
+                f.syntactic_id.as_str().into(),
+                f.match_based_id.as_deref().into(),
+                f.check_id.as_str().into(),
+                f.path.as_str().into(),
+                f.line.into(),
+                f.column.into(),
+                f.end_line.into(),
+                f.end_column.into(),
+                f.message.as_str().into(),
+                f.severity.into(),
+                f.index.into(),
+                f.commit_date.as_deref().into(),
+                meta.id.into(),
+                meta.mode.as_str().into(),
+                meta.policy_slug.as_deref().into(),
+                state.as_str().into(),
+                digest.as_str().into(),
+                now.into(),
+                now.into(),
+                now.into(),
+                scan.id.into(),
+            ]
+        })
+        .collect();
     // A regression is relevant again from now; a finding that stays open keeps its date.
-    let sql = positional(
-        backend,
-        format!(
-            "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
-             match_based_id, rule_id, path, line, col, end_line, end_col, message, severity, idx, \
-             commit_date, metadata_id, mode, policy_slug, state, created_at, relevant_since, \
-             state_updated_at, last_scan_id) VALUES {} \
-             ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
-             syntactic_id = excluded.syntactic_id, match_based_id = excluded.match_based_id, \
-             path = excluded.path, line = excluded.line, col = excluded.col, \
-             end_line = excluded.end_line, end_col = excluded.end_col, \
-             message = excluded.message, severity = excluded.severity, idx = excluded.idx, \
-             commit_date = excluded.commit_date, metadata_id = excluded.metadata_id, \
-             mode = excluded.mode, policy_slug = excluded.policy_slug, \
-             relevant_since = CASE WHEN findings.state = 'fixed' AND excluded.state = 'open' \
-               THEN excluded.relevant_since ELSE findings.relevant_since END, \
-             state_updated_at = CASE WHEN findings.state <> excluded.state \
-               THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
-             state = excluded.state, last_scan_id = excluded.last_scan_id \
-             RETURNING id, identity",
-            values_list(rows.len(), FINDING_COLS, 1)
-        ),
-    );
-    let mut q = sqlx::query(&sql);
-    for (f, state) in rows {
-        let meta = &metadata[f.metadata.get()];
-        q = q
-            .bind(scan.deployment_id)
-            .bind(scan.project_id)
-            .bind(&scan.git_ref)
-            .bind(f.key())
-            .bind(&f.syntactic_id)
-            .bind(&f.match_based_id)
-            .bind(&f.check_id)
-            .bind(&f.path)
-            .bind(f.line)
-            .bind(f.column)
-            .bind(f.end_line)
-            .bind(f.end_column)
-            .bind(&f.message)
-            .bind(f.severity)
-            .bind(f.index)
-            .bind(&f.commit_date)
-            .bind(meta.id)
-            .bind(meta.mode.as_str())
-            .bind(&meta.policy_slug)
-            .bind(state.as_str())
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(scan.id);
+    let tail = "ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
+         syntactic_id = excluded.syntactic_id, match_based_id = excluded.match_based_id, \
+         path = excluded.path, line = excluded.line, col = excluded.col, \
+         end_line = excluded.end_line, end_col = excluded.end_col, \
+         message = excluded.message, severity = excluded.severity, idx = excluded.idx, \
+         commit_date = excluded.commit_date, metadata_id = excluded.metadata_id, \
+         mode = excluded.mode, policy_slug = excluded.policy_slug, digest = excluded.digest, \
+         relevant_since = CASE WHEN findings.state = 'fixed' AND excluded.state = 'open' \
+           THEN excluded.relevant_since ELSE findings.relevant_since END, \
+         state_updated_at = CASE WHEN findings.state <> excluded.state \
+           THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
+         state = excluded.state, last_scan_id = excluded.last_scan_id \
+         RETURNING id, identity";
+    let returned = bulk_insert(tx, backend, "findings", &FINDING_COLS, &cells, tail).await?;
+    let mut ids = HashMap::with_capacity(returned.len());
+    for row in &returned {
+        ids.insert(col(row, "identity")?, col(row, "id")?);
     }
-    for row in q.fetch_all(&mut **tx).await? {
-        row_ids.insert(col(&row, "identity")?, col(&row, "id")?);
-    }
-    Ok(())
+    Ok(ids)
 }

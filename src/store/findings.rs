@@ -263,14 +263,11 @@ impl Store {
         }
         let now = clock::now();
         let mut tx = self.pool().begin().await?;
-        let sql = super::positional(
-            self.backend(),
-            format!(
-                "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
-                 JOIN scans s ON s.id = f.last_scan_id \
-                 WHERE f.deployment_id = $1 AND f.id IN ({})",
-                in_list(finding_ids.len(), 2)
-            ),
+        let sql = format!(
+            "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
+             JOIN scans s ON s.id = f.last_scan_id \
+             WHERE f.deployment_id = $1 AND f.id IN ({})",
+            in_list(finding_ids.len(), 2)
         );
         let mut q = sqlx::query(&sql).bind(deployment_id);
         for id in finding_ids {

@@ -117,58 +117,138 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Rewrites `$1, $2, …` into anonymous `?` on SQLite, for large statements whose
-/// numbered parameters each appear once and in order. SQLite looks a named parameter up
-/// by a linear scan, so binding N named parameters costs O(N²): with thousands of
-/// parameters that dominated a 10,000-finding upload.
-pub(crate) fn positional(backend: Backend, sql: String) -> String {
-    match backend {
-        Backend::Postgres => sql,
-        Backend::Sqlite => anonymous_placeholders(&sql),
+/// The type of a column of bulk rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ty {
+    Int,
+    Text,
+}
+
+/// One value of a bulk row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cell<'a> {
+    Int(i64),
+    Text(&'a str),
+    Null,
+}
+
+impl From<i64> for Cell<'_> {
+    fn from(v: i64) -> Self {
+        Cell::Int(v)
     }
 }
 
-fn anonymous_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    let mut expected = 1usize;
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            let mut n = 0usize;
-            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = n * 10 + d as usize;
-                chars.next();
+impl<'a> From<&'a str> for Cell<'a> {
+    fn from(v: &'a str) -> Self {
+        Cell::Text(v)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Cell<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Cell::Null, Cell::Text)
+    }
+}
+
+/// Inserts many rows with as few statements as each backend allows:
+/// `INSERT INTO table (cols) <rows> <tail>`, returning what `tail`'s `RETURNING` yields.
+///
+/// On PostgreSQL the rows travel as one JSON parameter read by `json_to_recordset`: one
+/// statement, planned once, whatever the row count. On SQLite they are a multi-row
+/// `VALUES` list of anonymous `?` parameters: SQLite looks *named* parameters up by a
+/// linear scan (O(N²) to bind N of them), and its JSON functions re-parse every row.
+pub(crate) async fn bulk_insert(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    table: &str,
+    cols: &[(&str, Ty)],
+    rows: &[Vec<Cell<'_>>],
+    tail: &str,
+) -> anyhow::Result<Vec<AnyRow>> {
+    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+    let head = format!("INSERT INTO {table} ({})", names.join(", "));
+    let mut out = Vec::new();
+    match backend {
+        Backend::Postgres => {
+            for chunk in rows.chunks(5_000) {
+                let sql = format!("{head} {} {tail}", json_rows(cols));
+                let q = sqlx::query(&sql).bind(json_objects(cols, chunk));
+                out.extend(q.fetch_all(&mut *conn).await?);
             }
-            debug_assert_eq!(n, expected, "parameters must appear once, in order");
-            expected += 1;
-            out.push('?');
-        } else {
-            out.push(c);
+        }
+        Backend::Sqlite => {
+            let per_chunk = (30_000 / cols.len()).max(1);
+            for chunk in rows.chunks(per_chunk) {
+                let one = format!("({})", vec!["?"; cols.len()].join(","));
+                let sql = format!("{head} VALUES {} {tail}", vec![one; chunk.len()].join(","));
+                let mut q = sqlx::query(&sql);
+                for row in chunk {
+                    for cell in row {
+                        q = match *cell {
+                            Cell::Int(i) => q.bind(i),
+                            Cell::Text(t) => q.bind(t),
+                            Cell::Null => q.bind(None::<String>),
+                        };
+                    }
+                }
+                out.extend(q.fetch_all(&mut *conn).await?);
+            }
         }
     }
-    out
+    Ok(out)
 }
 
-/// `($s,$s+1,…),(…)`: numbered placeholders for a multi-row `VALUES` list.
-pub(crate) fn values_list(rows: usize, cols: usize, start: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    let mut n = start;
-    for r in 0..rows {
+/// `SELECT j.a, … FROM json_to_recordset($1::json) AS j(a bigint, …)`.
+fn json_rows(cols: &[(&str, Ty)]) -> String {
+    let names: Vec<String> = cols.iter().map(|(c, _)| format!("j.{c}")).collect();
+    let types: Vec<String> = cols
+        .iter()
+        .map(|(c, t)| match t {
+            Ty::Int => format!("{c} bigint"),
+            Ty::Text => format!("{c} text"),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM json_to_recordset($1::json) AS j({})",
+        names.join(", "),
+        types.join(", ")
+    )
+}
+
+/// Rows as a JSON array of objects keyed by column name.
+fn json_objects(cols: &[(&str, Ty)], rows: &[Vec<Cell<'_>>]) -> String {
+    let mut s = String::with_capacity(rows.len() * 256);
+    s.push('[');
+    for (r, row) in rows.iter().enumerate() {
         if r > 0 {
             s.push(',');
         }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
+        s.push('{');
+        for (i, ((name, _), cell)) in cols.iter().zip(row).enumerate() {
+            if i > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&n.to_string());
-            n += 1;
+            s.push('"');
+            s.push_str(name);
+            s.push_str("\":");
+            match cell {
+                Cell::Int(v) => s.push_str(&v.to_string()),
+                Cell::Text(t) => s.push_str(&serde_json::to_string(t).expect("strings serialise")),
+                Cell::Null => s.push_str("null"),
+            }
         }
-        s.push(')');
+        s.push('}');
     }
+    s.push(']');
     s
+}
+
+/// A subquery yielding the strings of a JSON array in parameter `$n`, for `IN (…)`.
+pub(crate) fn json_list(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("(SELECT json_array_elements_text(${n}::json))"),
+        Backend::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
+    }
 }
 
 /// `$s,$s+1,…`: placeholders for an `IN (…)` list.
@@ -193,11 +273,19 @@ where
 mod tests {
     #[test]
     fn placeholders() {
-        assert_eq!(super::values_list(2, 2, 3), "($3,$4),($5,$6)");
         assert_eq!(super::in_list(3, 1), "$1,$2,$3");
+        let cols = [("a", super::Ty::Int), ("b", super::Ty::Text)];
         assert_eq!(
-            super::anonymous_placeholders("WHERE a = $1 AND b IN ($2,$3)"),
-            "WHERE a = ? AND b IN (?,?)"
+            super::json_rows(&cols),
+            "SELECT j.a, j.b FROM json_to_recordset($1::json) AS j(a bigint, b text)"
+        );
+        let rows = vec![
+            vec![super::Cell::Int(1), super::Cell::Text("x\"y")],
+            vec![super::Cell::Int(2), super::Cell::Null],
+        ];
+        assert_eq!(
+            super::json_objects(&cols, &rows),
+            r#"[{"a":1,"b":"x\"y"},{"a":2,"b":null}]"#
         );
     }
 }

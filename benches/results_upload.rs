@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const FINDINGS: usize = 10_000;
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 5;
 
 fn finding(i: usize, template: &Value) -> Value {
     let mut f = template.clone();

@@ -5,4 +5,5 @@ mod harness;
 mod bad_input;
 mod ci_protocol;
 mod e2e_semgrep;
+mod openapi;
 mod snapshots;

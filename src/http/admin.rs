@@ -166,13 +166,24 @@ async fn set_mode(
 }
 
 async fn list_policies(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<Value>> {
-    let policies = st.store.list_policies(d.id).await?;
-    Ok(Json(
-        json!({"policies": policies.iter().map(|(p, is_default, rules)| json!({
-        "id": p.id, "name": p.name, "slug": p.slug, "is_default": is_default,
-        "rules": rules.iter().map(|(id, m)| json!({"rule_id": id, "mode": m})).collect::<Vec<_>>(),
-    })).collect::<Vec<_>>()}),
-    ))
+    let policies: Vec<Value> = st
+        .store
+        .list_policies(d.id)
+        .await?
+        .iter()
+        .map(|p| {
+            let rules: Vec<Value> = p
+                .rules
+                .iter()
+                .map(|(id, m)| json!({"rule_id": id, "mode": m}))
+                .collect();
+            json!({
+                "id": p.policy.id, "name": p.policy.name, "slug": p.policy.slug,
+                "is_default": p.is_default, "rules": rules,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "policies": policies })))
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,14 @@ pub struct StoredRule {
     pub memberships: Vec<Membership>,
 }
 
+/// A policy with `(rule_id, mode)` of each of its rules.
+#[derive(Debug, Clone)]
+pub struct PolicyRules {
+    pub policy: PolicyRef,
+    pub is_default: bool,
+    pub rules: Vec<(String, RuleMode)>,
+}
+
 /// Why a mode change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ModeChangeError {
@@ -164,11 +172,8 @@ impl Store {
         Ok(by_id.into_values().collect())
     }
 
-    /// Every policy of the deployment, with `(rule_id, mode)` of its rules.
-    pub async fn list_policies(
-        &self,
-        deployment_id: i64,
-    ) -> anyhow::Result<Vec<(PolicyRef, bool, Vec<(String, RuleMode)>)>> {
+    /// Every policy of the deployment, with its rules.
+    pub async fn list_policies(&self, deployment_id: i64) -> anyhow::Result<Vec<PolicyRules>> {
         let rows = sqlx::query(
             "SELECT p.id, p.name, p.slug, p.is_default, r.rule_id, pr.mode FROM policies p \
              LEFT JOIN policy_rules pr ON pr.policy_id = p.id \
@@ -178,24 +183,24 @@ impl Store {
         .bind(deployment_id)
         .fetch_all(self.pool())
         .await?;
-        let mut out: Vec<(PolicyRef, bool, Vec<(String, RuleMode)>)> = Vec::new();
+        let mut out: Vec<PolicyRules> = Vec::new();
         for row in &rows {
             let id: i64 = col(row, "id")?;
-            if out.last().map(|p| p.0.id) != Some(id) {
-                out.push((
-                    PolicyRef {
+            if out.last().map(|p| p.policy.id) != Some(id) {
+                out.push(PolicyRules {
+                    policy: PolicyRef {
                         id,
                         name: col(row, "name")?,
                         slug: col(row, "slug")?,
                     },
-                    col::<i64>(row, "is_default")? != 0,
-                    vec![],
-                ));
+                    is_default: col::<i64>(row, "is_default")? != 0,
+                    rules: vec![],
+                });
             }
             if let Some(rule_id) = col::<Option<String>>(row, "rule_id")? {
                 let mode: String = col(row, "mode")?;
                 let last = out.last_mut().expect("pushed above");
-                last.2
+                last.rules
                     .push((rule_id, mode.parse().map_err(anyhow::Error::msg)?));
             }
         }

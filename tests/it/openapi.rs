@@ -32,7 +32,10 @@ async fn every_documented_operation_is_routed() {
             let status = resp.status();
             let text = resp.text().await.unwrap();
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-            assert!(!text.contains("no such endpoint"), "{method} {path} is not routed");
+            assert!(
+                !text.contains("no such endpoint"),
+                "{method} {path} is not routed"
+            );
         }
     }
     app.stop().await;

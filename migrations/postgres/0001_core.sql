@@ -69,7 +69,8 @@ CREATE TABLE scans (
     started_at       BIGINT NOT NULL,
     completed_at     BIGINT,
     exit_code        BIGINT,
-    results          TEXT,
+    -- The /results upload as sent, LZ4-compressed, until /complete applies it.
+    results          BYTEA,
     results_at       BIGINT,
     stats            TEXT,
     error_stderr     TEXT,

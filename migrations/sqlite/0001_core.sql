@@ -69,7 +69,8 @@ CREATE TABLE scans (
     started_at       INTEGER NOT NULL,
     completed_at     INTEGER,
     exit_code        INTEGER,
-    results          TEXT,
+    -- The /results upload as sent, LZ4-compressed, until /complete applies it.
+    results          BLOB,
     results_at       INTEGER,
     stats            TEXT,
     error_stderr     TEXT,

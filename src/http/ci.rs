@@ -10,19 +10,21 @@ use crate::store::complete::Completion;
 use crate::store::scans::{Scan, ScanStatus};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
 pub fn router(results_limit: usize) -> Router<AppState> {
-    Router::new()
+    let results_route = post(results)
+        .layer(DefaultBodyLimit::max(results_limit))
+        .layer(middleware::from_fn(super::declared_length_limit(
+            results_limit,
+        )));
+    let rest = Router::new()
         .route("/api/cli/v2/scans", post(create_scan))
         .route("/api/cli/v2/scans/{unique_id}/config", get(scan_config))
-        .route(
-            "/api/agent/scans/{scan_id}/results",
-            post(results).layer(DefaultBodyLimit::max(results_limit)),
-        )
         .route("/api/agent/scans/{scan_id}/complete", post(complete))
         .route("/api/agent/scans/{scan_id}/error", post(scan_error))
         .route("/api/agent/deployments/current", get(current_deployment))
@@ -31,6 +33,12 @@ pub fn router(results_limit: usize) -> Router<AppState> {
             get(deepbinary),
         )
         .route("/failure", post(failure))
+        .layer(middleware::from_fn(super::declared_length_limit(
+            super::MAX_BODY,
+        )));
+    Router::new()
+        .route("/api/agent/scans/{scan_id}/results", results_route)
+        .merge(rest)
 }
 
 async fn create_scan(
@@ -119,11 +127,9 @@ async fn results(
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
     body.check()
         .map_err(|m| AppError::bad_request("invalid_body", m))?;
-    let raw = std::str::from_utf8(&raw)
-        .map_err(|_| AppError::bad_request("invalid_json", "the body is not UTF-8"))?;
     // The upload is kept as sent and applied at /complete, in the transaction that records
     // the outcome: a retried upload replaces the earlier one and nothing is counted twice.
-    if !st.store.store_results(scan.id, raw).await? {
+    if !st.store.store_results(scan.id, &raw).await? {
         return Err(AppError::conflict(
             "scan_ended",
             format!(

@@ -11,15 +11,44 @@ pub mod v1;
 
 use crate::app::AppState;
 use crate::error::error_response;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::future::Future;
+use std::pin::Pin;
 use tower_http::trace::TraceLayer;
 
 /// Largest body accepted by every endpoint but `/results`.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// Refuses a request whose declared `Content-Length` is over `limit` before reading any of
+/// its body, so the client gets the 413 instead of a reset connection mid-upload. Bodies
+/// without a length are still capped while they are read (`DefaultBodyLimit`).
+pub fn declared_length_limit(
+    limit: usize,
+) -> impl Fn(Request, Next) -> Pin<Box<dyn Future<Output = Response> + Send>> + Clone {
+    move |req: Request, next: Next| {
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        Box::pin(async move {
+            match declared {
+                Some(n) if n > limit => error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    &format!("the request body ({n} bytes) is larger than the {limit} bytes this endpoint accepts"),
+                ),
+                _ => next.run(req).await,
+            }
+        })
+    }
+}
 
 /// The OpenAPI description of the API, kept beside the code in `openapi.json`.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -37,8 +66,11 @@ pub fn router(state: AppState) -> Router {
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         )
         .merge(ci::router(results_limit))
-        .merge(v1::router())
-        .merge(admin::router())
+        .merge(
+            v1::router()
+                .merge(admin::router())
+                .layer(middleware::from_fn(declared_length_limit(MAX_BODY))),
+        )
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -84,9 +84,10 @@ impl Store {
             ));
         }
         // A scan that uploaded no results changes no finding.
-        let applied = match col::<Option<String>>(&row, "results")? {
-            Some(body) => {
-                let results: Results = serde_json::from_str(&body)?;
+        let applied = match col::<Option<Vec<u8>>>(&row, "results")? {
+            Some(compressed) => {
+                let body = lz4_flex::decompress_size_prepended(&compressed)?;
+                let results: Results = serde_json::from_slice(&body)?;
                 apply(&mut tx, self.backend(), scan, &results, now, block_rules).await?
             }
             None => Applied::default(),
@@ -156,13 +157,19 @@ async fn apply(
     now: Micros,
     block_rules: &HashSet<String>,
 ) -> anyhow::Result<Applied> {
-    let stored = load_prior(tx, scan).await?;
+    let (stored, mut identities) = load_prior(tx, scan).await?;
     let prior: HashMap<String, Prior> = stored
         .iter()
         .map(|(k, s)| (k.clone(), s.prior.clone()))
         .collect();
-    let keys: Vec<&str> = results.findings.iter().map(Finding::key).collect();
-    let identities = load_identities(tx, backend, scan.project_id, &keys).await?;
+    // Identities of findings already on this ref came with them; look up the others.
+    let keys: Vec<&str> = results
+        .findings
+        .iter()
+        .map(Finding::key)
+        .filter(|k| !identities.contains_key(*k))
+        .collect();
+    identities.extend(load_identities(tx, backend, scan.project_id, &keys).await?);
     let known: HashMap<String, Known> = identities
         .iter()
         .map(|(k, i)| {
@@ -384,34 +391,45 @@ fn digest(f: &Finding, meta: &Metadata) -> String {
     ids::hex(&h.finalize()[..16])
 }
 
+/// The findings stored on the scan's ref, and the identities of those that have one.
 async fn load_prior(
     tx: &mut Transaction<'static, Any>,
     scan: &Scan,
-) -> anyhow::Result<HashMap<String, StoredPrior>> {
+) -> anyhow::Result<(HashMap<String, StoredPrior>, HashMap<String, Identity>)> {
     let rows = sqlx::query(
-        "SELECT identity, state, path, rule_id, digest FROM findings \
-         WHERE project_id = $1 AND git_ref = $2",
+        "SELECT f.identity, f.state, f.path, f.rule_id, f.digest, i.first_seen_scan_id, \
+         i.first_seen_at, i.triage_state FROM findings f \
+         LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity \
+         WHERE f.project_id = $1 AND f.git_ref = $2",
     )
     .bind(scan.project_id)
     .bind(&scan.git_ref)
     .fetch_all(&mut **tx)
     .await?;
     let mut prior = HashMap::with_capacity(rows.len());
+    let mut identities = HashMap::with_capacity(rows.len());
     for row in &rows {
+        let key: String = col(row, "identity")?;
+        if let Some(first_seen_scan_id) = col::<Option<String>>(row, "first_seen_scan_id")? {
+            let identity = Identity {
+                first_seen_scan_id,
+                first_seen_at: col(row, "first_seen_at")?,
+                triage_ignored: col::<String>(row, "triage_state")? == "ignored",
+            };
+            identities.insert(key.clone(), identity);
+        }
         let state: String = col(row, "state")?;
-        prior.insert(
-            col(row, "identity")?,
-            StoredPrior {
-                prior: Prior {
-                    state: state.parse().map_err(anyhow::Error::msg)?,
-                    path: col(row, "path")?,
-                    rule_id: col(row, "rule_id")?,
-                },
-                digest: col(row, "digest")?,
+        let stored = StoredPrior {
+            prior: Prior {
+                state: state.parse().map_err(anyhow::Error::msg)?,
+                path: col(row, "path")?,
+                rule_id: col(row, "rule_id")?,
             },
-        );
+            digest: col(row, "digest")?,
+        };
+        prior.insert(key, stored);
     }
-    Ok(prior)
+    Ok((prior, identities))
 }
 
 async fn load_identities(

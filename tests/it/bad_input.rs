@@ -195,44 +195,57 @@ async fn a_bad_finding_rejects_the_whole_upload(db: Db) {
 }
 on_both!(a_bad_finding_rejects_the_whole_upload);
 
+/// Declares a body of `len` bytes, waits for the answer, and sends the body only if asked
+/// to continue. A server that refuses on the declared length answers without reading it.
+async fn declare_oversized(app: &TestApp, path: &str, token: &str, len: usize) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // Not a timing goal: a server that waits for the body would otherwise hang the test.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers on the declared length alone")
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 async fn huge_bodies_are_refused(db: Db) {
     let app = TestApp::spawn_with(db, |c| c.max_results_bytes = 1024 * 1024).await;
     let id = new_scan(&app).await;
-    let mut results = fixture("03-post-results.request.json");
-    results["findings"][0]["message"] = json!("x".repeat(2 * 1024 * 1024));
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/api/agent/scans/{id}/results"),
-            Some(&app.ci),
-            Some(&results),
-        )
-        .await;
-    assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    let mut scan = fixture("01-post-scans.request.json");
-    scan["project_metadata"]["commit_title"] = json!("y".repeat(3 * 1024 * 1024));
-    let (s, v) = app
-        .call(
-            Method::POST,
-            "/api/cli/v2/scans",
-            Some(&app.ci),
-            Some(&scan),
-        )
-        .await;
-    assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    let (s, v) = app
-        .call(
-            Method::POST,
-            "/api/v1/rules",
-            Some(&app.admin),
-            Some(&json!({"files": [{"name": "big.yml", "content": "#".repeat(3 * 1024 * 1024)}]})),
-        )
-        .await;
-    assert_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    let results = format!("/api/agent/scans/{id}/results");
+    for (path, token, len) in [
+        (results.as_str(), &app.ci, 2 * 1024 * 1024),
+        ("/api/cli/v2/scans", &app.ci, 3 * 1024 * 1024),
+        ("/api/v1/rules", &app.admin, 3 * 1024 * 1024),
+    ] {
+        let (status, v) = declare_oversized(&app, path, token, len).await;
+        assert_eq!(status, 413, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "body_too_large", "{path}: {v}");
+    }
+    // Just under the limit is accepted.
+    let mut body = fixture("03-post-results.request.json");
+    body["findings"][0]["message"] = json!("x".repeat(60_000));
+    app.ci_post(&results, &body).await;
     let scan = app
         .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
         .await;
-    assert_eq!(scan["counts"]["findings"], 0);
+    assert_eq!(
+        scan["counts"]["findings"], 0,
+        "nothing applied before /complete"
+    );
     app.stop().await;
 }
 on_both!(huge_bodies_are_refused);

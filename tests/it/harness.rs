@@ -41,6 +41,7 @@ macro_rules! on_both {
 
 pub struct TestApp {
     pub base: String,
+    pub database_url: String,
     pub admin: String,
     pub ci: String,
     pub slug: String,
@@ -109,6 +110,7 @@ impl TestApp {
             deployment: "acme".into(),
         };
         tweak(&mut config);
+        let database_url = config.database_url.clone();
         let running = app::start(config, CancellationToken::new())
             .await
             .expect("app starts");
@@ -120,6 +122,7 @@ impl TestApp {
         let ci = running.store.create_token(dep.id, Scope::Ci).await.unwrap();
         TestApp {
             base: format!("http://{}", running.addr),
+            database_url,
             admin,
             ci,
             slug: dep.slug,

@@ -4,6 +4,7 @@ mod harness;
 
 mod bad_input;
 mod ci_protocol;
+mod cli;
 mod e2e_semgrep;
 mod openapi;
 mod snapshots;

@@ -1,0 +1,163 @@
+//! The `scanhook` binary as users run it: `serve` on a fresh data directory, `token create`
+//! on the database, and the `rules` commands against a running server.
+
+use crate::harness::{fixture, fixture_text, Db, TestApp};
+use crate::on_both;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn scanhook() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanhook"));
+    cmd.env_remove("SCANHOOK_TOKEN").env_remove("SCANHOOK_URL");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("scanhook runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn token_and_rules_commands(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // `token create` prints the token alone, and it works.
+    let (ok, out, err) = run(scanhook()
+        .args(["token", "create", "--scope", "ci", "--database-url"])
+        .arg(&app.database_url));
+    assert!(ok, "{err}");
+    let token = out.trim();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(token.starts_with("shk_"), "{out}");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/cli/v2/scans",
+            Some(token),
+            Some(&fixture("01-post-scans.request.json")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, fixture_text("sample-rules.yml")).unwrap();
+    let client = |args: &[&str]| {
+        let mut c = scanhook();
+        c.args(args)
+            .args(["--server", &app.base, "--token", &app.admin]);
+        run(&mut c)
+    };
+    let (ok, out, err) = client(&[
+        "rules",
+        "add",
+        rules.to_str().unwrap(),
+        "--policy",
+        "Web Apps",
+        "--mode",
+        "comment",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rules"].as_array().unwrap().len(), 5);
+    assert_eq!(v["policy"]["slug"], "web-apps");
+    let (ok, _, err) = client(&["rules", "mode", "python-eval-use", "block"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = client(&["rules", "list", "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let eval = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule_id"] == "python-eval-use")
+        .unwrap();
+    assert_eq!(eval["mode"], "block");
+    let (ok, out, _) = client(&["rules", "list"]);
+    assert!(ok);
+    assert!(
+        out.contains("python-eval-use") && out.contains("block"),
+        "{out}"
+    );
+
+    // Errors reach the user as the server's message, with a failing exit status.
+    std::fs::write(&rules, "rules:\n- id: broken\n").unwrap();
+    let (ok, _, err) = client(&["rules", "add", rules.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("rules.yml") && err.contains("broken"), "{err}");
+    let (ok, _, err) = run(scanhook().args(["rules", "list", "--server", &app.base]));
+    assert!(!ok);
+    assert!(err.contains("SCANHOOK_TOKEN"), "{err}");
+    app.stop().await;
+}
+on_both!(token_and_rules_commands);
+
+/// `scanhook serve` on an empty data directory: prints an admin token once, serves, and
+/// stops cleanly on SIGTERM.
+#[tokio::test]
+async fn serve_prints_a_token_once_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let spawn = || {
+        scanhook()
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let http = reqwest::Client::new();
+    let wait_up = || async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(format!("http://{listen}/healthz")).send().await {
+                assert_eq!(r.status(), StatusCode::OK);
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    for first in [true, false] {
+        let child = spawn();
+        wait_up().await;
+        let ready = http
+            .get(format!("http://{listen}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::OK);
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "serve exits 0 on SIGTERM");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.contains("shk_"),
+            first,
+            "token printed on first start only: {stdout}"
+        );
+        if first {
+            assert!(
+                stdout.contains("scanhook token create --scope ci"),
+                "{stdout}"
+            );
+        }
+    }
+    assert!(dir.path().join("scanhook.db").exists());
+}

@@ -91,14 +91,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn bench(label: &str, database_url: String) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: "http://bench.invalid".into(),
-        database_url,
-        abandon_after: Duration::from_secs(3600),
-        max_results_bytes: 256 * 1024 * 1024,
-        deployment: "bench".into(),
-    };
+    let mut config = Config::local(database_url);
+    config.deployment = "bench".into();
+    config.deliver = false;
     let running = app::start(config, CancellationToken::new())
         .await
         .expect("app starts");

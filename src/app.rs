@@ -2,12 +2,16 @@
 //! background tasks and a graceful shutdown driven by one `CancellationToken`.
 
 use crate::config::Config;
+use crate::delivery::guard::Guard;
+use crate::delivery::sender::Sender;
+use crate::delivery::worker::{SystemClock, Worker};
 use crate::store::tokens::Scope;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,6 +20,10 @@ use tokio_util::task::TaskTracker;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
+    /// The delivery path's HTTP client (also used by the synchronous Test action).
+    pub sender: Sender,
+    /// Wakes this process's delivery worker when messages were queued.
+    pub wake: Arc<Notify>,
 }
 
 /// A server that is up and answering.
@@ -57,11 +65,30 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let sender = Sender::new(
+        Guard::new(config.allow_cidrs.clone()),
+        config.delivery.timeout,
+    )?;
+    let tasks = TaskTracker::new();
+    let wake = if config.deliver {
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            sender.clone(),
+            config.delivery.clone(),
+            Arc::new(SystemClock),
+        ));
+        let wake = worker.wake.clone();
+        tasks.spawn(worker.run(shutdown.clone()));
+        wake
+    } else {
+        Arc::new(Notify::new())
+    };
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
+        sender,
+        wake,
     };
-    let tasks = TaskTracker::new();
 
     let router = crate::http::router(state.clone());
     let stop = shutdown.clone();

@@ -2,6 +2,9 @@
 //! then flags (clap resolves the last two). Everything is validated here, at start-up,
 //! so a bad setting stops the process with a message that names it.
 
+use crate::delivery::guard::Guard;
+use crate::delivery::schedule::Schedule;
+use crate::delivery::worker::DeliveryConfig;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +40,52 @@ impl DatabaseArgs {
     }
 }
 
+/// Delivery flags, shared by `serve` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryArgs {
+    /// Delays between delivery attempts, comma-separated (±20 % jitter).
+    #[arg(
+        long,
+        env = "SCANHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub retry_schedule: String,
+    /// CIDRs that may be delivered to although not global (e.g. 10.0.0.0/8), comma-separated.
+    #[arg(long, env = "SCANHOOK_DELIVER_ALLOW_CIDRS", default_value = "")]
+    pub deliver_allow_cidrs: String,
+    /// Timeout of one delivery attempt.
+    #[arg(long, env = "SCANHOOK_DELIVERY_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+    /// Requests in flight per integration.
+    #[arg(long, env = "SCANHOOK_DELIVERY_CONCURRENCY", default_value_t = 8)]
+    pub delivery_concurrency: usize,
+    /// Disable an integration that has failed continuously this long.
+    #[arg(long, env = "SCANHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub disable_after: Duration,
+}
+
+impl DeliveryArgs {
+    pub fn resolve(&self) -> anyhow::Result<(DeliveryConfig, Vec<ipnet::IpNet>)> {
+        let schedule = Schedule::parse(&self.retry_schedule)
+            .map_err(|e| anyhow::anyhow!("--retry-schedule / SCANHOOK_RETRY_SCHEDULE: {e}"))?;
+        let allow = Guard::parse_allow_list(&self.deliver_allow_cidrs).map_err(|e| {
+            anyhow::anyhow!("--deliver-allow-cidrs / SCANHOOK_DELIVER_ALLOW_CIDRS: {e}")
+        })?;
+        anyhow::ensure!(
+            self.delivery_concurrency >= 1,
+            "--delivery-concurrency must be at least 1"
+        );
+        let config = DeliveryConfig {
+            schedule,
+            timeout: self.delivery_timeout,
+            per_integration: self.delivery_concurrency,
+            disable_after: self.disable_after,
+            ..DeliveryConfig::default()
+        };
+        Ok((config, allow))
+    }
+}
+
 /// Flags of `scanhook serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -56,6 +105,11 @@ pub struct ServeArgs {
     /// Slug of the deployment created on first start of an empty database.
     #[arg(long, env = "SCANHOOK_DEPLOYMENT", default_value = "scanhook")]
     pub deployment: String,
+    /// Serve the API only; deliveries are left to `scanhook worker` processes.
+    #[arg(long, env = "SCANHOOK_NO_DELIVER")]
+    pub no_deliver: bool,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
     #[command(flatten)]
     pub db: DatabaseArgs,
 }
@@ -69,9 +123,29 @@ pub struct Config {
     pub abandon_after: Duration,
     pub max_results_bytes: usize,
     pub deployment: String,
+    /// Run delivery workers in this process.
+    pub deliver: bool,
+    pub delivery: DeliveryConfig,
+    /// Non-global networks that may be delivered to.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl Config {
+    /// Defaults around a database, listening on an ephemeral loopback port (tests, benches).
+    pub fn local(database_url: String) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("a socket address"),
+            public_url: "http://scanhook.test".into(),
+            database_url,
+            abandon_after: Duration::from_secs(2 * 3600),
+            max_results_bytes: 256 * 1024 * 1024,
+            deployment: "scanhook".into(),
+            deliver: true,
+            delivery: DeliveryConfig::default(),
+            allow_cidrs: vec![],
+        }
+    }
+
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
         let public_url = match &args.public_url {
             Some(u) => {
@@ -94,7 +168,11 @@ impl Config {
             !crate::ids::slugify(&args.deployment).is_empty(),
             "--deployment needs letters or digits"
         );
+        let (delivery, allow_cidrs) = args.delivery.resolve()?;
         Ok(Config {
+            deliver: !args.no_deliver,
+            delivery,
+            allow_cidrs,
             listen: args.listen,
             public_url,
             database_url: args.db.resolve()?,

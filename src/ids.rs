@@ -20,7 +20,8 @@ pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-fn random_base62(len: usize) -> String {
+/// `len` random base62 characters.
+pub fn random_base62(len: usize) -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(len)

@@ -7,6 +7,7 @@
 //! - [`http`]: the HTTP surface: the semgrep-ci protocol, the v1 JSON API, auth.
 //! - [`domain`]: pure logic without I/O: rules and modes, the finding lifecycle,
 //!   the webhook JSON objects, the request types of the CI protocol.
+//! - [`delivery`]: signing, the SSRF guard, retries and the delivery worker.
 //! - [`store`]: all SQL, on SQLite or PostgreSQL.
 //! - [`error`]: the one error type that becomes an HTTP response.
 //! - [`ids`], [`clock`]: identifiers, secrets and time.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -1,5 +1,6 @@
 //! The binary's roles, one file each. `main.rs` only calls [`main`].
 //! - `serve` ([`serve`]): the API server with its background tasks.
+//! - `worker` ([`worker`]): webhook delivery only.
 //! - `migrate` ([`migrate`]): run the database migrations alone.
 //! - `token` ([`token`]): create tokens directly in the database.
 //! - `rules` ([`rules`]): manage rules through a running server ([`client`]).
@@ -9,6 +10,7 @@ pub mod migrate;
 pub mod rules;
 pub mod serve;
 pub mod token;
+pub mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the server: semgrep-ci protocol, JSON API, background tasks.
     Serve(crate::config::ServeArgs),
+    /// Deliver webhooks only (no API): a worker process beside `serve --no-deliver`.
+    Worker(worker::WorkerArgs),
     /// Run the database migrations and exit.
     Migrate(crate::config::DatabaseArgs),
     /// Manage API tokens (works directly on the database).
@@ -41,7 +45,10 @@ enum Command {
 /// Parses the command line and runs the chosen role.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve(_)));
+    init_tracing(matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker(_)
+    ));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -52,6 +59,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::Rules(cmd) => rules::run(cmd).await,

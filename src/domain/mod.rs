@@ -4,9 +4,11 @@
 //! - [`ci`]: the request bodies of the semgrep-ci protocol, parsed at the edge.
 //! - [`lifecycle`]: which findings open, close, and are notified after a scan.
 //! - [`payload`]: the exact `semgrep_scan` and `semgrep_finding` JSON objects.
+//! - [`webhook`]: webhook URLs and integration names, checked at the edge.
 
 pub mod ci;
 pub mod lifecycle;
 pub mod mode;
 pub mod payload;
 pub mod rules;
+pub mod webhook;

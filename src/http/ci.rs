@@ -167,6 +167,7 @@ async fn complete(
         .await?
     {
         Completion::Completed { notified, reply } => {
+            st.wake.notify_one();
             tracing::info!(scan.id = %scan.public_id, notified, "scan completed");
             Ok(Json(reply))
         }
@@ -202,6 +203,7 @@ async fn scan_error(
         )
         .await?
     {
+        st.wake.notify_one();
         tracing::info!(scan.id = %scan.public_id, exit_code = body.exit_code, "scan failed");
     }
     Ok(Json(json!({"success": true})))

@@ -2,11 +2,13 @@
 //! - [`ci`]: the endpoints the real `semgrep ci` client calls.
 //! - [`v1`]: the read API compatible with Semgrep's public v1 API, plus per-scan views.
 //! - [`admin`]: rules, policies and tokens (scanhook's own API).
+//! - [`integrations`]: webhook integrations, rule-mode notifications, the delivery log.
 //! - [`extract`]: auth and body extractors that turn bad input into clear 4xx JSON.
 
 pub mod admin;
 pub mod ci;
 pub mod extract;
+pub mod integrations;
 pub mod v1;
 
 use crate::app::AppState;
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             v1::router()
                 .merge(admin::router())
+                .merge(integrations::router())
                 .layer(middleware::from_fn(declared_length_limit(MAX_BODY))),
         )
         .fallback(|| async {

@@ -2,6 +2,7 @@
 //! [`crate::domain::lifecycle::decide`], the per-scan change log, the two webhook objects
 //! and the reply to the client. Either all of it is written or none of it.
 
+use super::messages;
 use super::scans::{Scan, ScanStatus};
 use super::{bulk_insert, col, json_list, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
@@ -56,6 +57,9 @@ impl Store {
         stats: &Value,
         block_rules: &HashSet<String>,
     ) -> anyhow::Result<Completion> {
+        // Read before the transaction: a change of integrations racing a completion may
+        // land on either side of it.
+        let integrations = self.list_integrations(scan.deployment_id).await?;
         let now = clock::now();
         let mut tx = self.pool().begin().await?;
         // Taking the project row first serialises scans of one project (a row lock on
@@ -106,7 +110,23 @@ impl Store {
         let mut ended = scan.clone();
         ended.completed_at = Some(now);
         ended.exit_code = Some(exit_code);
-        let finding_payload = format!("[{}]", applied.notified_objects.join(","));
+        let objects: Vec<&str> = applied
+            .notified_objects
+            .iter()
+            .map(|(_, o)| o.as_str())
+            .collect();
+        let finding_payload = format!("[{}]", objects.join(","));
+        let scan_object = ended.semgrep_scan().to_string();
+        let outbox =
+            messages::messages_for_scan(&integrations, &scan_object, &applied.notified_objects);
+        messages::enqueue(
+            &mut tx,
+            self.backend(),
+            scan.deployment_id,
+            Some(scan.id),
+            &outbox,
+        )
+        .await?;
         sqlx::query(
             "UPDATE scans SET status = 'completed', completed_at = $1, exit_code = $2, stats = $3, \
              results = NULL, n_findings = $4, n_opened = $5, n_fixed = $6, n_notified = $7, \
@@ -119,7 +139,7 @@ impl Store {
         .bind(applied.opened as i64)
         .bind(applied.fixed as i64)
         .bind(applied.notified_objects.len() as i64)
-        .bind(ended.semgrep_scan().to_string())
+        .bind(&scan_object)
         .bind(finding_payload)
         .bind(reply.to_string())
         .bind(scan.id)
@@ -138,8 +158,8 @@ struct Applied {
     uploaded: i64,
     opened: usize,
     fixed: usize,
-    /// Compact JSON of each `{"semgrep_finding": …}` to send.
-    notified_objects: Vec<String>,
+    /// Compact JSON of each `{"semgrep_finding": …}` to send, with its rule's mode.
+    notified_objects: Vec<(RuleMode, String)>,
     override_ids: Vec<String>,
 }
 
@@ -304,26 +324,25 @@ async fn apply(
             };
             let meta = &metadata[f.metadata.get()];
             let keys: MetadataKeys = serde_json::from_str(meta.compact.get())?;
-            applied
-                .notified_objects
-                .push(payload::semgrep_finding(&FindingFacts {
-                    syntactic_id: &f.syntactic_id,
-                    git_ref: &scan.git_ref,
-                    first_seen_at: first_at,
-                    first_seen_scan_id: first_scan,
-                    check_id: &f.check_id,
-                    path: &f.path,
-                    line: f.line,
-                    column: f.column,
-                    end_line: f.end_line,
-                    end_column: f.end_column,
-                    message: &f.message,
-                    severity: f.severity,
-                    index: f.index,
-                    commit_date: f.commit_date.as_deref(),
-                    metadata: &meta.compact,
-                    keys: &keys,
-                }));
+            let object = payload::semgrep_finding(&FindingFacts {
+                syntactic_id: &f.syntactic_id,
+                git_ref: &scan.git_ref,
+                first_seen_at: first_at,
+                first_seen_scan_id: first_scan,
+                check_id: &f.check_id,
+                path: &f.path,
+                line: f.line,
+                column: f.column,
+                end_line: f.end_line,
+                end_column: f.end_column,
+                message: &f.message,
+                severity: f.severity,
+                index: f.index,
+                commit_date: f.commit_date.as_deref(),
+                metadata: &meta.compact,
+                keys: &keys,
+            });
+            applied.notified_objects.push((meta.mode, object));
         }
     }
     // An ignore that closed an open finding is logged once, as `ignored`, above; one that

@@ -7,10 +7,13 @@
 //! - [`scans`]: scans as the CI protocol moves them through their states.
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
 //! - [`findings`]: reading and triaging findings.
+//! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
 
 pub mod complete;
 pub mod deployments;
 pub mod findings;
+pub mod integrations;
+pub mod messages;
 pub mod rules;
 pub mod scans;
 pub mod tokens;

@@ -281,7 +281,8 @@ impl Store {
     }
 
     /// Ends a running scan without findings processing (`/error`, abandonment), recording
-    /// its `semgrep_scan` object in the same statement. False if it had already ended.
+    /// its `semgrep_scan` object and queueing it to every enabled integration, in one
+    /// transaction. False if it had already ended.
     pub async fn end_scan(
         &self,
         scan: &Scan,
@@ -289,23 +290,40 @@ impl Store {
         exit_code: Option<i64>,
         stderr: Option<&str>,
     ) -> anyhow::Result<bool> {
+        let integrations = self.list_integrations(scan.deployment_id).await?;
         let completed_at = (status == ScanStatus::Error).then(clock::now);
         let mut ended = scan.clone();
         ended.completed_at = completed_at;
         ended.exit_code = exit_code;
+        let scan_object = ended.semgrep_scan().to_string();
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE scans SET status = $1, completed_at = $2, exit_code = $3, error_stderr = $4, \
-             scan_payload = $5 WHERE id = $6 AND status = 'running'",
+             scan_payload = $5, finding_payload = '[]' WHERE id = $6 AND status = 'running'",
         )
         .bind(status.as_str())
         .bind(completed_at)
         .bind(exit_code)
         .bind(stderr)
-        .bind(ended.semgrep_scan().to_string())
+        .bind(&scan_object)
         .bind(scan.id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let outbox = super::messages::messages_for_scan(&integrations, &scan_object, &[]);
+        super::messages::enqueue(
+            &mut tx,
+            self.backend(),
+            scan.deployment_id,
+            Some(scan.id),
+            &outbox,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Marks scans still running since before `cutoff` as abandoned. Returns how many.

@@ -101,14 +101,11 @@ impl TestApp {
                 (with_database(&server, &name), Some(PgDb { server, name }))
             }
         };
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: "http://scanhook.test".into(),
-            database_url,
-            abandon_after: Duration::from_secs(3600),
-            max_results_bytes: 64 * 1024 * 1024,
-            deployment: "acme".into(),
-        };
+        let mut config = Config::local(database_url);
+        config.deployment = "acme".into();
+        config.abandon_after = Duration::from_secs(3600);
+        config.max_results_bytes = 64 * 1024 * 1024;
+        config.allow_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
         tweak(&mut config);
         let database_url = config.database_url.clone();
         let running = app::start(config, CancellationToken::new())

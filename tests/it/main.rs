@@ -5,6 +5,8 @@ mod harness;
 mod bad_input;
 mod ci_protocol;
 mod cli;
+mod delivery;
 mod e2e_semgrep;
 mod openapi;
+mod receiver;
 mod snapshots;

@@ -1,0 +1,41 @@
+//! `scanhook worker`: delivery only, for separate worker processes beside `serve
+//! --no-deliver` (or beside other `serve` processes) on one PostgreSQL database.
+
+use crate::config::{DatabaseArgs, DeliveryArgs};
+use crate::delivery::guard::Guard;
+use crate::delivery::sender::Sender;
+use crate::delivery::worker::{SystemClock, Worker};
+use crate::store::Store;
+use clap::Args;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let (config, allow) = args.delivery.resolve()?;
+    let store = Store::connect(&args.db.resolve()?).await?;
+    store.migrate().await?;
+    let sender = Sender::new(Guard::new(allow), config.timeout)?;
+    let worker = Arc::new(Worker::new(
+        store.clone(),
+        sender,
+        config,
+        Arc::new(SystemClock),
+    ));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(worker.run(shutdown.clone()));
+    tracing::info!("delivery worker running");
+    super::serve::shutdown_signal().await;
+    tracing::info!("shutting down: finishing attempts in flight");
+    shutdown.cancel();
+    task.await?;
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Webhook delivery: durable, signed, retried, isolated, observable.
+//! - [`signing`]: Standard Webhooks and `X-Semgrep-Signature-256` signatures.
+//! - [`guard`]: which addresses may be delivered to (SSRF guard), checked on resolution.
+//! - [`sender`]: one HTTP attempt, with its outcome.
+//! - [`schedule`]: when to try again.
+//! - [`worker`]: claims due messages with leases and delivers them.
+
+pub mod guard;
+pub mod schedule;
+pub mod sender;
+pub mod signing;
+pub mod worker;

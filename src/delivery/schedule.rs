@@ -1,0 +1,99 @@
+//! When a failed message is tried again: a configurable list of delays with ±jitter, a
+//! `Retry-After` that can only lengthen a delay (up to the longest step), then failure.
+
+use std::time::Duration;
+
+/// The retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub delays: Vec<Duration>,
+    /// Fraction of each delay added or removed at random (0.2 = ±20 %).
+    pub jitter: f64,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule::parse("5s,5m,30m,2h,5h,10h,10h").expect("the default schedule parses")
+    }
+}
+
+impl Schedule {
+    /// `5s,5m,30m,2h`: comma-separated durations.
+    pub fn parse(s: &str) -> Result<Schedule, String> {
+        let delays = s
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(crate::config::parse_duration)
+            .collect::<Result<Vec<_>, _>>()?;
+        if delays.is_empty() {
+            return Err("the retry schedule needs at least one delay".into());
+        }
+        Ok(Schedule {
+            delays,
+            jitter: 0.2,
+        })
+    }
+
+    /// The delay before the next attempt after `failed_attempts` failures, or `None` when the
+    /// schedule is spent. `unit` is a random number in [0, 1).
+    pub fn next_delay(
+        &self,
+        failed_attempts: usize,
+        retry_after: Option<Duration>,
+        unit: f64,
+    ) -> Option<Duration> {
+        let base = *self.delays.get(failed_attempts.checked_sub(1)?)?;
+        let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        let jittered = base.mul_f64(factor.max(0.0));
+        let longest = self.delays.iter().max().copied().unwrap_or(base);
+        Some(match retry_after {
+            Some(ra) => jittered.max(ra.min(longest)),
+            None => jittered,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_and_jitter_bounds() {
+        let s = Schedule::default();
+        assert_eq!(s.delays.len(), 7);
+        assert_eq!(s.next_delay(1, None, 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(s.next_delay(1, None, 0.0), Some(Duration::from_secs(4)));
+        assert_eq!(s.next_delay(2, None, 0.5), Some(Duration::from_secs(300)));
+        let high = s.next_delay(7, None, 0.999_999).unwrap();
+        assert!(high <= Duration::from_secs(43_200) && high > Duration::from_secs(43_000));
+        assert_eq!(
+            s.next_delay(8, None, 0.5),
+            None,
+            "spent after 1 + 7 attempts"
+        );
+        assert_eq!(s.next_delay(0, None, 0.5), None);
+    }
+
+    #[test]
+    fn retry_after_lengthens_within_bounds() {
+        let s = Schedule::parse("1s,2s").unwrap();
+        let ra = Some(Duration::from_secs(60));
+        assert_eq!(
+            s.next_delay(1, ra, 0.5),
+            Some(Duration::from_secs(2)),
+            "capped at the longest step"
+        );
+        let s = Schedule::parse("10s,1h").unwrap();
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(1)), 0.5),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(120)), 0.5),
+            Some(Duration::from_secs(120))
+        );
+        assert!(Schedule::parse("").is_err());
+        assert!(Schedule::parse("5s,soon").is_err());
+    }
+}

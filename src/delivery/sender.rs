@@ -1,0 +1,127 @@
+//! One HTTP attempt: POST the signed body, follow no redirect, time out, and report what
+//! happened in a form the delivery log keeps.
+
+use super::guard::{Guard, GuardedResolver};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one attempt did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// The first 4 KiB of the response body.
+    pub excerpt: Option<String>,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn delivered(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// The HTTP client of the delivery path.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    guard: Arc<Guard>,
+}
+
+const EXCERPT: usize = 4096;
+
+impl Sender {
+    pub fn new(guard: Guard, timeout: Duration) -> anyhow::Result<Sender> {
+        let guard = Arc::new(guard);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+            .user_agent(concat!("scanhook/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Sender { client, guard })
+    }
+
+    /// POSTs `body` with `headers` to `url`.
+    pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Outcome {
+        let started = Instant::now();
+        // IP-literal hosts never reach the resolver: check them here.
+        if let Ok(u) = url::Url::parse(url) {
+            let literal = match u.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            };
+            if let Some(why) = literal.and_then(|ip| self.guard.refusal(ip)) {
+                return Outcome {
+                    error: Some(why),
+                    latency: started.elapsed(),
+                    ..Outcome::default()
+                };
+            }
+        }
+        let mut req = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        match req.send().await {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let mut excerpt = Vec::new();
+                while excerpt.len() < EXCERPT {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                excerpt.truncate(EXCERPT);
+                Outcome {
+                    status: Some(status),
+                    latency: started.elapsed(),
+                    excerpt: Some(String::from_utf8_lossy(&excerpt).into_owned()),
+                    error: None,
+                    retry_after,
+                }
+            }
+            Err(e) => Outcome {
+                latency: started.elapsed(),
+                error: Some(describe(&e)),
+                ..Outcome::default()
+            },
+        }
+    }
+}
+
+/// The error in words, with its causes (the guard's refusal sits deep in the chain).
+fn describe(e: &reqwest::Error) -> String {
+    let mut parts = vec![if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        e.to_string()
+    }];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

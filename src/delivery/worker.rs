@@ -1,0 +1,247 @@
+//! The delivery worker: claims due messages with a lease, sends each with bounded
+//! concurrency per integration (a slow or dead endpoint only ever holds its own permits),
+//! logs every attempt and schedules the next. Time comes from a [`Clock`], so tests drive
+//! retry schedules step by step with [`Worker::run_until_idle`] instead of sleeping.
+
+use super::schedule::Schedule;
+use super::sender::{Outcome, Sender};
+use super::signing;
+use crate::clock::Micros;
+use crate::store::messages::{Claimed, Next};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Where the worker reads the time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Micros;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Micros {
+        crate::clock::now()
+    }
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub schedule: Schedule,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Requests in flight per integration.
+    pub per_integration: usize,
+    /// Messages claimed per round.
+    pub batch: i64,
+    /// An integration failing continuously this long is disabled.
+    pub disable_after: Duration,
+    /// How often an idle worker looks for due messages (it is also woken on enqueue).
+    pub poll: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            schedule: Schedule::default(),
+            timeout: Duration::from_secs(15),
+            per_integration: 8,
+            batch: 200,
+            disable_after: Duration::from_secs(5 * 86_400),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Claims and delivers messages.
+pub struct Worker {
+    store: Store,
+    sender: Sender,
+    config: DeliveryConfig,
+    clock: Arc<dyn Clock>,
+    permits: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    /// Woken when messages are enqueued, so delivery starts at once.
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        sender: Sender,
+        config: DeliveryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Worker {
+        Worker {
+            store,
+            sender,
+            config,
+            clock,
+            permits: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn lease(&self) -> Micros {
+        // Long enough to wait for a permit and make one attempt; a claim whose lease has
+        // run short is left for the next claim rather than sent late (see `deliver`).
+        (self.config.timeout * 4 + Duration::from_secs(60)).as_micros() as Micros
+    }
+
+    /// Integrations with no free permit: their messages are not claimed this round.
+    fn saturated(&self) -> Vec<i64> {
+        let permits = self.permits.lock().expect("permits lock");
+        permits
+            .iter()
+            .filter(|(_, s)| s.available_permits() == 0)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn permit_for(&self, integration: i64) -> Arc<Semaphore> {
+        let mut permits = self.permits.lock().expect("permits lock");
+        permits
+            .entry(integration)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_integration)))
+            .clone()
+    }
+
+    /// Claims what is due now and starts sending it.
+    pub async fn dispatch(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .claim_messages(
+                now,
+                now + self.lease(),
+                self.config.batch,
+                &self.saturated(),
+            )
+            .await?;
+        let n = claimed.len();
+        for message in claimed {
+            let worker = self.clone();
+            let lease_until = now + self.lease();
+            tasks.spawn(async move { worker.deliver(message, lease_until).await });
+        }
+        Ok(n)
+    }
+
+    /// Claims and delivers until nothing is due at the clock's time; returns how many
+    /// messages were attempted.
+    pub async fn run_until_idle(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let mut tasks = JoinSet::new();
+            let n = self.dispatch(&mut tasks).await?;
+            while tasks.join_next().await.is_some() {}
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Runs until shut down: dispatches whenever woken or every `poll`, never waiting for
+    /// in-flight deliveries before claiming more.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            match self.dispatch(&mut tasks).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "claiming messages failed; will retry"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+        // In-flight attempts finish (bounded by the timeout); unsent claims expire.
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn deliver(&self, message: Claimed, lease_until: Micros) {
+        let semaphore = self.permit_for(message.integration.id);
+        let Ok(_permit) = semaphore.acquire_owned().await else {
+            return;
+        };
+        let now = self.clock.now();
+        if now + (self.config.timeout.as_micros() as Micros) > lease_until {
+            // The lease would run out mid-attempt: another claim will send it.
+            return;
+        }
+        let outcome = self.attempt(&message, now).await;
+        let next = self.next_step(&message, &outcome, now);
+        tracing::debug!(
+            msg.id = %message.public_id, integration.id = %message.integration.public_id,
+            attempt = message.attempts + 1, status = ?outcome.status, error = ?outcome.error,
+            "delivery attempt"
+        );
+        let disable_after = self.config.disable_after.as_micros() as Micros;
+        if let Err(e) = self
+            .store
+            .record_attempt(&message, now, &outcome, next, disable_after)
+            .await
+        {
+            // The lease runs out and the message is tried again: at-least-once.
+            tracing::error!(error = ?e, msg.id = %message.public_id, "recording an attempt failed");
+        }
+    }
+
+    /// Signs and sends one attempt.
+    async fn attempt(&self, message: &Claimed, now: Micros) -> Outcome {
+        let integration = &message.integration;
+        let body = message.body.as_bytes();
+        let timestamp = now / 1_000_000;
+        let secrets = integration.signing_secrets(now);
+        let signature =
+            match signing::signature_header(&secrets, &message.public_id, timestamp, body) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Outcome {
+                        error: Some(format!("cannot sign: {e}")),
+                        ..Outcome::default()
+                    }
+                }
+            };
+        let headers = [
+            ("webhook-id", message.public_id.clone()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+            (
+                "x-semgrep-signature-256",
+                signing::semgrep(&integration.secret, body),
+            ),
+            ("x-scanhook-event", message.kind.clone()),
+        ];
+        self.sender
+            .post(&integration.url, &headers, body.to_vec())
+            .await
+    }
+
+    fn next_step(&self, message: &Claimed, outcome: &Outcome, now: Micros) -> Next {
+        if outcome.delivered() {
+            return Next::Delivered;
+        }
+        if outcome.status == Some(410) {
+            return Next::Failed;
+        }
+        let failed_attempts = (message.attempts + 1) as usize;
+        match self.config.schedule.next_delay(
+            failed_attempts,
+            outcome.retry_after,
+            rand::random::<f64>(),
+        ) {
+            Some(delay) => Next::RetryAt(now + delay.as_micros() as Micros),
+            None => Next::Failed,
+        }
+    }
+}

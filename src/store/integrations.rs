@@ -1,0 +1,247 @@
+//! Webhook integrations and which rule modes notify them.
+
+use super::{col, Store};
+use crate::clock::{self, Micros};
+use crate::delivery::signing;
+use crate::domain::mode::RuleMode;
+use crate::ids;
+use sqlx::any::AnyRow;
+
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const ROTATION_OVERLAP_MICROS: Micros = 24 * 3600 * 1_000_000;
+
+/// A webhook target.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub id: i64,
+    pub public_id: String,
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub secret: String,
+    pub old_secret: Option<String>,
+    pub old_secret_until: Option<Micros>,
+    pub failing_since: Option<Micros>,
+    pub modes: Vec<RuleMode>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+impl Integration {
+    /// The secrets that sign a message sent at `now`: the current one, and the previous one
+    /// during its overlap.
+    pub fn signing_secrets(&self, now: Micros) -> Vec<&str> {
+        let mut s = vec![self.secret.as_str()];
+        if let (Some(old), Some(until)) = (&self.old_secret, self.old_secret_until) {
+            if now < until {
+                s.push(old);
+            }
+        }
+        s
+    }
+}
+
+const COLUMNS: &str = "i.id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
+    i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at";
+
+fn from_row(r: &AnyRow) -> anyhow::Result<Integration> {
+    Ok(Integration {
+        id: col(r, "id")?,
+        public_id: col(r, "public_id")?,
+        name: col(r, "name")?,
+        url: col(r, "url")?,
+        enabled: col::<i64>(r, "enabled")? != 0,
+        disabled_reason: col(r, "disabled_reason")?,
+        secret: col(r, "secret")?,
+        old_secret: col(r, "old_secret")?,
+        old_secret_until: col(r, "old_secret_until")?,
+        failing_since: col(r, "failing_since")?,
+        modes: vec![],
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+    })
+}
+
+/// What an update changes; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct IntegrationChange<'a> {
+    pub name: Option<&'a str>,
+    pub url: Option<&'a str>,
+    pub enabled: Option<bool>,
+}
+
+impl Store {
+    pub async fn create_integration(
+        &self,
+        deployment_id: i64,
+        name: &str,
+        url: &str,
+    ) -> anyhow::Result<Integration> {
+        let now = clock::now();
+        let public_id = format!("int_{}", ids::random_base62(20));
+        sqlx::query(
+            "INSERT INTO integrations (public_id, deployment_id, name, url, enabled, secret, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $6)",
+        )
+        .bind(&public_id)
+        .bind(deployment_id)
+        .bind(name)
+        .bind(url)
+        .bind(signing::new_secret())
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        self.integration(deployment_id, &public_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("integration vanished after insert"))
+    }
+
+    /// Every integration of the deployment with the modes that notify it, oldest first.
+    pub async fn list_integrations(&self, deployment_id: i64) -> anyhow::Result<Vec<Integration>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, mi.mode FROM integrations i \
+             LEFT JOIN mode_integrations mi ON mi.integration_id = i.id \
+             WHERE i.deployment_id = $1 ORDER BY i.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(deployment_id)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out: Vec<Integration> = Vec::new();
+        for row in &rows {
+            let id: i64 = col(row, "id")?;
+            if out.last().map(|i| i.id) != Some(id) {
+                out.push(from_row(row)?);
+            }
+            if let Some(mode) = col::<Option<String>>(row, "mode")? {
+                let last = out.last_mut().expect("pushed above");
+                last.modes.push(mode.parse().map_err(anyhow::Error::msg)?);
+                last.modes.sort();
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn integration(
+        &self,
+        deployment_id: i64,
+        public_id: &str,
+    ) -> anyhow::Result<Option<Integration>> {
+        Ok(self
+            .list_integrations(deployment_id)
+            .await?
+            .into_iter()
+            .find(|i| i.public_id == public_id))
+    }
+
+    /// Applies a change; enabling clears the failure streak and the reason it was disabled.
+    pub async fn update_integration(
+        &self,
+        deployment_id: i64,
+        public_id: &str,
+        change: &IntegrationChange<'_>,
+    ) -> anyhow::Result<Option<Integration>> {
+        let enabled = change.enabled.map(i64::from).unwrap_or(-1);
+        sqlx::query(
+            "UPDATE integrations SET name = COALESCE($1, name), url = COALESCE($2, url), \
+             enabled = CASE WHEN $3 < 0 THEN enabled ELSE $3 END, \
+             disabled_reason = CASE WHEN $3 = 1 THEN NULL ELSE disabled_reason END, \
+             failing_since = CASE WHEN $3 = 1 THEN NULL ELSE failing_since END, \
+             updated_at = $4 WHERE deployment_id = $5 AND public_id = $6",
+        )
+        .bind(change.name)
+        .bind(change.url)
+        .bind(enabled)
+        .bind(clock::now())
+        .bind(deployment_id)
+        .bind(public_id)
+        .execute(self.pool())
+        .await?;
+        self.integration(deployment_id, public_id).await
+    }
+
+    /// Deletes an integration and its mode links; its delivery log stays.
+    pub async fn delete_integration(
+        &self,
+        deployment_id: i64,
+        public_id: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "DELETE FROM mode_integrations WHERE integration_id IN \
+             (SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2)",
+        )
+        .bind(deployment_id)
+        .bind(public_id)
+        .execute(&mut *tx)
+        .await?;
+        let done =
+            sqlx::query("DELETE FROM integrations WHERE deployment_id = $1 AND public_id = $2")
+                .bind(deployment_id)
+                .bind(public_id)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A new secret; the old one keeps signing beside it for 24 hours.
+    pub async fn rotate_secret(
+        &self,
+        deployment_id: i64,
+        public_id: &str,
+    ) -> anyhow::Result<Option<Integration>> {
+        let now = clock::now();
+        sqlx::query(
+            "UPDATE integrations SET old_secret = secret, old_secret_until = $1, secret = $2, \
+             updated_at = $3 WHERE deployment_id = $4 AND public_id = $5",
+        )
+        .bind(now + ROTATION_OVERLAP_MICROS)
+        .bind(signing::new_secret())
+        .bind(now)
+        .bind(deployment_id)
+        .bind(public_id)
+        .execute(self.pool())
+        .await?;
+        self.integration(deployment_id, public_id).await
+    }
+
+    /// Makes a rule mode notify (or stop notifying) integrations. Unknown ids are returned.
+    pub async fn set_mode_notifies(
+        &self,
+        deployment_id: i64,
+        mode: RuleMode,
+        public_ids: &[String],
+        notify: bool,
+    ) -> anyhow::Result<Vec<String>> {
+        let all = self.list_integrations(deployment_id).await?;
+        let mut unknown = Vec::new();
+        let mut tx = self.pool().begin().await?;
+        for pid in public_ids {
+            let Some(i) = all.iter().find(|i| &i.public_id == pid) else {
+                unknown.push(pid.clone());
+                continue;
+            };
+            let sql = if notify {
+                "INSERT INTO mode_integrations (deployment_id, mode, integration_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT (deployment_id, mode, integration_id) DO NOTHING"
+            } else {
+                "DELETE FROM mode_integrations WHERE deployment_id = $1 AND mode = $2 \
+                 AND integration_id = $3"
+            };
+            sqlx::query(sql)
+                .bind(deployment_id)
+                .bind(mode.as_str())
+                .bind(i.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if unknown.is_empty() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(unknown)
+    }
+}

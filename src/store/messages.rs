@@ -1,0 +1,479 @@
+//! The delivery queue and its log. Messages are enqueued in the transaction that records a
+//! scan's outcome; workers claim due ones with a lease (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL), so a killed worker's claims are taken again once the lease runs out.
+
+use super::integrations::Integration;
+use super::{bulk_insert, col, Backend, Cell, Store, Ty};
+use crate::clock::{self, Micros};
+use crate::delivery::sender::Outcome;
+use crate::domain::mode::RuleMode;
+use crate::ids;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+/// What a message carries; sent as a header so receivers can route without parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Scan,
+    Finding,
+    Test,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Scan => "semgrep_scan",
+            Kind::Finding => "semgrep_finding",
+            Kind::Test => "test",
+        }
+    }
+}
+
+/// Most `semgrep_finding` objects in one message; a larger set is split.
+pub const FINDINGS_PER_MESSAGE: usize = 500;
+
+/// A message to enqueue.
+pub struct NewMessage {
+    pub integration_id: i64,
+    pub kind: Kind,
+    pub body: String,
+}
+
+/// A claimed message with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub public_id: String,
+    pub kind: String,
+    pub body: String,
+    pub attempts: i64,
+    pub integration: Integration,
+}
+
+/// A message as the delivery log shows it.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub public_id: String,
+    pub integration: String,
+    pub scan_id: Option<i64>,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Micros,
+    pub created_at: Micros,
+    pub delivered_at: Option<Micros>,
+    pub body: String,
+}
+
+/// One logged attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub attempted_at: Micros,
+    pub status_code: Option<i64>,
+    pub latency_us: i64,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    Delivered,
+    RetryAt(Micros),
+    Failed,
+}
+
+/// The messages of a scan outcome: `semgrep_scan` to every enabled integration, and the
+/// notified findings whose mode notifies an integration, split into arrays.
+pub fn messages_for_scan(
+    integrations: &[Integration],
+    scan_object: &str,
+    findings: &[(RuleMode, String)],
+) -> Vec<NewMessage> {
+    let mut out = Vec::new();
+    for i in integrations.iter().filter(|i| i.enabled) {
+        out.push(NewMessage {
+            integration_id: i.id,
+            kind: Kind::Scan,
+            body: scan_object.to_string(),
+        });
+        let mine: Vec<&str> = findings
+            .iter()
+            .filter(|(mode, _)| i.modes.contains(mode))
+            .map(|(_, body)| body.as_str())
+            .collect();
+        for chunk in mine.chunks(FINDINGS_PER_MESSAGE) {
+            out.push(NewMessage {
+                integration_id: i.id,
+                kind: Kind::Finding,
+                body: format!("[{}]", chunk.join(",")),
+            });
+        }
+    }
+    out
+}
+
+/// Enqueues messages inside the caller's transaction, due now.
+pub async fn enqueue(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    deployment_id: i64,
+    scan_id: Option<i64>,
+    messages: &[NewMessage],
+) -> anyhow::Result<()> {
+    let now = clock::now();
+    let public_ids: Vec<String> = messages.iter().map(|_| new_message_id()).collect();
+    let rows: Vec<Vec<Cell>> = messages
+        .iter()
+        .zip(&public_ids)
+        .map(|(m, pid)| {
+            vec![
+                pid.as_str().into(),
+                deployment_id.into(),
+                m.integration_id.into(),
+                scan_id.map_or(Cell::Null, Cell::Int),
+                m.kind.as_str().into(),
+                m.body.as_str().into(),
+                "pending".into(),
+                now.into(),
+                now.into(),
+            ]
+        })
+        .collect();
+    bulk_insert(
+        tx,
+        backend,
+        "messages",
+        &[
+            ("public_id", Ty::Text),
+            ("deployment_id", Ty::Int),
+            ("integration_id", Ty::Int),
+            ("scan_id", Ty::Int),
+            ("kind", Ty::Text),
+            ("body", Ty::Text),
+            ("status", Ty::Text),
+            ("next_attempt_at", Ty::Int),
+            ("created_at", Ty::Int),
+        ],
+        &rows,
+        "",
+    )
+    .await?;
+    Ok(())
+}
+
+/// `msg_` + 24 base62 characters: the `webhook-id`, stable across retries.
+pub fn new_message_id() -> String {
+    format!("msg_{}", ids::random_base62(24))
+}
+
+fn message_from_row(r: &AnyRow) -> anyhow::Result<MessageRow> {
+    Ok(MessageRow {
+        public_id: col(r, "public_id")?,
+        integration: col(r, "integration")?,
+        scan_id: col(r, "scan_id")?,
+        kind: col(r, "kind")?,
+        status: col(r, "status")?,
+        attempts: col(r, "attempts")?,
+        next_attempt_at: col(r, "next_attempt_at")?,
+        created_at: col(r, "created_at")?,
+        delivered_at: col(r, "delivered_at")?,
+        body: col(r, "body")?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "m.public_id, i.public_id AS integration, m.scan_id, m.kind, \
+    m.status, m.attempts, m.next_attempt_at, m.created_at, m.delivered_at, m.body";
+
+impl Store {
+    /// Claims up to `limit` due messages of enabled integrations until `lease_until`.
+    pub async fn claim_messages(
+        &self,
+        now: Micros,
+        lease_until: Micros,
+        limit: i64,
+        skip_integrations: &[i64],
+    ) -> anyhow::Result<Vec<Claimed>> {
+        let skip = if skip_integrations.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = skip_integrations.iter().map(i64::to_string).collect();
+            format!("AND m.integration_id NOT IN ({})", ids.join(","))
+        };
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE OF m SKIP LOCKED",
+            // SQLite has one writer at a time: the UPDATE itself is the lock.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE messages SET status = 'delivering', lease_until = $1 WHERE id IN ( \
+               SELECT m.id FROM messages m JOIN integrations i ON i.id = m.integration_id \
+               WHERE i.enabled = 1 {skip} AND ((m.status = 'pending' AND m.next_attempt_at <= $2) \
+                 OR (m.status = 'delivering' AND m.lease_until < $2)) \
+               ORDER BY m.next_attempt_at, m.id LIMIT $3 {lock}) \
+             RETURNING id, public_id, integration_id, kind, body, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        let deployment_ids: Vec<i64> = {
+            let r =
+                sqlx::query("SELECT DISTINCT deployment_id FROM integrations WHERE enabled = 1")
+                    .fetch_all(self.pool())
+                    .await?;
+            r.iter()
+                .map(|row| col(row, "deployment_id"))
+                .collect::<anyhow::Result<_>>()?
+        };
+        let mut integrations = Vec::new();
+        for d in deployment_ids {
+            integrations.extend(self.list_integrations(d).await?);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let integration_id: i64 = col(row, "integration_id")?;
+            let Some(integration) = integrations.iter().find(|i| i.id == integration_id) else {
+                continue;
+            };
+            out.push(Claimed {
+                id: col(row, "id")?,
+                public_id: col(row, "public_id")?,
+                kind: col(row, "kind")?,
+                body: col(row, "body")?,
+                attempts: col(row, "attempts")?,
+                integration: integration.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Logs an attempt and moves the message on; tracks the integration's failure streak,
+    /// disabling it on `410 Gone` or after failing continuously for `disable_after`.
+    pub async fn record_attempt(
+        &self,
+        message: &Claimed,
+        attempted_at: Micros,
+        outcome: &Outcome,
+        next: Next,
+        disable_after: Micros,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO attempts (message_id, attempted_at, status_code, latency_us, \
+             response_excerpt, error) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(message.id)
+        .bind(attempted_at)
+        .bind(outcome.status.map(i64::from))
+        .bind(outcome.latency.as_micros() as i64)
+        .bind(&outcome.excerpt)
+        .bind(&outcome.error)
+        .execute(&mut *tx)
+        .await?;
+        let (status, next_at, delivered_at) = match next {
+            Next::Delivered => ("delivered", attempted_at, Some(attempted_at)),
+            Next::RetryAt(at) => ("pending", at, None),
+            Next::Failed => ("failed", attempted_at, None),
+        };
+        sqlx::query(
+            "UPDATE messages SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+             delivered_at = $3, lease_until = NULL WHERE id = $4",
+        )
+        .bind(status)
+        .bind(next_at)
+        .bind(delivered_at)
+        .bind(message.id)
+        .execute(&mut *tx)
+        .await?;
+        let integration = message.integration.id;
+        if outcome.delivered() {
+            sqlx::query("UPDATE integrations SET failing_since = NULL WHERE id = $1")
+                .bind(integration)
+                .execute(&mut *tx)
+                .await?;
+        } else if outcome.status == Some(410) {
+            sqlx::query("UPDATE integrations SET enabled = 0, disabled_reason = $1 WHERE id = $2")
+                .bind("the endpoint answered 410 Gone")
+                .bind(integration)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "UPDATE integrations SET failing_since = COALESCE(failing_since, $1), \
+                 enabled = CASE WHEN COALESCE(failing_since, $1) <= $2 THEN 0 ELSE enabled END, \
+                 disabled_reason = CASE WHEN COALESCE(failing_since, $1) <= $2 \
+                   THEN 'failing continuously' ELSE disabled_reason END \
+                 WHERE id = $3",
+            )
+            .bind(attempted_at)
+            .bind(attempted_at - disable_after)
+            .bind(integration)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The delivery log, newest first.
+    pub async fn list_messages(
+        &self,
+        deployment_id: i64,
+        integration: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<MessageRow>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN integrations i ON i.id = m.integration_id \
+             WHERE m.deployment_id = $1 AND ($2 = '' OR i.public_id = $2) \
+             AND ($3 = '' OR m.status = $3) ORDER BY m.id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(integration.unwrap_or_default())
+            .bind(status.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// One message and its attempts.
+    pub async fn message(
+        &self,
+        deployment_id: i64,
+        public_id: &str,
+    ) -> anyhow::Result<Option<(MessageRow, Vec<AttemptRow>)>> {
+        let sql = format!(
+            "SELECT m.id, {MESSAGE_COLUMNS} FROM messages m \
+             JOIN integrations i ON i.id = m.integration_id \
+             WHERE m.deployment_id = $1 AND m.public_id = $2"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(deployment_id)
+            .bind(public_id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = col(&row, "id")?;
+        let attempts = sqlx::query(
+            "SELECT attempted_at, status_code, latency_us, response_excerpt, error FROM attempts \
+             WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AttemptRow {
+                attempted_at: col(r, "attempted_at")?,
+                status_code: col(r, "status_code")?,
+                latency_us: col(r, "latency_us")?,
+                response_excerpt: col(r, "response_excerpt")?,
+                error: col(r, "error")?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+        Ok(Some((message_from_row(&row)?, attempts)))
+    }
+
+    /// Queues a message again, due now (same `webhook-id`). False if unknown.
+    pub async fn resend(&self, deployment_id: i64, public_id: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'pending', next_attempt_at = $1, lease_until = NULL \
+             WHERE deployment_id = $2 AND public_id = $3 AND kind <> 'test'",
+        )
+        .bind(clock::now())
+        .bind(deployment_id)
+        .bind(public_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Queues again every failed message of an integration created since `since`.
+    pub async fn recover(
+        &self,
+        deployment_id: i64,
+        integration_public_id: &str,
+        since: Micros,
+    ) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'pending', next_attempt_at = $1, lease_until = NULL \
+             WHERE deployment_id = $2 AND status = 'failed' AND created_at >= $3 \
+             AND integration_id = (SELECT id FROM integrations WHERE deployment_id = $2 \
+               AND public_id = $4)",
+        )
+        .bind(clock::now())
+        .bind(deployment_id)
+        .bind(since)
+        .bind(integration_public_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Logs a Test action: a message of kind `test` with its one attempt.
+    pub async fn record_test(
+        &self,
+        integration: &Integration,
+        deployment_id: i64,
+        public_id: &str,
+        body: &str,
+        attempted_at: Micros,
+        outcome: &Outcome,
+    ) -> anyhow::Result<()> {
+        let status = if outcome.delivered() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO messages (public_id, deployment_id, integration_id, kind, body, status, \
+             attempts, next_attempt_at, created_at, delivered_at) \
+             VALUES ($1, $2, $3, 'test', $4, $5, 1, $6, $6, $7) RETURNING id",
+        )
+        .bind(public_id)
+        .bind(deployment_id)
+        .bind(integration.id)
+        .bind(body)
+        .bind(status)
+        .bind(attempted_at)
+        .bind(outcome.delivered().then_some(attempted_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO attempts (message_id, attempted_at, status_code, latency_us, \
+             response_excerpt, error) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(col::<i64>(&row, "id")?)
+        .bind(attempted_at)
+        .bind(outcome.status.map(i64::from))
+        .bind(outcome.latency.as_micros() as i64)
+        .bind(&outcome.excerpt)
+        .bind(&outcome.error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Messages by status, for readiness and metrics.
+    pub async fn queue_depth(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM messages GROUP BY status")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "status")?, col(r, "n")?)))
+            .collect()
+    }
+}

@@ -1,0 +1,442 @@
+//! Webhook delivery: signed (checked by the PyPI `standardwebhooks` verifier), routed by
+//! rule mode, retried on a schedule driven by an injected clock, isolated per integration,
+//! guarded against private addresses, observable in the delivery log.
+
+use crate::harness::{fixture, Db, TestApp};
+use crate::on_both;
+use crate::receiver::Receiver;
+use reqwest::{Method, StatusCode};
+use scanhook::clock::Micros;
+use scanhook::delivery::guard::Guard;
+use scanhook::delivery::sender::Sender;
+use scanhook::delivery::worker::{Clock, DeliveryConfig, Worker};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Micros {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    fn set(&self, t: Micros) {
+        self.0.store(t, Ordering::SeqCst)
+    }
+}
+
+const SEC: Micros = 1_000_000;
+
+fn worker(app: &TestApp, clock: Arc<ManualClock>, allow_loopback: bool) -> Arc<Worker> {
+    let allow = if allow_loopback {
+        vec!["127.0.0.0/8".parse().unwrap()]
+    } else {
+        vec![]
+    };
+    let sender = Sender::new(Guard::new(allow), Duration::from_secs(10)).unwrap();
+    Arc::new(Worker::new(
+        app.store().clone(),
+        sender,
+        DeliveryConfig::default(),
+        clock,
+    ))
+}
+
+async fn integration(app: &TestApp, name: &str, url: &str, modes: &[&str]) -> Value {
+    let i = app
+        .admin_post("/api/v1/integrations", &json!({"name": name, "url": url}))
+        .await;
+    for m in modes {
+        app.admin_post(
+            &format!("/api/v1/modes/{m}/notify"),
+            &json!({"integration_ids": [i["id"]]}),
+        )
+        .await;
+    }
+    i
+}
+
+/// Runs the captured scan bodies through the protocol; returns the scan id.
+async fn scan(app: &TestApp, unique_id: &str) -> i64 {
+    let mut body = fixture("01-post-scans.request.json");
+    body["scan_metadata"]["unique_id"] = json!(unique_id);
+    let v = app.ci_post("/api/cli/v2/scans", &body).await;
+    let id = v["info"]["id"].as_i64().unwrap();
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/results"),
+        &fixture("03-post-results.request.json"),
+    )
+    .await;
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/complete"),
+        &fixture("04-post-complete.request.json"),
+    )
+    .await;
+    id
+}
+
+/// Waits until no message is pending or in flight (a condition, bounded, not a guess).
+async fn drained(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let depth = app.store().queue_depth().await.unwrap();
+        if !depth
+            .iter()
+            .any(|(s, n)| (s == "pending" || s == "delivering") && *n > 0)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "queue not drained: {depth:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+    app.admin_get(&format!("/api/v1/deliveries?{query}")).await["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn signed_deliveries_routed_by_mode(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let monitor = Receiver::start().await;
+    let block = Receiver::start().await;
+    let i1 = integration(&app, "Audit feed", &monitor.url, &["monitor"]).await;
+    let i2 = integration(
+        &app,
+        "Comments and blocks",
+        &block.url,
+        &["comment", "block"],
+    )
+    .await;
+    scan(&app, "aaaaaaaa-0000-4000-8000-000000000001").await;
+    drained(&app).await;
+
+    let got = monitor.received();
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-scanhook-event").unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{kinds:?}");
+    assert!(
+        kinds.contains(&"semgrep_scan") && kinds.contains(&"semgrep_finding"),
+        "{kinds:?}"
+    );
+    let findings = got
+        .iter()
+        .find(|r| r.header("x-scanhook-event") == Some("semgrep_finding"))
+        .unwrap();
+    let array = findings.json();
+    // The captured findings: four in Monitor mode, js-innerhtml in Comment mode.
+    let rules: Vec<&str> = array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["semgrep_finding"]["check_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 4, "{rules:?}");
+    assert!(!rules.contains(&"js-innerhtml"));
+    assert_eq!(array[0]["semgrep_finding"].as_object().unwrap().len(), 23);
+    assert!(!findings.body.contains("\": "), "compact JSON on the wire");
+    let scan_obj = got
+        .iter()
+        .find(|r| r.header("x-scanhook-event") == Some("semgrep_scan"))
+        .unwrap();
+    assert_eq!(
+        scan_obj.json()["semgrep_scan"].as_object().unwrap().len(),
+        26
+    );
+    // Comment and Block modes notify the second integration: the scan, and the one
+    // Comment-mode finding.
+    let got2 = block.received();
+    assert_eq!(got2.len(), 2);
+    let array2 = got2
+        .iter()
+        .find(|r| r.header("x-scanhook-event") == Some("semgrep_finding"))
+        .unwrap()
+        .json();
+    assert_eq!(array2.as_array().unwrap().len(), 1);
+    assert_eq!(array2[0]["semgrep_finding"]["check_id"], "js-innerhtml");
+
+    assert_eq!(
+        monitor.verify_all_with_standardwebhooks(i1["secret"].as_str().unwrap(), true),
+        2
+    );
+    assert_eq!(
+        block.verify_all_with_standardwebhooks(i2["secret"].as_str().unwrap(), true),
+        2
+    );
+    let log = deliveries(&app, "status=delivered").await;
+    assert_eq!(log.len(), 4);
+    app.stop().await;
+}
+on_both!(signed_deliveries_routed_by_mode);
+
+async fn retries_follow_the_schedule(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    rx.script(&[500, 500]);
+    integration(&app, "Flaky", &rx.url, &[]).await;
+    scan(&app, "bbbbbbbb-0000-4000-8000-000000000001").await;
+    let t0 = scanhook::clock::now();
+    let clock = Arc::new(ManualClock(AtomicI64::new(t0)));
+    let w = worker(&app, clock.clone(), true);
+
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    let msg = deliveries(&app, "").await.pop().unwrap();
+    let id = msg["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (msg["status"].as_str(), msg["attempts"].as_i64()),
+        (Some("pending"), Some(1))
+    );
+    // 5 s ± 20 %: not due before 4 s, due after 6 s.
+    clock.set(t0 + 3 * SEC + 900_000);
+    assert_eq!(w.run_until_idle().await.unwrap(), 0);
+    clock.set(t0 + 6 * SEC);
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    // Then 5 min ± 20 %.
+    clock.set(t0 + 6 * SEC + 239 * SEC);
+    assert_eq!(w.run_until_idle().await.unwrap(), 0);
+    clock.set(t0 + 6 * SEC + 361 * SEC);
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+
+    let shown = app.admin_get(&format!("/api/v1/deliveries/{id}")).await;
+    assert_eq!(shown["status"], "delivered");
+    let statuses: Vec<i64> = shown["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    let got = rx.received();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == Some(id.as_str())),
+        "same webhook-id on every attempt"
+    );
+
+    // Resend: the same message again, same id.
+    app.admin_post(&format!("/api/v1/deliveries/{id}/resend"), &json!({}))
+        .await;
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    assert_eq!(rx.received().len(), 4);
+    assert_eq!(rx.received()[3].header("webhook-id"), Some(id.as_str()));
+    app.stop().await;
+}
+on_both!(retries_follow_the_schedule);
+
+async fn exhausted_messages_fail_and_can_be_recovered(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    rx.script(&[503; 8]);
+    let i = integration(&app, "Down", &rx.url, &[]).await;
+    scan(&app, "cccccccc-0000-4000-8000-000000000001").await;
+    let t0 = scanhook::clock::now();
+    let clock = Arc::new(ManualClock(AtomicI64::new(t0)));
+    let w = worker(&app, clock.clone(), true);
+    let mut t = t0;
+    for _ in 0..8 {
+        assert_eq!(w.run_until_idle().await.unwrap(), 1);
+        t += 13 * 3600 * SEC; // past the longest step with jitter
+        clock.set(t);
+    }
+    assert_eq!(
+        w.run_until_idle().await.unwrap(),
+        0,
+        "1 + 7 attempts, then failed"
+    );
+    assert_eq!(deliveries(&app, "status=failed").await.len(), 1);
+    let v = app
+        .admin_post(
+            &format!("/api/v1/integrations/{}/recover", i["id"].as_str().unwrap()),
+            &json!({"since": "0"}),
+        )
+        .await;
+    assert_eq!(v["requeued"], 1);
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    assert_eq!(deliveries(&app, "status=delivered").await.len(), 1);
+    app.stop().await;
+}
+on_both!(exhausted_messages_fail_and_can_be_recovered);
+
+async fn gone_disables_and_private_addresses_are_refused(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    rx.script(&[410]);
+    let i = integration(&app, "Gone", &rx.url, &[]).await;
+    scan(&app, "dddddddd-0000-4000-8000-000000000001").await;
+    let clock = Arc::new(ManualClock(AtomicI64::new(scanhook::clock::now())));
+    assert_eq!(
+        worker(&app, clock.clone(), true)
+            .run_until_idle()
+            .await
+            .unwrap(),
+        1
+    );
+    let shown = app
+        .admin_get(&format!(
+            "/api/v1/integrations/{}",
+            i["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(shown["enabled"], false);
+    assert!(
+        shown["disabled_reason"].as_str().unwrap().contains("410"),
+        "{shown}"
+    );
+    assert_eq!(deliveries(&app, "status=failed").await.len(), 1);
+
+    // Without the allow-list, loopback is refused before connecting, and the log says why.
+    let private = Receiver::start().await;
+    integration(&app, "Private", &private.url, &[]).await;
+    scan(&app, "dddddddd-0000-4000-8000-000000000002").await;
+    clock.set(scanhook::clock::now());
+    assert_eq!(
+        worker(&app, clock, false).run_until_idle().await.unwrap(),
+        1
+    );
+    assert!(private.received().is_empty());
+    let pending = deliveries(&app, "status=pending").await;
+    let shown = app
+        .admin_get(&format!(
+            "/api/v1/deliveries/{}",
+            pending[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    let error = shown["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(error.contains("not a global address"), "{error}");
+
+    // Bad targets are refused when created.
+    for url in [
+        "ftp://example.com/x",
+        "https://user:pw@example.com/x",
+        "not a url",
+    ] {
+        let (status, v) = app
+            .call(
+                Method::POST,
+                "/api/v1/integrations",
+                Some(&app.admin),
+                Some(&json!({"name": "x", "url": url})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_body");
+    }
+    app.stop().await;
+}
+on_both!(gone_disables_and_private_addresses_are_refused);
+
+async fn the_test_action_reports_and_is_logged(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let rx = Receiver::start().await;
+    let ok = integration(&app, "Works", &rx.url, &[]).await;
+    let v = app
+        .admin_post(
+            &format!("/api/v1/integrations/{}/test", ok["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (v["delivered"].as_bool(), v["status"].as_i64()),
+        (Some(true), Some(200)),
+        "{v}"
+    );
+    assert_eq!(
+        rx.received()[0].body,
+        r#"[{"text":"Test Notification","username":"Semgrep"}]"#
+    );
+    assert_eq!(rx.received()[0].header("x-scanhook-event"), Some("test"));
+    assert_eq!(
+        rx.verify_all_with_standardwebhooks(ok["secret"].as_str().unwrap(), true),
+        1
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bad = integration(&app, "Closed", &format!("http://{closed}/hook"), &[]).await;
+    let v = app
+        .admin_post(
+            &format!("/api/v1/integrations/{}/test", bad["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(v["delivered"], false);
+    assert!(v["error"].as_str().unwrap().contains("connect"), "{v}");
+    let tests: Vec<Value> = deliveries(&app, "")
+        .await
+        .into_iter()
+        .filter(|m| m["kind"] == "test")
+        .collect();
+    assert_eq!(tests.len(), 2);
+    app.stop().await;
+}
+on_both!(the_test_action_reports_and_is_logged);
+
+async fn a_hanging_endpoint_does_not_delay_others(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let slow = Receiver::start().await;
+    let fast = Receiver::start().await;
+    slow.hold();
+    integration(&app, "Slow", &slow.url, &[]).await;
+    integration(&app, "Fast", &fast.url, &[]).await;
+    scan(&app, "eeeeeeee-0000-4000-8000-000000000001").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while deliveries(&app, "status=delivered").await.is_empty() || slow.received().is_empty() {
+        assert!(Instant::now() < deadline, "deliveries did not happen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The fast endpoint's message is delivered while the slow one still holds its request.
+    assert_eq!(fast.received().len(), 1);
+    let delivering = deliveries(&app, "status=delivering").await;
+    assert_eq!(delivering.len(), 1, "{delivering:?}");
+    slow.release();
+    drained(&app).await;
+    assert_eq!(deliveries(&app, "status=delivered").await.len(), 2);
+    app.stop().await;
+}
+on_both!(a_hanging_endpoint_does_not_delay_others);
+
+async fn rotation_signs_with_both_secrets(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let rx = Receiver::start().await;
+    let i = integration(&app, "Rotating", &rx.url, &[]).await;
+    let old = i["secret"].as_str().unwrap().to_string();
+    let rotated = app
+        .admin_post(
+            &format!(
+                "/api/v1/integrations/{}/rotate-secret",
+                i["id"].as_str().unwrap()
+            ),
+            &json!({}),
+        )
+        .await;
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(old, new);
+    scan(&app, "ffffffff-0000-4000-8000-000000000001").await;
+    drained(&app).await;
+    let got = rx.received();
+    assert_eq!(
+        got[0]
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    // Receivers holding either secret accept it during the overlap; the platform header is
+    // keyed by the current secret.
+    assert_eq!(rx.verify_all_with_standardwebhooks(&new, true), 1);
+    assert_eq!(rx.verify_all_with_standardwebhooks(&old, false), 1);
+    app.stop().await;
+}
+on_both!(rotation_signs_with_both_secrets);

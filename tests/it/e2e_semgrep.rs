@@ -3,6 +3,7 @@
 
 use crate::harness::{fixture_text, Db, TestApp};
 use crate::on_both;
+use crate::receiver::Receiver;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,6 +143,22 @@ async fn full_lifecycle(db: Db) {
     let app = TestApp::spawn(db).await;
     app.add_rules(&fixture_text("sample-rules.yml"), None, "monitor")
         .await;
+    // Every mode notifies the receiver, so it must get exactly the notified findings.
+    let rx = Receiver::start().await;
+    let hook = app
+        .admin_post(
+            "/api/v1/integrations",
+            &serde_json::json!({"name": "Security feed", "url": rx.url}),
+        )
+        .await;
+    for mode in ["monitor", "comment", "block"] {
+        app.admin_post(
+            &format!("/api/v1/modes/{mode}/notify"),
+            &serde_json::json!({"integration_ids": [hook["id"]]}),
+        )
+        .await;
+    }
+    let mut scans = Vec::new();
     let repo = Repo::new();
     repo.write("src/app.py", APP_PY);
     repo.write("web/main.js", MAIN_JS);
@@ -149,6 +166,7 @@ async fn full_lifecycle(db: Db) {
 
     // 1. Full scan of main: every finding is new and notified.
     let s1 = scan(&app, &repo, &[], 0).await;
+    scans.push(s1.clone());
     assert_eq!(s1["is_full_scan"], true);
     assert_eq!(s1["branch"], "main");
     let id1 = s1["id"].as_i64().unwrap();
@@ -185,6 +203,7 @@ async fn full_lifecycle(db: Db) {
         ("SEMGREP_PR_TITLE", "Add danger"),
     ];
     let s2 = scan(&app, &repo, &pr, 0).await;
+    scans.push(s2.clone());
     let id2 = s2["id"].as_i64().unwrap();
     assert_eq!(s2["is_full_scan"], false);
     assert_eq!(
@@ -206,6 +225,7 @@ async fn full_lifecycle(db: Db) {
 
     // 3. The same scan again: nothing new, nothing doubled.
     let s3 = scan(&app, &repo, &pr, 0).await;
+    scans.push(s3.clone());
     assert_eq!(
         app.scan_changes(s3["id"].as_i64().unwrap(), "notified")
             .await
@@ -217,6 +237,7 @@ async fn full_lifecycle(db: Db) {
     // 4. The rule in Block mode: the same PR now fails the build.
     app.set_mode("python-eval-use", "block").await;
     let s4 = scan(&app, &repo, &pr, 1).await;
+    scans.push(s4.clone());
     assert_eq!(s4["exit_code"], 1);
     assert_eq!(
         app.scan_changes(s4["id"].as_i64().unwrap(), "notified")
@@ -230,6 +251,7 @@ async fn full_lifecycle(db: Db) {
     repo.git(&["checkout", "-q", "main"]);
     repo.git(&["merge", "-q", "--no-ff", "feature", "-m", "Merge feature"]);
     let s5 = scan(&app, &repo, &[], 0).await;
+    scans.push(s5.clone());
     let id5 = s5["id"].as_i64().unwrap();
     assert_eq!(app.scan_changes(id5, "notified").await.len(), 0);
     let opened = app.scan_changes(id5, "opened").await;
@@ -240,6 +262,7 @@ async fn full_lifecycle(db: Db) {
     repo.write("src/util.py", "def danger(expr):\n    return int(expr)\n");
     repo.commit("Fix danger()");
     let s6 = scan(&app, &repo, &[], 0).await;
+    scans.push(s6.clone());
     let fixed = app.scan_changes(s6["id"].as_i64().unwrap(), "fixed").await;
     assert_eq!(paths(&fixed), ["src/util.py:python-eval-use"]);
     assert_eq!(app.findings("ref=main&status=fixed").await.len(), 1);
@@ -247,6 +270,7 @@ async fn full_lifecycle(db: Db) {
     // 7. The code back: a regression, notified again, first seen in the PR scan.
     repo.git(&["revert", "--no-edit", "HEAD"]);
     let s7 = scan(&app, &repo, &[], 0).await;
+    scans.push(s7.clone());
     let id7 = s7["id"].as_i64().unwrap();
     let notified = app.scan_changes(id7, "notified").await;
     assert_eq!(paths(&notified), ["src/util.py:python-eval-use"]);
@@ -259,6 +283,7 @@ async fn full_lifecycle(db: Db) {
     repo.git(&["rm", "-q", "web/main.js"]);
     repo.commit("Drop the web page");
     let s8 = scan(&app, &repo, &[], 0).await;
+    scans.push(s8.clone());
     let removed = app
         .scan_changes(s8["id"].as_i64().unwrap(), "removed")
         .await;
@@ -279,6 +304,7 @@ async fn full_lifecycle(db: Db) {
     );
     repo.commit("Silence the password finding");
     let s9 = scan(&app, &repo, &[], 0).await;
+    scans.push(s9.clone());
     let id9 = s9["id"].as_i64().unwrap();
     let ignored = app.scan_changes(id9, "ignored").await;
     assert_eq!(paths(&ignored), ["src/app.py:python-hardcoded-password"]);
@@ -291,6 +317,69 @@ async fn full_lifecycle(db: Db) {
             "src/app.py:python-subprocess-shell-true",
             "src/util.py:python-eval-use",
         ]
+    );
+
+    // The receiver got one semgrep_scan per scan and, per scan, exactly its notified
+    // findings; every request verifies with the PyPI standardwebhooks library.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let depth = app.store().queue_depth().await.unwrap();
+        if !depth
+            .iter()
+            .any(|(s, n)| (s == "pending" || s == "delivering") && *n > 0)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries did not finish: {depth:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = rx.received();
+    let scan_ids: Vec<Value> = got
+        .iter()
+        .filter(|r| r.header("x-scanhook-event") == Some("semgrep_scan"))
+        .map(|r| r.json()["semgrep_scan"]["id"].clone())
+        .collect();
+    assert_eq!(scan_ids.len(), scans.len());
+    let mut received_findings: Vec<String> = got
+        .iter()
+        .filter(|r| r.header("x-scanhook-event") == Some("semgrep_finding"))
+        .flat_map(|r| r.json().as_array().unwrap().clone())
+        .map(|f| {
+            format!(
+                "{}:{}@{}",
+                f["semgrep_finding"]["path"].as_str().unwrap(),
+                f["semgrep_finding"]["check_id"].as_str().unwrap(),
+                f["semgrep_finding"]["ref"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for s in &scans {
+        for f in app
+            .scan_changes(s["id"].as_i64().unwrap(), "notified")
+            .await
+        {
+            expected.push(format!(
+                "{}@{}",
+                paths(&[f.clone()])[0],
+                f["ref"].as_str().unwrap()
+            ));
+        }
+    }
+    received_findings.sort();
+    expected.sort();
+    assert_eq!(received_findings, expected);
+    assert_eq!(
+        received_findings.len(),
+        7,
+        "5 on the first scan, the PR's new one, the regression"
+    );
+    assert_eq!(
+        rx.verify_all_with_standardwebhooks(hook["secret"].as_str().unwrap(), true),
+        got.len()
     );
     app.stop().await;
 }

@@ -4,8 +4,10 @@
 //! - `migrate` ([`migrate`]): run the database migrations alone.
 //! - `token` ([`token`]): create tokens directly in the database.
 //! - `rules` ([`rules`]): manage rules through a running server ([`client`]).
+//! - `integrations`, `modes`, `deliveries` ([`integrations`]): webhooks, likewise.
 
 pub mod client;
+pub mod integrations;
 pub mod migrate;
 pub mod rules;
 pub mod serve;
@@ -40,6 +42,15 @@ enum Command {
     /// Manage rules and their modes (a client of a running server).
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Manage webhook integrations (a client of a running server).
+    #[command(subcommand)]
+    Integrations(integrations::IntegrationsCommand),
+    /// Choose which integrations each rule mode notifies.
+    #[command(subcommand)]
+    Modes(integrations::ModesCommand),
+    /// Read the delivery log; resend and recover messages.
+    #[command(subcommand)]
+    Deliveries(integrations::DeliveriesCommand),
 }
 
 /// Parses the command line and runs the chosen role.
@@ -63,6 +74,9 @@ pub fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::Rules(cmd) => rules::run(cmd).await,
+            Command::Integrations(cmd) => integrations::run_integrations(cmd).await,
+            Command::Modes(cmd) => integrations::run_modes(cmd).await,
+            Command::Deliveries(cmd) => integrations::run_deliveries(cmd).await,
         }
     });
     match result {

@@ -161,3 +161,55 @@ async fn serve_prints_a_token_once_and_stops_on_sigterm() {
     }
     assert!(dir.path().join("scanhook.db").exists());
 }
+
+async fn integration_commands(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let rx = crate::receiver::Receiver::start().await;
+    let client = |args: &[&str]| {
+        let mut c = scanhook();
+        c.args(args)
+            .args(["--server", &app.base, "--token", &app.admin]);
+        run(&mut c)
+    };
+    let (ok, out, err) = client(&[
+        "integrations",
+        "add",
+        "--name",
+        "Feed",
+        "--url",
+        &rx.url,
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let i: Value = serde_json::from_str(&out).unwrap();
+    let id = i["id"].as_str().unwrap();
+    assert!(i["secret"].as_str().unwrap().starts_with("whsec_"));
+    let (ok, _, err) = client(&["modes", "notify", "block", id]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = client(&["modes", "list", "--json"]);
+    assert!(ok);
+    let modes: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(modes["modes"][2]["mode"], "block");
+    assert_eq!(modes["modes"][2]["integrations"][0], id);
+    let (ok, out, err) = client(&["integrations", "test", id]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("HTTP 200"), "{out}");
+    assert_eq!(rx.received().len(), 1);
+    let (ok, out, _) = client(&["deliveries", "list", "--json"]);
+    assert!(ok);
+    let log: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(log["deliveries"][0]["kind"], "test");
+    let (ok, out, _) = client(&["integrations", "update", id, "--disable", "--json"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["enabled"],
+        false
+    );
+    let (ok, _, err) = client(&["integrations", "add", "--name", "Bad", "--url", "ftp://x/y"]);
+    assert!(!ok);
+    assert!(err.contains("http or https"), "{err}");
+    let (ok, _, _) = client(&["integrations", "delete", id]);
+    assert!(ok);
+    app.stop().await;
+}
+on_both!(integration_commands);

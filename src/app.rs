@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::delivery::guard::Guard;
+use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
 use crate::delivery::worker::{SystemClock, Worker};
 use crate::store::tokens::Scope;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub sender: Sender,
     /// Wakes this process's delivery worker when messages were queued.
     pub wake: Arc<Notify>,
+    /// This process's delivery counters (empty with `--no-deliver`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A server that is up and answering.
@@ -70,24 +73,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         config.delivery.timeout,
     )?;
     let tasks = TaskTracker::new();
-    let wake = if config.deliver {
+    let (wake, metrics) = if config.deliver {
         let worker = Arc::new(Worker::new(
             store.clone(),
             sender.clone(),
             config.delivery.clone(),
             Arc::new(SystemClock),
         ));
-        let wake = worker.wake.clone();
+        let handles = (worker.wake.clone(), worker.metrics.clone());
         tasks.spawn(worker.run(shutdown.clone()));
-        wake
+        handles
     } else {
-        Arc::new(Notify::new())
+        (Arc::new(Notify::new()), Arc::new(Metrics::default()))
     };
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
         sender,
         wake,
+        metrics,
     };
 
     let router = crate::http::router(state.clone());

@@ -4,8 +4,10 @@
 //! - [`sender`]: one HTTP attempt, with its outcome.
 //! - [`schedule`]: when to try again.
 //! - [`worker`]: claims due messages with leases and delivers them.
+//! - [`metrics`]: attempt counters and latencies for `/metrics`.
 
 pub mod guard;
+pub mod metrics;
 pub mod schedule;
 pub mod sender;
 pub mod signing;

@@ -3,6 +3,7 @@
 //! logs every attempt and schedules the next. Time comes from a [`Clock`], so tests drive
 //! retry schedules step by step with [`Worker::run_until_idle`] instead of sleeping.
 
+use super::metrics::Metrics;
 use super::schedule::Schedule;
 use super::sender::{Outcome, Sender};
 use super::signing;
@@ -68,6 +69,7 @@ pub struct Worker {
     permits: Mutex<HashMap<i64, Arc<Semaphore>>>,
     /// Woken when messages are enqueued, so delivery starts at once.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -84,6 +86,7 @@ impl Worker {
             clock,
             permits: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
@@ -179,6 +182,11 @@ impl Worker {
             return;
         }
         let outcome = self.attempt(&message, now).await;
+        self.metrics.attempt(
+            &message.integration.public_id,
+            outcome.status,
+            outcome.latency,
+        );
         let next = self.next_step(&message, &outcome, now);
         tracing::debug!(
             msg.id = %message.public_id, integration.id = %message.integration.public_id,

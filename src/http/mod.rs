@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route(
             "/api/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
@@ -89,9 +90,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Prometheus text: queue depth by state, attempts by outcome, latency histogram,
+/// failures per integration.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.store.queue_depth().await {
+        Ok(queue) => (
+            [("content-type", "text/plain; version=0.0.4")],
+            state.metrics.render(&queue),
+        )
+            .into_response(),
+        Err(e) => crate::error::AppError::Internal(e).into_response(),
+    }
+}
+
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     if state.store.ping().await {
-        (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
+        let body = serde_json::json!({"status": "ready", "delivering": state.config.deliver});
+        (StatusCode::OK, Json(body)).into_response()
     } else {
         error_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -173,6 +173,27 @@ async fn signed_deliveries_routed_by_mode(db: Db) {
     );
     let log = deliveries(&app, "status=delivered").await;
     assert_eq!(log.len(), 4);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scanhook_queue_messages{state=\"delivered\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scanhook_delivery_attempts_total{outcome=\"delivered\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scanhook_delivery_latency_seconds_count 4"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 on_both!(signed_deliveries_routed_by_mode);

@@ -364,7 +364,7 @@ async fn full_lifecycle(db: Db) {
         {
             expected.push(format!(
                 "{}@{}",
-                paths(&[f.clone()])[0],
+                paths(std::slice::from_ref(&f))[0],
                 f["ref"].as_str().unwrap()
             ));
         }

@@ -91,9 +91,10 @@ impl Worker {
     }
 
     fn lease(&self) -> Micros {
-        // Long enough to wait for a permit and make one attempt; a claim whose lease has
-        // run short is left for the next claim rather than sent late (see `deliver`).
-        (self.config.timeout * 4 + Duration::from_secs(60)).as_micros() as Micros
+        // Long enough to wait a little for a permit and make one attempt; a claim whose
+        // lease has run short is left for the next claim rather than sent late (see
+        // `deliver`). A killed process's claims are taken again after this long.
+        (self.config.timeout * 2 + Duration::from_secs(5)).as_micros() as Micros
     }
 
     /// Integrations with no free permit: their messages are not claimed this round.

@@ -17,7 +17,10 @@ async fn every_documented_operation_is_routed() {
             .replace("{scan_id}", "1")
             .replace("{unique_id}", "u")
             .replace("{platform}", "x")
-            .replace("{rule_id}", "r");
+            .replace("{rule_id}", "r")
+            .replace("{id}", "int_x")
+            .replace("{mode}", "block")
+            .replace("{msg_id}", "msg_x");
         for method in ops.as_object().unwrap().keys() {
             let m: Method = method.to_uppercase().parse().unwrap();
             let resp = app

@@ -8,12 +8,12 @@ use super::schedule::Schedule;
 use super::sender::{Outcome, Sender};
 use super::signing;
 use crate::clock::Micros;
-use crate::store::messages::{Claimed, Next};
+use crate::store::messages::{AttemptRecord, Claimed, Next};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +53,7 @@ impl Default for DeliveryConfig {
             schedule: Schedule::default(),
             timeout: Duration::from_secs(15),
             per_integration: 8,
-            batch: 200,
+            batch: 1000,
             disable_after: Duration::from_secs(5 * 86_400),
             poll: Duration::from_millis(500),
         }
@@ -115,8 +115,11 @@ impl Worker {
             .clone()
     }
 
-    /// Claims what is due now and starts sending it.
-    pub async fn dispatch(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> anyhow::Result<usize> {
+    /// Claims what is due now and starts sending it; each task yields its attempt's record.
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<Option<AttemptRecord>>,
+    ) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let claimed = self
             .store
@@ -143,7 +146,11 @@ impl Worker {
         loop {
             let mut tasks = JoinSet::new();
             let n = self.dispatch(&mut tasks).await?;
-            while tasks.join_next().await.is_some() {}
+            let mut records = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                records.extend(done?);
+            }
+            self.record(&records).await?;
             if n == 0 {
                 return Ok(total);
             }
@@ -151,36 +158,66 @@ impl Worker {
         }
     }
 
-    /// Runs until shut down: dispatches whenever woken or every `poll`, never waiting for
-    /// in-flight deliveries before claiming more.
+    async fn record(&self, records: &[AttemptRecord]) -> anyhow::Result<()> {
+        let disable_after = self.config.disable_after.as_micros() as Micros;
+        self.store.record_attempts(records, disable_after).await
+    }
+
+    /// Runs until shut down. Claims whenever woken, every `poll`, or as in-flight work
+    /// drops below half a batch; never waits for slow deliveries before claiming more.
+    /// Attempt records are written in batches by a recorder task.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let (records_tx, records_rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(self.clone().recorder(records_rx));
         let mut tasks = JoinSet::new();
+        let low_water = (self.config.batch / 2).max(1) as usize;
         loop {
-            while tasks.try_join_next().is_some() {}
-            match self.dispatch(&mut tasks).await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = ?e, "claiming messages failed; will retry"),
+            if tasks.len() < low_water {
+                if let Err(e) = self.dispatch(&mut tasks).await {
+                    tracing::warn!(error = ?e, "claiming messages failed; will retry");
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(Some(record)) = done {
+                        let _ = records_tx.send(record);
+                    }
+                }
             }
         }
         // In-flight attempts finish (bounded by the timeout); unsent claims expire.
-        while tasks.join_next().await.is_some() {}
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Some(record)) = done {
+                let _ = records_tx.send(record);
+            }
+        }
+        drop(records_tx);
+        let _ = recorder.await;
     }
 
-    async fn deliver(&self, message: Claimed, lease_until: Micros) {
+    /// Writes attempt records as they come, many per transaction.
+    async fn recorder(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<AttemptRecord>) {
+        let mut batch = Vec::with_capacity(1024);
+        while rx.recv_many(&mut batch, 1024).await > 0 {
+            if let Err(e) = self.record(&batch).await {
+                // The messages stay claimed until their lease runs out, then are sent
+                // again: at-least-once.
+                tracing::error!(error = ?e, n = batch.len(), "recording attempts failed");
+            }
+            batch.clear();
+        }
+    }
+
+    async fn deliver(&self, message: Claimed, lease_until: Micros) -> Option<AttemptRecord> {
         let semaphore = self.permit_for(message.integration.id);
-        let Ok(_permit) = semaphore.acquire_owned().await else {
-            return;
-        };
+        let _permit = semaphore.acquire_owned().await.ok()?;
         let now = self.clock.now();
         if now + (self.config.timeout.as_micros() as Micros) > lease_until {
             // The lease would run out mid-attempt: another claim will send it.
-            return;
+            return None;
         }
         let outcome = self.attempt(&message, now).await;
         self.metrics.attempt(
@@ -194,15 +231,13 @@ impl Worker {
             attempt = message.attempts + 1, status = ?outcome.status, error = ?outcome.error,
             "delivery attempt"
         );
-        let disable_after = self.config.disable_after.as_micros() as Micros;
-        if let Err(e) = self
-            .store
-            .record_attempt(&message, now, &outcome, next, disable_after)
-            .await
-        {
-            // The lease runs out and the message is tried again: at-least-once.
-            tracing::error!(error = ?e, msg.id = %message.public_id, "recording an attempt failed");
-        }
+        Some(AttemptRecord {
+            message_id: message.id,
+            integration_id: message.integration.id,
+            attempted_at: now,
+            outcome,
+            next,
+        })
     }
 
     /// Signs and sends one attempt.

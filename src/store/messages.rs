@@ -75,6 +75,16 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
+/// One attempt's result, to be logged.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub message_id: i64,
+    pub integration_id: i64,
+    pub attempted_at: Micros,
+    pub outcome: Outcome,
+    pub next: Next,
+}
+
 /// What follows an attempt.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Next {
@@ -253,69 +263,109 @@ impl Store {
         Ok(out)
     }
 
-    /// Logs an attempt and moves the message on; tracks the integration's failure streak,
-    /// disabling it on `410 Gone` or after failing continuously for `disable_after`.
-    pub async fn record_attempt(
+    /// Logs a batch of attempts and moves their messages on, in one transaction; tracks
+    /// each integration's failure streak, disabling it on `410 Gone` or after failing
+    /// continuously for `disable_after`.
+    pub async fn record_attempts(
         &self,
-        message: &Claimed,
-        attempted_at: Micros,
-        outcome: &Outcome,
-        next: Next,
+        records: &[AttemptRecord],
         disable_after: Micros,
     ) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO attempts (message_id, attempted_at, status_code, latency_us, \
-             response_excerpt, error) VALUES ($1, $2, $3, $4, $5, $6)",
+        let rows: Vec<Vec<Cell>> = records
+            .iter()
+            .map(|r| {
+                vec![
+                    r.message_id.into(),
+                    r.attempted_at.into(),
+                    r.outcome
+                        .status
+                        .map_or(Cell::Null, |s| Cell::Int(i64::from(s))),
+                    (r.outcome.latency.as_micros() as i64).into(),
+                    r.outcome.excerpt.as_deref().into(),
+                    r.outcome.error.as_deref().into(),
+                ]
+            })
+            .collect();
+        bulk_insert(
+            &mut tx,
+            self.backend(),
+            "attempts",
+            &[
+                ("message_id", Ty::Int),
+                ("attempted_at", Ty::Int),
+                ("status_code", Ty::Int),
+                ("latency_us", Ty::Int),
+                ("response_excerpt", Ty::Text),
+                ("error", Ty::Text),
+            ],
+            &rows,
+            "",
         )
-        .bind(message.id)
-        .bind(attempted_at)
-        .bind(outcome.status.map(i64::from))
-        .bind(outcome.latency.as_micros() as i64)
-        .bind(&outcome.excerpt)
-        .bind(&outcome.error)
-        .execute(&mut *tx)
         .await?;
-        let (status, next_at, delivered_at) = match next {
-            Next::Delivered => ("delivered", attempted_at, Some(attempted_at)),
-            Next::RetryAt(at) => ("pending", at, None),
-            Next::Failed => ("failed", attempted_at, None),
-        };
-        sqlx::query(
-            "UPDATE messages SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
-             delivered_at = $3, lease_until = NULL WHERE id = $4",
-        )
-        .bind(status)
-        .bind(next_at)
-        .bind(delivered_at)
-        .bind(message.id)
-        .execute(&mut *tx)
-        .await?;
-        let integration = message.integration.id;
-        if outcome.delivered() {
-            sqlx::query("UPDATE integrations SET failing_since = NULL WHERE id = $1")
-                .bind(integration)
-                .execute(&mut *tx)
-                .await?;
-        } else if outcome.status == Some(410) {
-            sqlx::query("UPDATE integrations SET enabled = 0, disabled_reason = $1 WHERE id = $2")
-                .bind("the endpoint answered 410 Gone")
-                .bind(integration)
-                .execute(&mut *tx)
-                .await?;
-        } else {
+        for r in records {
+            let (status, next_at, delivered_at) = match r.next {
+                Next::Delivered => ("delivered", r.attempted_at, Some(r.attempted_at)),
+                Next::RetryAt(at) => ("pending", at, None),
+                Next::Failed => ("failed", r.attempted_at, None),
+            };
             sqlx::query(
-                "UPDATE integrations SET failing_since = COALESCE(failing_since, $1), \
-                 enabled = CASE WHEN COALESCE(failing_since, $1) <= $2 THEN 0 ELSE enabled END, \
-                 disabled_reason = CASE WHEN COALESCE(failing_since, $1) <= $2 \
-                   THEN 'failing continuously' ELSE disabled_reason END \
-                 WHERE id = $3",
+                "UPDATE messages SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                 delivered_at = $3, lease_until = NULL WHERE id = $4",
             )
-            .bind(attempted_at)
-            .bind(attempted_at - disable_after)
-            .bind(integration)
+            .bind(status)
+            .bind(next_at)
+            .bind(delivered_at)
+            .bind(r.message_id)
             .execute(&mut *tx)
             .await?;
+        }
+        // Per integration, the batch's last outcome decides the streak.
+        let mut last: Vec<&AttemptRecord> = Vec::new();
+        for r in records {
+            match last
+                .iter_mut()
+                .find(|l| l.integration_id == r.integration_id)
+            {
+                Some(l) if l.attempted_at <= r.attempted_at => *l = r,
+                Some(_) => {}
+                None => last.push(r),
+            }
+        }
+        for r in last {
+            if r.outcome.delivered() {
+                sqlx::query(
+                    "UPDATE integrations SET failing_since = NULL \
+                     WHERE id = $1 AND failing_since IS NOT NULL",
+                )
+                .bind(r.integration_id)
+                .execute(&mut *tx)
+                .await?;
+            } else if r.outcome.status == Some(410) {
+                sqlx::query(
+                    "UPDATE integrations SET enabled = 0, disabled_reason = $1 WHERE id = $2",
+                )
+                .bind("the endpoint answered 410 Gone")
+                .bind(r.integration_id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE integrations SET failing_since = COALESCE(failing_since, $1), \
+                     enabled = CASE WHEN COALESCE(failing_since, $1) <= $2 THEN 0 ELSE enabled END, \
+                     disabled_reason = CASE WHEN COALESCE(failing_since, $1) <= $2 \
+                       THEN 'failing continuously' ELSE disabled_reason END \
+                     WHERE id = $3",
+                )
+                .bind(r.attempted_at)
+                .bind(r.attempted_at - disable_after)
+                .bind(r.integration_id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -152,15 +152,19 @@ async fn complete(
     if !matches!(scan.status, ScanStatus::Running | ScanStatus::Completed) {
         return Err(ended(&scan, scan.status));
     }
-    // Rules in Block mode now: a mode changed during the scan still blocks it.
-    let block_rules: HashSet<String> = st
-        .store
-        .list_rules(auth.deployment.id)
-        .await?
-        .into_iter()
-        .filter(|r| mode::effective(&r.memberships).is_some_and(|m| m.mode == RuleMode::Block))
-        .map(|r| r.rule_id)
-        .collect();
+    // Rules in Block mode now: a mode changed during the scan still blocks it. Without
+    // uploaded results there is nothing to block.
+    let block_rules: HashSet<String> = if scan.has_results {
+        st.store
+            .list_rules(auth.deployment.id)
+            .await?
+            .into_iter()
+            .filter(|r| mode::effective(&r.memberships).is_some_and(|m| m.mode == RuleMode::Block))
+            .map(|r| r.rule_id)
+            .collect()
+    } else {
+        HashSet::new()
+    };
     match st
         .store
         .complete_scan(&scan, body.exit_code, &body.stats, &block_rules)

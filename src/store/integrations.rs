@@ -123,6 +123,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Integrations by row id, without their modes (what delivery needs).
+    pub async fn integrations_by_ids(&self, ids: &[i64]) -> anyhow::Result<Vec<Integration>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM integrations i WHERE i.id IN ({})",
+            list.join(",")
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn integration(
         &self,
         deployment_id: i64,

@@ -232,19 +232,13 @@ impl Store {
         if rows.is_empty() {
             return Ok(vec![]);
         }
-        let deployment_ids: Vec<i64> = {
-            let r =
-                sqlx::query("SELECT DISTINCT deployment_id FROM integrations WHERE enabled = 1")
-                    .fetch_all(self.pool())
-                    .await?;
-            r.iter()
-                .map(|row| col(row, "deployment_id"))
-                .collect::<anyhow::Result<_>>()?
-        };
-        let mut integrations = Vec::new();
-        for d in deployment_ids {
-            integrations.extend(self.list_integrations(d).await?);
-        }
+        let mut ids: Vec<i64> = rows
+            .iter()
+            .map(|r| col::<i64>(r, "integration_id"))
+            .collect::<anyhow::Result<_>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        let integrations = self.integrations_by_ids(&ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let integration_id: i64 = col(row, "integration_id")?;

@@ -223,12 +223,15 @@ impl Store {
                ORDER BY m.next_attempt_at, m.id LIMIT $3 {lock}) \
              RETURNING id, public_id, integration_id, kind, body, attempts"
         );
+        let mut tx = self.pool().begin().await?;
+        self.relax_commit(&mut tx).await?;
         let rows = sqlx::query(&sql)
             .bind(lease_until)
             .bind(now)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -269,6 +272,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
+        self.relax_commit(&mut tx).await?;
         let rows: Vec<Vec<Cell>> = records
             .iter()
             .map(|r| {
@@ -362,6 +366,18 @@ impl Store {
             }
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims and attempt records need not wait for the disk: losing one in a crash only
+    /// means a message is sent again (at-least-once, deduplicated by its `webhook-id`).
+    /// The queueing of messages, with the scan outcome, always waits.
+    async fn relax_commit(&self, tx: &mut Transaction<'static, Any>) -> anyhow::Result<()> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 

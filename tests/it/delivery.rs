@@ -253,6 +253,37 @@ async fn retries_follow_the_schedule(db: Db) {
 }
 on_both!(retries_follow_the_schedule);
 
+async fn a_receiver_down_then_up_gets_the_message(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    integration(&app, "Later", &format!("http://{addr}/hook"), &[]).await;
+    scan(&app, "abababab-0000-4000-8000-000000000001").await;
+    let t0 = scanhook::clock::now();
+    let clock = Arc::new(ManualClock(AtomicI64::new(t0)));
+    let w = worker(&app, clock.clone(), true);
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    let pending = deliveries(&app, "status=pending").await;
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    let shown = app.admin_get(&format!("/api/v1/deliveries/{id}")).await;
+    assert!(
+        shown["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
+        "{shown}"
+    );
+    let rx = Receiver::start_on(&addr.to_string()).await;
+    clock.set(t0 + 10 * SEC);
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    assert_eq!(rx.received().len(), 1);
+    assert_eq!(rx.received()[0].header("webhook-id"), Some(id.as_str()));
+    app.stop().await;
+}
+on_both!(a_receiver_down_then_up_gets_the_message);
+
 async fn exhausted_messages_fail_and_can_be_recovered(db: Db) {
     let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
     let rx = Receiver::start().await;

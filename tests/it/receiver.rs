@@ -77,11 +77,16 @@ async fn handle(
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts on a given address (a receiver that comes up where one was down).
+    pub async fn start_on(addr: &str) -> Receiver {
         let inner = Arc::new(Inner::default());
         let app = Router::new()
             .route("/hook", post(handle))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url, inner }

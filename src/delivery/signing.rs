@@ -2,6 +2,8 @@
 //! by the base64-decoded secret after `whsec_`) and the platform's `X-Semgrep-Signature-256`
 //! (hex HMAC-SHA256 of the body keyed by the whole secret string).
 
+use crate::clock::Micros;
+use crate::store::integrations::Integration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -51,6 +53,30 @@ pub fn signature_header(
         .map(|s| standard(s, msg_id, timestamp, body))
         .collect();
     Ok(sigs?.join(" "))
+}
+
+/// Every header a delivery carries, signed for an attempt at `now`: `webhook-id`,
+/// `webhook-timestamp`, `webhook-signature` (one entry per valid secret),
+/// `X-Semgrep-Signature-256` and `X-Scanhook-Event` (the message kind).
+pub fn signed_headers(
+    integration: &Integration,
+    msg_id: &str,
+    kind: &str,
+    now: Micros,
+    body: &[u8],
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let timestamp = now / 1_000_000;
+    let signature = signature_header(&integration.signing_secrets(now), msg_id, timestamp, body)?;
+    Ok(vec![
+        ("webhook-id", msg_id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+        (
+            "x-semgrep-signature-256",
+            semgrep(&integration.secret, body),
+        ),
+        ("x-scanhook-event", kind.to_string()),
+    ])
 }
 
 /// `X-Semgrep-Signature-256`: hex HMAC-SHA256 of the body, keyed by the secret string.

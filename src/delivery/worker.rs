@@ -242,32 +242,24 @@ impl Worker {
 
     /// Signs and sends one attempt.
     async fn attempt(&self, message: &Claimed, now: Micros) -> Outcome {
-        let integration = &message.integration;
         let body = message.body.as_bytes();
-        let timestamp = now / 1_000_000;
-        let secrets = integration.signing_secrets(now);
-        let signature =
-            match signing::signature_header(&secrets, &message.public_id, timestamp, body) {
-                Ok(s) => s,
-                Err(e) => {
-                    return Outcome {
-                        error: Some(format!("cannot sign: {e}")),
-                        ..Outcome::default()
-                    }
+        let headers = match signing::signed_headers(
+            &message.integration,
+            &message.public_id,
+            &message.kind,
+            now,
+            body,
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                return Outcome {
+                    error: Some(format!("cannot sign: {e}")),
+                    ..Outcome::default()
                 }
-            };
-        let headers = [
-            ("webhook-id", message.public_id.clone()),
-            ("webhook-timestamp", timestamp.to_string()),
-            ("webhook-signature", signature),
-            (
-                "x-semgrep-signature-256",
-                signing::semgrep(&integration.secret, body),
-            ),
-            ("x-scanhook-event", message.kind.clone()),
-        ];
+            }
+        };
         self.sender
-            .post(&integration.url, &headers, body.to_vec())
+            .post(&message.integration.url, &headers, body.to_vec())
             .await
     }
 

@@ -177,23 +177,7 @@ async fn test(
     let msg_id = new_message_id();
     let now = clock::now();
     let body = TEST_BODY.as_bytes();
-    let timestamp = now / 1_000_000;
-    let signature = crate::delivery::signing::signature_header(
-        &i.signing_secrets(now),
-        &msg_id,
-        timestamp,
-        body,
-    )?;
-    let headers = [
-        ("webhook-id", msg_id.clone()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-        (
-            "x-semgrep-signature-256",
-            crate::delivery::signing::semgrep(&i.secret, body),
-        ),
-        ("x-scanhook-event", "test".to_string()),
-    ];
+    let headers = crate::delivery::signing::signed_headers(&i, &msg_id, "test", now, body)?;
     let outcome = st.sender.post(&i.url, &headers, body.to_vec()).await;
     st.store
         .record_test(&i, d.id, &msg_id, TEST_BODY, now, &outcome)

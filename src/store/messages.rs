@@ -192,7 +192,8 @@ fn message_from_row(r: &AnyRow) -> anyhow::Result<MessageRow> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "m.public_id, i.public_id AS integration, m.scan_id, m.kind, \
+const MESSAGE_COLUMNS: &str = "m.public_id, COALESCE(i.public_id, '(deleted)') AS integration, \
+    m.scan_id, m.kind, \
     m.status, m.attempts, m.next_attempt_at, m.created_at, m.delivered_at, m.body";
 
 impl Store {
@@ -390,7 +391,8 @@ impl Store {
         limit: i64,
     ) -> anyhow::Result<Vec<MessageRow>> {
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN integrations i ON i.id = m.integration_id \
+            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+             LEFT JOIN integrations i ON i.id = m.integration_id \
              WHERE m.deployment_id = $1 AND ($2 = '' OR i.public_id = $2) \
              AND ($3 = '' OR m.status = $3) ORDER BY m.id DESC LIMIT $4"
         );
@@ -412,7 +414,7 @@ impl Store {
     ) -> anyhow::Result<Option<(MessageRow, Vec<AttemptRow>)>> {
         let sql = format!(
             "SELECT m.id, {MESSAGE_COLUMNS} FROM messages m \
-             JOIN integrations i ON i.id = m.integration_id \
+             LEFT JOIN integrations i ON i.id = m.integration_id \
              WHERE m.deployment_id = $1 AND m.public_id = $2"
         );
         let Some(row) = sqlx::query(&sql)

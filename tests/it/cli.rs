@@ -210,6 +210,11 @@ async fn integration_commands(db: Db) {
     assert!(err.contains("http or https"), "{err}");
     let (ok, _, _) = client(&["integrations", "delete", id]);
     assert!(ok);
+    // The delivery log outlives the integration.
+    let (ok, out, _) = client(&["deliveries", "list", "--json"]);
+    assert!(ok);
+    let log: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(log["deliveries"][0]["integration_id"], "(deleted)");
     app.stop().await;
 }
 on_both!(integration_commands);

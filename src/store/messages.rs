@@ -8,6 +8,7 @@ use crate::clock::{self, Micros};
 use crate::delivery::sender::Outcome;
 use crate::domain::mode::RuleMode;
 use crate::ids;
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
@@ -305,23 +306,40 @@ impl Store {
             "",
         )
         .await?;
-        for r in records {
-            let (status, next_at, delivered_at) = match r.next {
-                Next::Delivered => ("delivered", r.attempted_at, Some(r.attempted_at)),
-                Next::RetryAt(at) => ("pending", at, None),
-                Next::Failed => ("failed", r.attempted_at, None),
-            };
-            sqlx::query(
-                "UPDATE messages SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                 delivered_at = $3, lease_until = NULL WHERE id = $4",
-            )
-            .bind(status)
-            .bind(next_at)
-            .bind(delivered_at)
-            .bind(r.message_id)
+        // One statement moves every message of the batch on.
+        let moves: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let (status, next_at, delivered_at) = match r.next {
+                    Next::Delivered => ("delivered", r.attempted_at, Some(r.attempted_at)),
+                    Next::RetryAt(at) => ("pending", at, None),
+                    Next::Failed => ("failed", r.attempted_at, None),
+                };
+                json!({"id": r.message_id, "status": status, "next_at": next_at,
+                       "delivered_at": delivered_at})
+            })
+            .collect();
+        let source = match self.backend() {
+            Backend::Postgres => {
+                "json_to_recordset($1::json) AS j(id bigint, status text, \
+                 next_at bigint, delivered_at bigint)"
+            }
+            Backend::Sqlite => {
+                "(SELECT json_extract(value, '$.id') AS id, \
+                 json_extract(value, '$.status') AS status, \
+                 json_extract(value, '$.next_at') AS next_at, \
+                 json_extract(value, '$.delivered_at') AS delivered_at FROM json_each($1)) AS j"
+            }
+        };
+        let sql = format!(
+            "UPDATE messages SET status = j.status, attempts = messages.attempts + 1, \
+             next_attempt_at = j.next_at, delivered_at = j.delivered_at, lease_until = NULL \
+             FROM {source} WHERE messages.id = j.id"
+        );
+        sqlx::query(&sql)
+            .bind(Value::Array(moves).to_string())
             .execute(&mut *tx)
             .await?;
-        }
         // Per integration, the batch's last outcome decides the streak.
         let mut last: Vec<&AttemptRecord> = Vec::new();
         for r in records {

@@ -8,7 +8,7 @@ use crate::domain::mode::RuleMode;
 use crate::domain::webhook::{check_name, WebhookUrl};
 use crate::error::{AppError, AppResult};
 use crate::store::integrations::{Integration, IntegrationChange};
-use crate::store::messages::{new_message_id, MessageRow};
+use crate::store::messages::{new_message_id, Kind, MessageRow};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -177,7 +177,8 @@ async fn test(
     let msg_id = new_message_id();
     let now = clock::now();
     let body = TEST_BODY.as_bytes();
-    let headers = crate::delivery::signing::signed_headers(&i, &msg_id, "test", now, body)?;
+    let headers =
+        crate::delivery::signing::signed_headers(&i, &msg_id, Kind::Test.as_str(), now, body)?;
     let outcome = st.sender.post(&i.url, &headers, body.to_vec()).await;
     st.store
         .record_test(&i, d.id, &msg_id, TEST_BODY, now, &outcome)

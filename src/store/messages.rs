@@ -465,15 +465,17 @@ impl Store {
         Ok(Some((message_from_row(&row)?, attempts)))
     }
 
-    /// Queues a message again, due now (same `webhook-id`). False if unknown.
+    /// Queues a message again, due now (same `webhook-id`). False if unknown. Test
+    /// notifications are not resent: the Test action sends a new one.
     pub async fn resend(&self, deployment_id: i64, public_id: &str) -> anyhow::Result<bool> {
         let done = sqlx::query(
             "UPDATE messages SET status = 'pending', next_attempt_at = $1, lease_until = NULL \
-             WHERE deployment_id = $2 AND public_id = $3 AND kind <> 'test'",
+             WHERE deployment_id = $2 AND public_id = $3 AND kind <> $4",
         )
         .bind(clock::now())
         .bind(deployment_id)
         .bind(public_id)
+        .bind(Kind::Test.as_str())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -520,11 +522,12 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO messages (public_id, deployment_id, integration_id, kind, body, status, \
              attempts, next_attempt_at, created_at, delivered_at) \
-             VALUES ($1, $2, $3, 'test', $4, $5, 1, $6, $6, $7) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8) RETURNING id",
         )
         .bind(public_id)
         .bind(deployment_id)
         .bind(integration.id)
+        .bind(Kind::Test.as_str())
         .bind(body)
         .bind(status)
         .bind(attempted_at)

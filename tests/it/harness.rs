@@ -142,19 +142,11 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self.request(method, path, token);
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
-        (status, value)
+        answer(req).await
     }
 
     /// Sends raw bytes as the body.
@@ -166,20 +158,19 @@ impl TestApp {
         body: Vec<u8>,
         content_type: &str,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
+        let req = self
+            .request(method, path, token)
             .header("content-type", content_type)
             .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        answer(req).await
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{}", self.base, path));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
-        (status, value)
     }
 
     pub async fn admin_get(&self, path: &str) -> Value {
@@ -279,6 +270,16 @@ impl TestApp {
             .await;
         }
     }
+}
+
+/// Sends a request; returns its status and JSON answer (every answer must be JSON).
+async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"));
+    (status, value)
 }
 
 /// A fixture from `tests/data`.

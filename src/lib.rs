@@ -9,6 +9,7 @@
 //!   the webhook JSON objects, the request types of the CI protocol.
 //! - [`delivery`]: signing, the SSRF guard, retries and the delivery worker.
 //! - [`store`]: all SQL, on SQLite or PostgreSQL.
+//! - [`ui`]: the web UI: server-rendered pages behind a session.
 //! - [`error`]: the one error type that becomes an HTTP response.
 //! - [`ids`], [`clock`]: identifiers, secrets and time.
 
@@ -22,3 +23,4 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod store;
+pub mod ui;

@@ -19,6 +19,13 @@ pub fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(key))
 }
 
+/// Whether `s` is a secret of the shape [`new_secret`] makes (at least 24 key bytes).
+pub fn is_valid_secret(s: &str) -> bool {
+    s.strip_prefix("whsec_")
+        .and_then(|b64| STANDARD.decode(b64).ok())
+        .is_some_and(|key| key.len() >= 24)
+}
+
 /// The HMAC key of a `whsec_` secret.
 fn key(secret: &str) -> anyhow::Result<Vec<u8>> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);

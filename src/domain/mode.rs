@@ -25,6 +25,15 @@ impl RuleMode {
         }
     }
 
+    /// The mode's name for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            RuleMode::Monitor => "Monitor",
+            RuleMode::Comment => "Comment",
+            RuleMode::Block => "Block",
+        }
+    }
+
     /// The value of `dev.semgrep.actions`. The client treats a missing key as Block, so it
     /// is always sent, `[]` for Monitor.
     pub fn actions(self) -> Value {

@@ -45,6 +45,37 @@ fn parse_mode(s: Option<&str>) -> AppResult<RuleMode> {
     })
 }
 
+/// Parses uploaded rule files `(name, content)`: every rule of every file valid, no id in
+/// two files, or a 400 that names the file and the rule.
+pub fn parse_rule_files<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> AppResult<Vec<rules::Rule>> {
+    let mut all: Vec<rules::Rule> = Vec::new();
+    for (name, content) in files {
+        let parsed = rules::parse_file(name, content)
+            .map_err(|e| AppError::bad_request("invalid_rule", e.to_string()))?;
+        for r in parsed {
+            if all.iter().any(|a| a.id == r.id) {
+                return Err(AppError::bad_request(
+                    "invalid_rule",
+                    format!(
+                        "{name}: rule {:?}: the id appears in more than one uploaded file",
+                        r.id
+                    ),
+                ));
+            }
+            all.push(r);
+        }
+    }
+    if all.is_empty() {
+        return Err(AppError::bad_request(
+            "invalid_rule",
+            "the files hold no rules: a rule file is YAML with a top-level `rules:` list",
+        ));
+    }
+    Ok(all)
+}
+
 /// Validates every rule of every file first; stores all of them or none.
 async fn add_rules(
     Admin(d): Admin,
@@ -68,23 +99,11 @@ async fn add_rules(
             "policy needs letters or digits",
         ));
     }
-    let mut all = Vec::new();
-    for f in &body.files {
-        let parsed = rules::parse_file(&f.name, &f.content)
-            .map_err(|e| AppError::bad_request("invalid_rule", e.to_string()))?;
-        for r in parsed {
-            if all.iter().any(|a: &rules::Rule| a.id == r.id) {
-                return Err(AppError::bad_request(
-                    "invalid_rule",
-                    format!(
-                        "{}: rule {:?}: the id appears in more than one uploaded file",
-                        f.name, r.id
-                    ),
-                ));
-            }
-            all.push(r);
-        }
-    }
+    let all = parse_rule_files(
+        body.files
+            .iter()
+            .map(|f| (f.name.as_str(), f.content.as_str())),
+    )?;
     let policy = st
         .store
         .add_rules(d.id, body.policy.as_deref(), mode, &all)

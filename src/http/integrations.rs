@@ -72,7 +72,7 @@ async fn create(
     let url = WebhookUrl::parse(&body.url).map_err(bad)?;
     let i = st
         .store
-        .create_integration(d.id, name, &url.to_string())
+        .create_integration(d.id, name, &url.to_string(), None)
         .await?;
     tracing::info!(integration.id = %i.public_id, "integration created");
     Ok((StatusCode::CREATED, Json(integration_json(&i))))
@@ -166,30 +166,62 @@ async fn rotate(
     Ok(Json(integration_json(&i)))
 }
 
-/// The Test action: posts the platform's test notification now, signed like any message,
-/// and answers with what happened; the attempt is logged.
+/// What one Test attempt did.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub message_id: String,
+    pub delivered: bool,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Posts the platform's test notification to `i` now, signed like any message. An
+/// integration that exists (`deployment_id` given) gets the attempt in its delivery log;
+/// the Add form tests an integration before it is saved, with nothing to log it under.
+pub async fn run_test(
+    st: &AppState,
+    i: &Integration,
+    log_under: Option<i64>,
+) -> AppResult<TestResult> {
+    let msg_id = new_message_id();
+    let now = clock::now();
+    let body = TEST_BODY.as_bytes();
+    let headers =
+        crate::delivery::signing::signed_headers(i, &msg_id, Kind::Test.as_str(), now, body)?;
+    let outcome = st.sender.post(&i.url, &headers, body.to_vec()).await;
+    if let Some(deployment_id) = log_under {
+        st.store
+            .record_test(i, deployment_id, &msg_id, TEST_BODY, now, &outcome)
+            .await?;
+    }
+    Ok(TestResult {
+        message_id: msg_id,
+        delivered: outcome.delivered(),
+        status: outcome.status,
+        latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+        response: outcome.excerpt,
+        error: outcome.error,
+    })
+}
+
+/// The Test action: posts the test notification and answers with what happened; the
+/// attempt is logged.
 async fn test(
     Admin(d): Admin,
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> AppResult<Json<Value>> {
     let i = load(&st, d.id, &id).await?;
-    let msg_id = new_message_id();
-    let now = clock::now();
-    let body = TEST_BODY.as_bytes();
-    let headers =
-        crate::delivery::signing::signed_headers(&i, &msg_id, Kind::Test.as_str(), now, body)?;
-    let outcome = st.sender.post(&i.url, &headers, body.to_vec()).await;
-    st.store
-        .record_test(&i, d.id, &msg_id, TEST_BODY, now, &outcome)
-        .await?;
+    let r = run_test(&st, &i, Some(d.id)).await?;
     Ok(Json(json!({
-        "message_id": msg_id,
-        "delivered": outcome.delivered(),
-        "status": outcome.status,
-        "latency_ms": outcome.latency.as_secs_f64() * 1000.0,
-        "response": outcome.excerpt,
-        "error": outcome.error,
+        "message_id": r.message_id,
+        "delivered": r.delivered,
+        "status": r.status,
+        "latency_ms": r.latency_ms,
+        "response": r.response,
+        "error": r.error,
     })))
 }
 
@@ -318,7 +350,7 @@ async fn deliveries(
     let limit = q.int("limit")?.unwrap_or(100).clamp(1, 1000);
     let rows = st
         .store
-        .list_messages(d.id, q.one("integration"), status, limit)
+        .list_messages(d.id, q.one("integration"), status, None, limit)
         .await?;
     Ok(Json(
         json!({"deliveries": rows.iter().map(|m| message_json(m, false)).collect::<Vec<_>>()}),

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             v1::router()
                 .merge(admin::router())
                 .merge(integrations::router())
+                .merge(crate::ui::router())
                 .layer(middleware::from_fn(declared_length_limit(MAX_BODY))),
         )
         .fallback(|| async {

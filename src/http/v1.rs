@@ -73,7 +73,7 @@ async fn projects(
 }
 
 /// Severity names of the API; the CLI's integers are 0 (info/low) to 3 (critical).
-fn severity_name(s: i64) -> &'static str {
+pub fn severity_name(s: i64) -> &'static str {
     match s {
         0 => "low",
         1 => "medium",
@@ -116,6 +116,16 @@ async fn findings(
     q: QueryPairs,
 ) -> AppResult<Json<Value>> {
     let d = same_deployment(&admin, &dep)?;
+    let filter = finding_filter(&q)?;
+    let rows = st.store.list_findings(d.id, &filter).await?;
+    Ok(Json(
+        json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// The findings filters of a query string (`repos`, `ref`, `status`, `severities`, `rules`,
+/// `policies`, `modes`, `since`, `dedup`, `page`, `page_size`), or a 400 naming the bad one.
+pub fn finding_filter(q: &QueryPairs) -> AppResult<FindingFilter> {
     let statuses = q.list("status");
     if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
         return Err(AppError::bad_request(
@@ -154,10 +164,7 @@ async fn findings(
             "`page` must be ≥ 0 and `page_size` 1 to 10000",
         ));
     }
-    let rows = st.store.list_findings(d.id, &filter).await?;
-    Ok(Json(
-        json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()}),
-    ))
+    Ok(filter)
 }
 
 /// A finding in the shape of the platform's `SastFinding`.

@@ -72,11 +72,13 @@ pub struct IntegrationChange<'a> {
 }
 
 impl Store {
+    /// Creates an enabled integration signing with `secret` (a fresh one when `None`).
     pub async fn create_integration(
         &self,
         deployment_id: i64,
         name: &str,
         url: &str,
+        secret: Option<&str>,
     ) -> anyhow::Result<Integration> {
         let now = clock::now();
         let public_id = format!("int_{}", ids::random_base62(20));
@@ -88,7 +90,7 @@ impl Store {
         .bind(deployment_id)
         .bind(name)
         .bind(url)
-        .bind(signing::new_secret())
+        .bind(secret.map_or_else(signing::new_secret, str::to_string))
         .bind(now)
         .execute(self.pool())
         .await?;

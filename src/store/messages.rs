@@ -400,24 +400,28 @@ impl Store {
         Ok(())
     }
 
-    /// The delivery log, newest first.
+    /// The delivery log, newest first, optionally of one integration, status or scan
+    /// (internal scan id).
     pub async fn list_messages(
         &self,
         deployment_id: i64,
         integration: Option<&str>,
         status: Option<&str>,
+        scan_id: Option<i64>,
         limit: i64,
     ) -> anyhow::Result<Vec<MessageRow>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m \
              LEFT JOIN integrations i ON i.id = m.integration_id \
              WHERE m.deployment_id = $1 AND ($2 = '' OR i.public_id = $2) \
-             AND ($3 = '' OR m.status = $3) ORDER BY m.id DESC LIMIT $4"
+             AND ($3 = '' OR m.status = $3) AND ($4 = 0 OR m.scan_id = $4) \
+             ORDER BY m.id DESC LIMIT $5"
         );
         let rows = sqlx::query(&sql)
             .bind(deployment_id)
             .bind(integration.unwrap_or_default())
             .bind(status.unwrap_or_default())
+            .bind(scan_id.unwrap_or(0))
             .bind(limit)
             .fetch_all(self.pool())
             .await?;

@@ -8,6 +8,7 @@
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
 //! - [`findings`]: reading and triaging findings.
 //! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
+//! - [`sessions`]: web UI sessions.
 
 pub mod complete;
 pub mod deployments;
@@ -16,6 +17,7 @@ pub mod integrations;
 pub mod messages;
 pub mod rules;
 pub mod scans;
+pub mod sessions;
 pub mod tokens;
 
 use anyhow::Context;

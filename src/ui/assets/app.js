@@ -1,0 +1,24 @@
+// Progressive enhancement only: every form works without this file.
+// A form marked data-inline="ID" shows the element #ID of the answer in place (the Test
+// result) instead of loading the whole page, when submitted by a button marked data-inline.
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  const target = form.dataset.inline;
+  const button = event.submitter;
+  if (!target || !button || !button.hasAttribute("data-inline")) return;
+  event.preventDefault();
+  const region = document.getElementById(target);
+  button.disabled = true;
+  region.setAttribute("aria-busy", "true");
+  try {
+    const answer = await fetch(form.action, { method: "POST", body: new FormData(form, button), credentials: "same-origin" });
+    const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+    const fresh = page.getElementById(target) || page.querySelector("main");
+    region.replaceChildren(...fresh.childNodes);
+  } catch (e) {
+    region.textContent = "The request did not complete: " + e.message;
+  } finally {
+    region.removeAttribute("aria-busy");
+    button.disabled = false;
+  }
+});

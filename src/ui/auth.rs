@@ -1,0 +1,131 @@
+//! Signing in with an admin token and signing out.
+
+use super::layout::{bare, form_error};
+use super::{cookie, local_path, Posted, UiResult, SESSION_COOKIE};
+use crate::app::AppState;
+use crate::http::extract::QueryPairs;
+use crate::ids;
+use crate::store::sessions::SESSION_LIFETIME_MICROS;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
+use subtle::ConstantTimeEq;
+
+/// The double-submit cookie that guards the sign-in form itself.
+const LOGIN_COOKIE: &str = "scanhook_login";
+
+fn secure(st: &AppState) -> &'static str {
+    if st.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn login_page(st: &AppState, next: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let nonce = ids::random_base62(32);
+    let body = html! {
+        (form_error(error))
+        form method="post" action="/login" {
+            input type="hidden" name="csrf" value=(nonce);
+            input type="hidden" name="next" value=(next);
+            label for="token" { "Admin token" }
+            input #token type="password" name="token" autocomplete="current-password" required
+                aria-describedby="token-hint" autofocus;
+            p.hint id="token-hint" {
+                "The admin token that " code { "scanhook serve" } " printed on its first start, or one made with "
+                code { "scanhook token create --scope admin" } "."
+            }
+            div.actions { button type="submit" { "Sign in" } }
+        }
+    };
+    let cookie = format!(
+        "{LOGIN_COOKIE}={nonce}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        secure(st)
+    );
+    (
+        status,
+        [(header::SET_COOKIE, cookie)],
+        Html(bare("Sign in", body).into_string()),
+    )
+        .into_response()
+}
+
+pub async fn form(State(st): State<AppState>, q: QueryPairs) -> Response {
+    let next = local_path(q.one("next"), "/projects");
+    login_page(&st, &next, None, StatusCode::OK)
+}
+
+pub async fn sign_in(State(st): State<AppState>, parts: Parts, body: Bytes) -> UiResult {
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .unwrap_or_default()
+    };
+    let next = local_path(Some(field("next")), "/projects");
+    let expected = cookie(&parts, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(field("csrf").as_bytes())) {
+        return Ok(login_page(
+            &st,
+            &next,
+            Some("The sign-in form expired (CSRF check). Enter the token again."),
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    let token = field("token");
+    if token.is_empty() {
+        return Ok(login_page(
+            &st,
+            &next,
+            Some("Enter an admin token."),
+            StatusCode::BAD_REQUEST,
+        ));
+    }
+    let Some((id, session)) = st.store.open_session(token).await? else {
+        return Ok(login_page(
+            &st,
+            &next,
+            Some("That is not an admin token of this server. CI tokens cannot sign in."),
+            StatusCode::UNAUTHORIZED,
+        ));
+    };
+    tracing::info!(deployment = %session.deployment.slug, "web UI session opened");
+    let session_cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME_MICROS / 1_000_000,
+        secure(&st)
+    );
+    let clear_login = format!("{LOGIN_COOKIE}=; Path=/login; Max-Age=0");
+    let mut response = Redirect::to(&next).into_response();
+    let headers = response.headers_mut();
+    for c in [session_cookie, clear_login] {
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&c).map_err(anyhow::Error::from)?,
+        );
+    }
+    Ok(response)
+}
+
+/// Ends the session; the form's CSRF token was checked by [`Posted`].
+pub async fn sign_out(State(st): State<AppState>, parts: Parts, _form: Posted) -> UiResult {
+    if let Some(id) = cookie(&parts, SESSION_COOKIE) {
+        st.store.close_session(id).await?;
+    }
+    Ok((
+        [(
+            header::SET_COOKIE,
+            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response())
+}

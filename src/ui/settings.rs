@@ -1,0 +1,618 @@
+//! Settings > Integrations: the list, Add Integration > Webhook (Name, Webhook URL, Test,
+//! Save), editing, enable/disable, secret rotation and reveal, deletion, and each
+//! integration's delivery log with Resend and recover.
+
+use super::layout::{badge, csrf, empty, form_error, maybe_when, page, when, Section};
+use super::{done, Posted, Session, UiError, UiResult};
+use crate::app::AppState;
+use crate::clock::{self, iso};
+use crate::delivery::signing;
+use crate::domain::webhook::{check_name, WebhookUrl};
+use crate::error::AppError;
+use crate::http::extract::QueryPairs;
+use crate::http::integrations::{run_test, TestResult};
+use crate::store::integrations::{Integration, IntegrationChange};
+use crate::store::sessions::UiSession;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+
+async fn load(st: &AppState, s: &UiSession, id: &str) -> UiResult<Integration> {
+    Ok(st
+        .store
+        .integration(s.deployment.id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("integration"))?)
+}
+
+fn modes_of(i: &Integration) -> Markup {
+    html! {
+        @if i.modes.is_empty() {
+            span.hint { "no rule mode" }
+        } @else {
+            @for (n, m) in i.modes.iter().enumerate() {
+                @if n > 0 { ", " }
+                (m.label())
+            }
+        }
+    }
+}
+
+pub async fn list(Session(s): Session, State(st): State<AppState>, q: QueryPairs) -> UiResult {
+    let all = st.store.list_integrations(s.deployment.id).await?;
+    let body = html! {
+        div.actions {
+            a.button href="/settings/integrations/add" { "Add Integration" }
+        }
+        @if all.is_empty() {
+            (empty("No integrations yet.", html! {
+                p { "Add a webhook integration to receive a " code { "semgrep_scan" }
+                    " object for every scan, then choose under "
+                    a href="/policies/modes" { "Rule Modes" }
+                    " which modes send " code { "semgrep_finding" } " notifications to it." }
+            }))
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Name" } th { "Type" } th { "Webhook URL" } th { "Status" }
+                    th { "Notified by" } th { "Deliveries" } } }
+                tbody {
+                    @for i in &all {
+                        tr {
+                            td { a href={ "/settings/integrations/" (i.public_id) } { (i.name) } }
+                            td { "Webhook" }
+                            td { code { (i.url) } }
+                            td { (badge(if i.enabled { "enabled" } else { "disabled" }))
+                                @if let Some(r) = &i.disabled_reason { br; span.hint { (r) } } }
+                            td { (modes_of(i)) }
+                            td { a href={ "/settings/integrations/" (i.public_id) "/deliveries" } { "Delivery log" } }
+                        }
+                    }
+                }
+            } }
+        }
+    };
+    Ok(page(
+        &s,
+        "Integrations",
+        Section::Integrations,
+        q.one("done"),
+        body,
+    ))
+}
+
+/// Add Integration: the kinds of integration (webhooks are what scanhook sends).
+pub async fn choose(Session(s): Session) -> UiResult {
+    let body = html! {
+        div.cards {
+            div.card {
+                h2 { "Webhook" }
+                p { "POST each scan and each new finding, signed, to an endpoint of yours." }
+                a.button href="/settings/integrations/add/webhook" { "Webhook" }
+            }
+        }
+    };
+    Ok(page(
+        &s,
+        "Add Integration",
+        Section::Integrations,
+        None,
+        body,
+    ))
+}
+
+/// What the integration form shows: the typed values, an error, a Test result.
+#[derive(Default)]
+struct FormState<'a> {
+    name: &'a str,
+    url: &'a str,
+    error: Option<String>,
+    test: Option<Result<TestResult, String>>,
+}
+
+fn test_result(test: &Option<Result<TestResult, String>>) -> Markup {
+    html! {
+        div #test-result aria-live="polite" {
+            @match test {
+                None => {},
+                Some(Err(why)) => {
+                    div.result.bad {
+                        p { strong { "Test not sent." } " " (why) }
+                    }
+                }
+                Some(Ok(r)) => {
+                    div class={ "result " (if r.delivered { "ok" } else { "bad" }) } {
+                        p { strong { @if r.delivered { "Success: the test notification was delivered." }
+                            @else { "The test notification was not delivered." } } }
+                        dl.facts {
+                            dt { "Status" } dd { @match r.status { Some(code) => (code), None => "no response" } }
+                            dt { "Latency" } dd { (format!("{:.0} ms", r.latency_ms)) }
+                            @if let Some(e) = &r.error { dt { "Error" } dd { (e) } }
+                            @if let Some(x) = &r.response { dt { "Response" } dd { code { (x) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn integration_fields(s: &UiSession, f: &FormState) -> Markup {
+    html! {
+        (csrf(s))
+        label for="name" { "Name" }
+        input #name type="text" name="name" value=(f.name) required maxlength="200"
+            aria-describedby="name-hint";
+        p.hint id="name-hint" { "Shown in this list and in the delivery log." }
+        label for="url" { "Webhook URL" }
+        input #url type="url" name="url" value=(f.url) required placeholder="https://hooks.example.com/semgrep"
+            aria-describedby="url-hint";
+        p.hint id="url-hint" { "http or https, without credentials. Private addresses need the server's "
+            code { "--deliver-allow-cidrs" } "." }
+        div.actions {
+            button.secondary type="submit" name="action" value="test" data-inline { "Test" }
+            button type="submit" name="action" value="save" { "Save" }
+        }
+        (test_result(&f.test))
+    }
+}
+
+fn add_page(s: &UiSession, secret: &str, f: &FormState, status: StatusCode) -> Response {
+    let body = html! {
+        (form_error(f.error.as_deref()))
+        form method="post" action="/settings/integrations/add/webhook" data-inline="test-result" {
+            input type="hidden" name="secret" value=(secret);
+            (integration_fields(s, f))
+        }
+    };
+    (
+        status,
+        page(
+            s,
+            "Add Integration: Webhook",
+            Section::Integrations,
+            None,
+            body,
+        ),
+    )
+        .into_response()
+}
+
+pub async fn add_form(Session(s): Session) -> UiResult {
+    Ok(add_page(
+        &s,
+        &signing::new_secret(),
+        &FormState::default(),
+        StatusCode::OK,
+    ))
+}
+
+/// Validates the typed name and URL.
+fn check(name: &str, url: &str) -> Result<(String, String), String> {
+    let name = check_name(name).map_err(|e| format!("Name: {e}"))?;
+    let url = WebhookUrl::parse(url).map_err(|e| format!("Webhook URL: {e}"))?;
+    Ok((name.to_string(), url.to_string()))
+}
+
+/// Tests a URL with secrets, before or after saving.
+async fn try_url(
+    st: &AppState,
+    base: Integration,
+    url: &str,
+    log_under: Option<i64>,
+) -> UiResult<Result<TestResult, String>> {
+    let url = match WebhookUrl::parse(url) {
+        Ok(u) => u.to_string(),
+        Err(e) => return Ok(Err(format!("Webhook URL: {e}"))),
+    };
+    let i = Integration { url, ..base };
+    Ok(Ok(run_test(st, &i, log_under).await?))
+}
+
+/// An integration that is not saved yet, for the Test button of the Add form.
+fn unsaved(name: &str, secret: &str) -> Integration {
+    let now = clock::now();
+    Integration {
+        id: 0,
+        public_id: "unsaved".into(),
+        name: name.into(),
+        url: String::new(),
+        enabled: true,
+        disabled_reason: None,
+        secret: secret.into(),
+        old_secret: None,
+        old_secret_until: None,
+        failing_since: None,
+        modes: vec![],
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Test or Save of the Add form. The form carries the secret the integration will sign
+/// with, so a receiver that verifies signatures accepts the Test as it will the real thing.
+pub async fn add(State(st): State<AppState>, form: Posted) -> UiResult {
+    let s = &form.session;
+    let secret = form
+        .get("secret")
+        .filter(|v| signing::is_valid_secret(v))
+        .map_or_else(signing::new_secret, str::to_string);
+    let name = form.get("name").unwrap_or_default();
+    let url = form.get("url").unwrap_or_default();
+    let mut f = FormState {
+        name,
+        url,
+        ..FormState::default()
+    };
+    if form.get("action") == Some("test") {
+        f.test = Some(try_url(&st, unsaved(name, &secret), url, None).await?);
+        return Ok(add_page(s, &secret, &f, StatusCode::OK));
+    }
+    match check(name, url) {
+        Err(e) => {
+            f.error = Some(e);
+            Ok(add_page(s, &secret, &f, StatusCode::BAD_REQUEST))
+        }
+        Ok((name, url)) => {
+            let i = st
+                .store
+                .create_integration(s.deployment.id, &name, &url, Some(&secret))
+                .await?;
+            tracing::info!(integration.id = %i.public_id, "integration created in the web UI");
+            Ok(done(
+                &format!("/settings/integrations/{}", i.public_id),
+                "created",
+            ))
+        }
+    }
+}
+
+fn edit_page(
+    s: &UiSession,
+    i: &Integration,
+    f: &FormState,
+    reveal: bool,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let path = format!("/settings/integrations/{}", i.public_id);
+    let body = html! {
+        p { (badge(if i.enabled { "enabled" } else { "disabled" }))
+            @if let Some(r) = &i.disabled_reason { " " span.hint { (r) } } }
+        (form_error(f.error.as_deref()))
+        form method="post" action=(path) data-inline="test-result" {
+            (integration_fields(s, f))
+        }
+        h2 { "Notifications" }
+        p { "Rule modes that send findings here: " (modes_of(i)) ". "
+            a href="/policies/modes" { "Change under Rule Modes" } "." }
+        p { a href={ (path) "/deliveries" } { "Delivery log" } }
+        h2 { "Status" }
+        form.row method="post" action={ (path) "/enabled" } {
+            (csrf(s))
+            @if i.enabled {
+                input type="hidden" name="enabled" value="false";
+                button.secondary type="submit" { "Disable" }
+                span.hint { "Messages wait while disabled; nothing is lost." }
+            } @else {
+                input type="hidden" name="enabled" value="true";
+                button type="submit" { "Enable" }
+            }
+        }
+        h2 { "Signing secret" }
+        p.hint { "Every delivery is signed (Standard Webhooks " code { "webhook-signature" }
+            " and " code { "X-Semgrep-Signature-256" } ")." }
+        @if reveal {
+            p { "Secret: " span.secret #secret { (i.secret) } }
+            @if let Some(until) = i.old_secret_until.filter(|u| *u > clock::now()) {
+                p.hint { "The previous secret also signs until " (when(until)) "." }
+            }
+        }
+        div.actions {
+            @if !reveal {
+                form method="post" action={ (path) "/reveal" } {
+                    (csrf(s))
+                    button.secondary type="submit" { "Reveal secret" }
+                }
+            }
+            form method="post" action={ (path) "/rotate" } {
+                (csrf(s))
+                button.secondary type="submit" { "Rotate secret" }
+            }
+        }
+        h2 { "Delete" }
+        p { a href={ (path) "/delete" } { "Delete this integration…" } }
+        p.hint { "Created " (when(i.created_at)) ", updated " (when(i.updated_at)) "." }
+    };
+    let title = format!("Integration: {}", i.name);
+    (status, page(s, &title, Section::Integrations, notice, body)).into_response()
+}
+
+pub async fn edit_form(
+    Session(s): Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryPairs,
+) -> UiResult {
+    let i = load(&st, &s, &id).await?;
+    let f = FormState {
+        name: &i.name,
+        url: &i.url,
+        ..FormState::default()
+    };
+    Ok(edit_page(&s, &i, &f, false, q.one("done"), StatusCode::OK))
+}
+
+/// Test or Save of the edit form.
+pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let s = &form.session;
+    let i = load(&st, s, &id).await?;
+    let name = form.get("name").unwrap_or_default();
+    let url = form.get("url").unwrap_or_default();
+    let mut f = FormState {
+        name,
+        url,
+        ..FormState::default()
+    };
+    if form.get("action") == Some("test") {
+        f.test = Some(try_url(&st, i.clone(), url, Some(s.deployment.id)).await?);
+        return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));
+    }
+    match check(name, url) {
+        Err(e) => {
+            f.error = Some(e);
+            Ok(edit_page(s, &i, &f, false, None, StatusCode::BAD_REQUEST))
+        }
+        Ok((name, url)) => {
+            let change = IntegrationChange {
+                name: Some(&name),
+                url: Some(&url),
+                enabled: None,
+            };
+            st.store
+                .update_integration(s.deployment.id, &id, &change)
+                .await?
+                .ok_or_else(|| AppError::not_found("integration"))?;
+            Ok(done(&format!("/settings/integrations/{id}"), "saved"))
+        }
+    }
+}
+
+pub async fn enable(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let on = match form.get("enabled") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => {
+            return Err(
+                AppError::bad_request("invalid_form", "enabled must be true or false").into(),
+            )
+        }
+    };
+    let change = IntegrationChange {
+        name: None,
+        url: None,
+        enabled: Some(on),
+    };
+    st.store
+        .update_integration(form.session.deployment.id, &id, &change)
+        .await?
+        .ok_or_else(|| AppError::not_found("integration"))?;
+    if on {
+        st.wake.notify_one();
+    }
+    Ok(done(
+        &format!("/settings/integrations/{id}"),
+        if on { "enabled" } else { "disabled" },
+    ))
+}
+
+pub async fn rotate(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    st.store
+        .rotate_secret(form.session.deployment.id, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found("integration"))?;
+    Ok(done(&format!("/settings/integrations/{id}"), "rotated"))
+}
+
+/// Shows the secret in the answer to a POST, so it is never in a URL or the history.
+pub async fn reveal(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let s = &form.session;
+    let i = load(&st, s, &id).await?;
+    let f = FormState {
+        name: &i.name,
+        url: &i.url,
+        ..FormState::default()
+    };
+    let mut r = edit_page(s, &i, &f, true, None, StatusCode::OK);
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+pub async fn confirm_delete(
+    Session(s): Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> UiResult {
+    let i = load(&st, &s, &id).await?;
+    let body = html! {
+        p { "Delete " strong { (i.name) } " (" code { (i.url) } ")? Its unsent messages fail; "
+            "the delivery log is kept. This cannot be undone." }
+        form.row method="post" action={ "/settings/integrations/" (i.public_id) "/delete" } {
+            (csrf(&s))
+            button.danger type="submit" { "Delete integration" }
+            a.button.secondary href={ "/settings/integrations/" (i.public_id) } { "Cancel" }
+        }
+    };
+    Ok(page(
+        &s,
+        "Delete integration?",
+        Section::Integrations,
+        None,
+        body,
+    ))
+}
+
+pub async fn delete(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    if !st
+        .store
+        .delete_integration(form.session.deployment.id, &id)
+        .await?
+    {
+        return Err(AppError::not_found("integration").into());
+    }
+    Ok(done("/settings/integrations", "deleted"))
+}
+
+const STATUSES: &[&str] = &["pending", "delivering", "delivered", "failed"];
+
+pub async fn deliveries(
+    Session(s): Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryPairs,
+) -> UiResult {
+    let i = load(&st, &s, &id).await?;
+    let status = q.one("status").filter(|v| !v.is_empty());
+    if status.is_some_and(|v| !STATUSES.contains(&v)) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "status must be pending, delivering, delivered or failed",
+        )
+        .into());
+    }
+    let rows = st
+        .store
+        .list_messages(s.deployment.id, Some(&id), status, None, 200)
+        .await?;
+    let path = format!("/settings/integrations/{id}/deliveries");
+    let since_default = iso(clock::now() - 24 * 3600 * 1_000_000);
+    let body = html! {
+        p { "To " code { (i.url) } " · " a href={ "/settings/integrations/" (id) } { "Integration settings" } }
+        nav.filters aria-label="Filter by status" {
+            a href=(path) { "All" }
+            @for v in STATUSES { a href={ (path) "?status=" (v) } { (v) } }
+        }
+        @if rows.is_empty() {
+            (empty("No messages to show.", html! {
+                p { "Messages appear here when a scan completes, or when you press Test on the "
+                    a href={ "/settings/integrations/" (id) } { "integration" } "." }
+            }))
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Message" } th { "Kind" } th { "Status" } th { "Attempts" }
+                    th { "Created" } th { "Delivered" } } }
+                tbody { @for m in &rows { tr {
+                    td { a href={ "/deliveries/" (m.public_id) } { code { (m.public_id) } } }
+                    td { (m.kind) }
+                    td { (badge(&m.status)) }
+                    td { (m.attempts) }
+                    td { (when(m.created_at)) }
+                    td { (maybe_when(m.delivered_at)) }
+                } } }
+            } }
+        }
+        h2 { "Recover failed messages" }
+        form.row method="post" action={ "/settings/integrations/" (id) "/recover" } {
+            (csrf(&s))
+            label for="since" { "Failed since" }
+            input #since type="text" name="since" value=(since_default) aria-describedby="since-hint";
+            button type="submit" { "Recover" }
+        }
+        p.hint id="since-hint" { "RFC 3339 time or epoch seconds. Every failed message created since then is queued again with its webhook-id." }
+    };
+    let title = format!("Deliveries: {}", i.name);
+    Ok(page(&s, &title, Section::Integrations, q.one("done"), body))
+}
+
+pub async fn recover(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let s = &form.session;
+    load(&st, s, &id).await?;
+    let since = form
+        .get("since")
+        .and_then(clock::parse_since)
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_form",
+                "Failed since: give an RFC 3339 time such as 2026-01-31T09:00:00Z, or epoch seconds.",
+            )
+        })?;
+    let n = st.store.recover(s.deployment.id, &id, since).await?;
+    st.wake.notify_one();
+    Ok(done(
+        &format!("/settings/integrations/{id}/deliveries"),
+        &format!("recovered-{n}"),
+    ))
+}
+
+pub async fn delivery(
+    Session(s): Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryPairs,
+) -> UiResult {
+    let (m, attempts) = st
+        .store
+        .message(s.deployment.id, &id)
+        .await?
+        .ok_or_else(|| AppError::not_found("delivery"))?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&m.body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| m.body.clone());
+    let body = html! {
+        dl.facts {
+            dt { "Integration" } dd {
+                @if m.integration == "(deleted)" { "(deleted)" }
+                @else { a href={ "/settings/integrations/" (m.integration) "/deliveries" } { code { (m.integration) } } }
+            }
+            dt { "Kind" } dd { (m.kind) }
+            dt { "Status" } dd { (badge(&m.status)) }
+            dt { "webhook-id" } dd { code { (m.public_id) } }
+            dt { "Created" } dd { (when(m.created_at)) }
+            dt { "Delivered" } dd { (maybe_when(m.delivered_at)) }
+            @if m.status == "pending" { dt { "Next attempt" } dd { (when(m.next_attempt_at)) } }
+        }
+        @if m.kind != "test" {
+            form.row method="post" action={ "/deliveries/" (m.public_id) "/resend" } {
+                (csrf(&s))
+                button type="submit" { "Resend" }
+                span.hint { "Sends it again with the same webhook-id, now." }
+            }
+        }
+        h2 { "Attempts" }
+        @if attempts.is_empty() {
+            p { "No attempt yet." }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Time" } th { "Status" } th { "Latency" } th { "Response" } th { "Error" } } }
+                tbody { @for a in &attempts { tr {
+                    td { (when(a.attempted_at)) }
+                    td { @match a.status_code { Some(c) => (c), None => "—" } }
+                    td { (format!("{:.1} ms", a.latency_us as f64 / 1000.0)) }
+                    td { @if let Some(x) = &a.response_excerpt { code { (x) } } }
+                    td { @if let Some(e) = &a.error { (e) } }
+                } } }
+            } }
+        }
+        h2 { "Body" }
+        pre { code { (pretty) } }
+    };
+    Ok(page(
+        &s,
+        "Delivery",
+        Section::Integrations,
+        q.one("done"),
+        body,
+    ))
+}
+
+pub async fn resend(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    if !st.store.resend(form.session.deployment.id, &id).await? {
+        return Err(UiError::from(AppError::not_found("delivery")));
+    }
+    st.wake.notify_one();
+    Ok(done(&format!("/deliveries/{id}"), "resent"))
+}

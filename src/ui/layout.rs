@@ -8,6 +8,7 @@ use maud::{html, Markup, DOCTYPE};
 
 const CSS: &str = include_str!("assets/app.css");
 const JS: &str = include_str!("assets/app.js");
+const ICON: &str = include_str!("assets/favicon.svg");
 
 pub async fn css() -> Response {
     static_asset("text/css; charset=utf-8", CSS)
@@ -15,6 +16,10 @@ pub async fn css() -> Response {
 
 pub async fn js() -> Response {
     static_asset("text/javascript; charset=utf-8", JS)
+}
+
+pub async fn icon() -> Response {
+    static_asset("image/svg+xml", ICON)
 }
 
 fn static_asset(content_type: &'static str, body: &'static str) -> Response {
@@ -92,6 +97,7 @@ pub fn page(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · scanhook" }
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/static/app.css";
                 script src="/static/app.js" defer {}
             }
@@ -140,6 +146,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · scanhook" }
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/static/app.css";
             }
             body {

@@ -63,6 +63,7 @@ fn ui_routes() -> Router<AppState> {
         .route("/logout", post(auth::sign_out))
         .route("/static/app.css", get(layout::css))
         .route("/static/app.js", get(layout::js))
+        .route("/static/favicon.svg", get(layout::icon))
         .route("/projects", get(activity::projects))
         .route("/scans", get(activity::scans))
         .route("/scans/{id}", get(activity::scan))

@@ -80,7 +80,7 @@ async fn scan(app: &TestApp, unique_id: &str) -> i64 {
 }
 
 /// Waits until no message is pending or in flight (a condition, bounded, not a guess).
-async fn drained(app: &TestApp) {
+pub(crate) async fn drained(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let depth = app.store().queue_depth().await.unwrap();

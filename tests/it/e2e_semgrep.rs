@@ -21,13 +21,13 @@ fn semgrep_bin() -> PathBuf {
 }
 
 /// A git repository in a temporary directory.
-struct Repo {
+pub(crate) struct Repo {
     dir: tempfile::TempDir,
     home: tempfile::TempDir,
 }
 
 impl Repo {
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let repo = Repo {
             dir: tempfile::tempdir().unwrap(),
             home: tempfile::tempdir().unwrap(),
@@ -53,13 +53,13 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    fn write(&self, path: &str, content: &str) {
+    pub(crate) fn write(&self, path: &str, content: &str) {
         let p = self.dir.path().join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
     }
 
-    fn commit(&self, message: &str) {
+    pub(crate) fn commit(&self, message: &str) {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "-m", message]);
     }
@@ -67,7 +67,11 @@ impl Repo {
 
 /// Runs `semgrep ci` as a user would, with every outbound call pinned to scanhook.
 /// `--no-suppress-errors` makes any protocol failure fail the test instead of failing open.
-async fn semgrep_ci(app: &TestApp, repo: &Repo, extra_env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) async fn semgrep_ci(
+    app: &TestApp,
+    repo: &Repo,
+    extra_env: &[(&str, &str)],
+) -> (i32, String) {
     let mut cmd = tokio::process::Command::new(semgrep_bin());
     cmd.args(["ci", "--oss-only", "--metrics=off", "--no-suppress-errors"])
         .current_dir(repo.dir.path())
@@ -96,7 +100,7 @@ async fn semgrep_ci(app: &TestApp, repo: &Repo, extra_env: &[(&str, &str)]) -> (
     (out.status.code().unwrap_or(-1), text)
 }
 
-const APP_PY: &str = r#"import subprocess
+pub(crate) const APP_PY: &str = r#"import subprocess
 
 
 def run(user_input):

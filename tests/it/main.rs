@@ -11,3 +11,4 @@ mod multinode;
 mod openapi;
 mod receiver;
 mod snapshots;
+mod ui_browser;

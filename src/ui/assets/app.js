@@ -8,12 +8,15 @@ document.addEventListener("submit", async (event) => {
   if (!target || !button || !button.hasAttribute("data-inline")) return;
   event.preventDefault();
   const region = document.getElementById(target);
+  // Read the form before disabling the button: a disabled submitter is left out.
+  const body = new FormData(form, button);
   button.disabled = true;
   region.setAttribute("aria-busy", "true");
   try {
-    const answer = await fetch(form.action, { method: "POST", body: new FormData(form, button), credentials: "same-origin" });
+    // form.action would be the button named "action": read the attribute.
+    const answer = await fetch(form.getAttribute("action"), { method: "POST", body, credentials: "same-origin" });
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
-    const fresh = page.getElementById(target) || page.querySelector("main");
+    const fresh = page.getElementById(target) || page.querySelector("main") || page.body;
     region.replaceChildren(...fresh.childNodes);
   } catch (e) {
     region.textContent = "The request did not complete: " + e.message;

@@ -11,4 +11,5 @@ mod multinode;
 mod openapi;
 mod receiver;
 mod snapshots;
+mod ui;
 mod ui_browser;

@@ -695,3 +695,205 @@ async fn pages_of(b: &Browser, paths: &[&str]) -> Vec<(String, String)> {
     }
     out
 }
+
+async fn integration_forms_edit_disable_rotate_delete(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let b = Browser::sign_in(&app).await;
+    let add = b.page("/settings/integrations/add/webhook").await;
+    let offered = input_value(&add, "secret").unwrap();
+    let saved = b
+        .post(
+            "/settings/integrations/add/webhook",
+            &[
+                ("action", "save"),
+                ("name", "Feed"),
+                ("url", "https://example.com/hook"),
+                ("secret", offered.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let hook = &integrations(&app).await[0];
+    let id = hook["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        saved.location.as_deref(),
+        Some(format!("/settings/integrations/{id}?done=created").as_str())
+    );
+    assert_eq!(
+        hook["secret"],
+        offered.as_str(),
+        "the secret the form offered is kept"
+    );
+    let path = format!("/settings/integrations/{id}");
+    assert!(
+        !b.page(&path).await.contains(&offered),
+        "the secret is hidden until revealed"
+    );
+
+    let a = b
+        .post(
+            &path,
+            &[
+                ("action", "save"),
+                ("name", "Renamed"),
+                ("url", "https://example.com/v2"),
+            ],
+        )
+        .await;
+    assert_eq!(a.location, Some(format!("{path}?done=saved")));
+    let now = app.admin_get(&format!("/api/v1/integrations/{id}")).await;
+    assert_eq!(
+        (now["name"].as_str(), now["url"].as_str()),
+        (Some("Renamed"), Some("https://example.com/v2"))
+    );
+
+    b.post(&format!("{path}/enabled"), &[("enabled", "false")])
+        .await;
+    let now = app.admin_get(&format!("/api/v1/integrations/{id}")).await;
+    assert_eq!(now["enabled"], false);
+    assert!(b
+        .page(&format!("{path}?done=disabled"))
+        .await
+        .contains("Integration disabled"));
+    b.post(&format!("{path}/enabled"), &[("enabled", "true")])
+        .await;
+    assert_eq!(
+        app.admin_get(&format!("/api/v1/integrations/{id}")).await["enabled"],
+        true
+    );
+
+    b.post(&format!("{path}/rotate"), &[]).await;
+    let now = app.admin_get(&format!("/api/v1/integrations/{id}")).await;
+    let new_secret = now["secret"].as_str().unwrap();
+    assert_ne!(new_secret, offered);
+    assert!(now["previous_secret_valid_until"].is_string());
+    let shown = b.post(&format!("{path}/reveal"), &[]).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(shown.html.contains(new_secret));
+    assert!(shown.html.contains("The previous secret also signs until"));
+
+    // Rule Modes > Edit: checking and unchecking.
+    b.post("/policies/modes/block", &[("integration", id.as_str())])
+        .await;
+    assert_eq!(
+        app.admin_get(&format!("/api/v1/integrations/{id}")).await["modes"],
+        json!(["block"])
+    );
+    assert!(b.page("/policies/modes/block").await.contains("checked"));
+    b.post("/policies/modes/block", &[]).await;
+    assert_eq!(
+        app.admin_get(&format!("/api/v1/integrations/{id}")).await["modes"],
+        json!([])
+    );
+
+    // Delete asks first, then deletes.
+    let confirm = b.page(&format!("{path}/delete")).await;
+    assert!(confirm.contains("Delete integration"));
+    assert!(
+        !integrations(&app).await.is_empty(),
+        "asking deletes nothing"
+    );
+    let gone = b.post(&format!("{path}/delete"), &[]).await;
+    assert_eq!(
+        gone.location.as_deref(),
+        Some("/settings/integrations?done=deleted")
+    );
+    assert!(integrations(&app).await.is_empty());
+    app.stop().await;
+}
+on_both!(integration_forms_edit_disable_rotate_delete);
+
+async fn resend_recover_and_reopen_in_forms(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let b = Browser::sign_in(&app).await;
+    app.add_rules(&fixture_text("sample-rules.yml"), None, "block")
+        .await;
+    let hook = app
+        .admin_post(
+            "/api/v1/integrations",
+            &json!({"name": "Feed", "url": "https://hooks.example.com/x"}),
+        )
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let scan = app
+        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await;
+    let n = scan["info"]["id"].as_i64().unwrap();
+    app.ci_post(
+        &format!("/api/agent/scans/{n}/results"),
+        &fixture("03-post-results.request.json"),
+    )
+    .await;
+    app.ci_post(
+        &format!("/api/agent/scans/{n}/complete"),
+        &fixture("04-post-complete.request.json"),
+    )
+    .await;
+    let msg = app
+        .admin_get(&format!("/api/v1/deliveries?integration={id}"))
+        .await["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let a = b.post(&format!("/deliveries/{msg}/resend"), &[]).await;
+    assert_eq!(a.location, Some(format!("/deliveries/{msg}?done=resent")));
+    assert!(b
+        .page(&format!("/deliveries/{msg}?done=resent"))
+        .await
+        .contains("Queued again"));
+    let a = b
+        .post(
+            &format!("/settings/integrations/{id}/recover"),
+            &[("since", "2020-01-01T00:00:00Z")],
+        )
+        .await;
+    // Nothing has failed, so nothing is re-queued; the count says so.
+    assert_eq!(
+        a.location,
+        Some(format!(
+            "/settings/integrations/{id}/deliveries?done=recovered-0"
+        ))
+    );
+
+    let finding = app.findings("").await[0]["id"].as_i64().unwrap();
+    let path = format!("/findings/{finding}/triage");
+    let a = b
+        .post(
+            &path,
+            &[
+                ("action", "ignore"),
+                ("reason", "false_positive"),
+                ("back", "/findings?repos=x"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        a.location.as_deref(),
+        Some("/findings?repos=x&done=ignored")
+    );
+    let f = app.findings("status=ignored").await;
+    assert_eq!(f[0]["id"], finding);
+    assert_eq!(f[0]["triage_reason"], "false_positive");
+    assert!(!b
+        .page("/findings")
+        .await
+        .contains(&format!("finding-{finding}\"")));
+    let a = b
+        .post(
+            &path,
+            &[("action", "reopen"), ("back", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(
+        a.location.as_deref(),
+        Some("/findings?done=reopened"),
+        "only local paths"
+    );
+    assert!(b
+        .page("/findings")
+        .await
+        .contains(&format!("finding-{finding}\"")));
+    app.stop().await;
+}
+on_both!(resend_recover_and_reopen_in_forms);

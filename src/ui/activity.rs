@@ -249,12 +249,7 @@ fn triage_form(s: &UiSession, f: &FindingRow, back: &str) -> Markup {
     }
 }
 
-pub async fn findings(
-    Session(s): Session,
-    State(st): State<AppState>,
-    uri: axum::http::Uri,
-    q: QueryPairs,
-) -> UiResult {
+pub async fn findings(Session(s): Session, State(st): State<AppState>, q: QueryPairs) -> UiResult {
     let filter = finding_filter(&page_query(&q))?;
     let rows = st.store.list_findings(s.deployment.id, &filter).await?;
     let projects = st.store.list_projects(s.deployment.id).await?;
@@ -263,7 +258,7 @@ pub async fn findings(
     let modes: Vec<(&str, &str)> = std::iter::once(("", "Any"))
         .chain(RuleMode::ALL.iter().map(|m| (m.as_str(), m.label())))
         .collect();
-    let back = uri.path_and_query().map_or("/findings", |p| p.as_str());
+    let back = page_link(&q, filter.page);
     let any_filter =
         q.0.iter()
             .any(|(k, v)| k != "done" && k != "page" && !v.is_empty());
@@ -302,7 +297,7 @@ pub async fn findings(
                     td { (badge(&f.status)) }
                     td { (f.mode) }
                     td { (when(f.created_at)) }
-                    td { (triage_form(&s, f, back)) }
+                    td { (triage_form(&s, f, &back)) }
                 } } }
             } }
             p {

@@ -176,6 +176,11 @@ pub async fn modes(Session(s): Session, State(st): State<AppState>, q: QueryPair
         p { "Each rule mode can send its new findings, as " code { "semgrep_finding" }
             " notifications, to webhook integrations. Every integration gets every scan as "
             code { "semgrep_scan" } " regardless." }
+        @if all.is_empty() {
+            (empty("There is no integration to notify yet.", html! {
+                p { a href="/settings/integrations/add" { "Add Integration" } " (Settings › Integrations), then Edit a mode here." }
+            }))
+        }
         div.cards {
             @for m in RuleMode::ALL {
                 section.card aria-labelledby={ "mode-" (m.as_str()) } {

@@ -309,7 +309,16 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    for integrations in [1, 10] {
+    let fanouts: Vec<usize> = std::env::var("BENCH_INTEGRATIONS")
+        .unwrap_or_else(|_| "1,10".into())
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .expect("BENCH_INTEGRATIONS: comma-separated counts")
+        })
+        .collect();
+    for &integrations in &fanouts {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("bench.db").display());
         run("SQLite", &db, integrations, messages).await;
@@ -318,7 +327,7 @@ async fn main() {
         Ok(server) if !server.is_empty() => {
             use sqlx::{Connection, Executor};
             sqlx::any::install_default_drivers();
-            for integrations in [1, 10] {
+            for &integrations in &fanouts {
                 let name = format!(
                     "scanhook_bench_{}",
                     scanhook::ids::public_scan_id().to_lowercase()

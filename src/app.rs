@@ -105,6 +105,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     });
     tasks.spawn(abandon_loop(state, shutdown.clone()));
+    tasks.spawn(store.clone().checkpoint_loop(shutdown.clone()));
     Ok(Running {
         addr,
         store,

@@ -31,11 +31,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     ));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(worker.run(shutdown.clone()));
+    let checkpoints = tokio::spawn(store.clone().checkpoint_loop(shutdown.clone()));
     tracing::info!("delivery worker running");
     super::serve::shutdown_signal().await;
     tracing::info!("shutting down: finishing attempts in flight");
     shutdown.cancel();
     task.await?;
+    checkpoints.await?;
     store.close().await;
     Ok(())
 }

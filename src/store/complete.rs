@@ -61,7 +61,7 @@ impl Store {
         // land on either side of it.
         let integrations = self.list_integrations(scan.deployment_id).await?;
         let now = clock::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         // Taking the project row first serialises scans of one project (a row lock on
         // PostgreSQL, the write lock on SQLite), so two completions never interleave.
         sqlx::query("UPDATE projects SET last_scan_at = $1 WHERE id = $2")

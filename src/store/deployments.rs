@@ -36,7 +36,7 @@ impl Store {
         .bind(slug)
         .bind(name)
         .bind(clock::now())
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await?;
         from_row(&row)
     }

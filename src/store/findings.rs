@@ -262,7 +262,7 @@ impl Store {
             return Ok(vec![]);
         }
         let now = clock::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let sql = format!(
             "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
              JOIN scans s ON s.id = f.last_scan_id \

@@ -92,7 +92,7 @@ impl Store {
         .bind(url)
         .bind(secret.map_or_else(signing::new_secret, str::to_string))
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.integration(deployment_id, &public_id)
             .await?
@@ -172,7 +172,7 @@ impl Store {
         .bind(clock::now())
         .bind(deployment_id)
         .bind(public_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.integration(deployment_id, public_id).await
     }
@@ -183,7 +183,7 @@ impl Store {
         deployment_id: i64,
         public_id: &str,
     ) -> anyhow::Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "DELETE FROM mode_integrations WHERE integration_id IN \
              (SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2)",
@@ -218,7 +218,7 @@ impl Store {
         .bind(now)
         .bind(deployment_id)
         .bind(public_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.integration(deployment_id, public_id).await
     }
@@ -233,7 +233,7 @@ impl Store {
     ) -> anyhow::Result<Vec<String>> {
         let all = self.list_integrations(deployment_id).await?;
         let mut unknown = Vec::new();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         for pid in public_ids {
             let Some(i) = all.iter().find(|i| &i.public_id == pid) else {
                 unknown.push(pid.clone());

@@ -217,22 +217,44 @@ impl Store {
             // SQLite has one writer at a time: the UPDATE itself is the lock.
             Backend::Sqlite => "",
         };
-        let sql = format!(
-            "UPDATE messages SET status = 'delivering', lease_until = $1 WHERE id IN ( \
-               SELECT m.id FROM messages m JOIN integrations i ON i.id = m.integration_id \
-               WHERE i.enabled = 1 {skip} AND ((m.status = 'pending' AND m.next_attempt_at <= $2) \
-                 OR (m.status = 'delivering' AND m.lease_until < $2)) \
-               ORDER BY m.next_attempt_at, m.id LIMIT $3 {lock}) \
-             RETURNING id, public_id, integration_id, kind, body, attempts"
+        // Two claims, each an index range read in order that stops at the limit: messages
+        // whose lease ran out (their process died mid-attempt), then due pending ones. One
+        // statement with `OR` would read and sort every due message on each claim.
+        let claim = |due: &str, order: &str| {
+            format!(
+                "UPDATE messages SET status = 'delivering', lease_until = $1 WHERE id IN ( \
+                   SELECT m.id FROM messages m JOIN integrations i ON i.id = m.integration_id \
+                   WHERE {due} AND i.enabled = 1 {skip} ORDER BY {order} LIMIT $3 {lock}) \
+                 RETURNING id, public_id, integration_id, kind, body, attempts"
+            )
+        };
+        let expired = claim(
+            "m.status = 'delivering' AND m.lease_until < $2",
+            "m.lease_until",
         );
-        let mut tx = self.pool().begin().await?;
+        let pending = claim(
+            "m.status = 'pending' AND m.next_attempt_at <= $2",
+            "m.next_attempt_at, m.id",
+        );
+        let mut tx = self.writer().begin().await?;
         self.relax_commit(&mut tx).await?;
-        let rows = sqlx::query(&sql)
+        let mut rows = sqlx::query(&expired)
             .bind(lease_until)
             .bind(now)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
+        let left = limit - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query(&pending)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(left)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
         tx.commit().await?;
         if rows.is_empty() {
             return Ok(vec![]);
@@ -273,7 +295,7 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         self.relax_commit(&mut tx).await?;
         let rows: Vec<Vec<Cell>> = records
             .iter()
@@ -480,7 +502,7 @@ impl Store {
         .bind(deployment_id)
         .bind(public_id)
         .bind(Kind::Test.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -502,7 +524,7 @@ impl Store {
         .bind(deployment_id)
         .bind(since)
         .bind(integration_public_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
     }
@@ -522,7 +544,7 @@ impl Store {
         } else {
             "failed"
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let row = sqlx::query(
             "INSERT INTO messages (public_id, deployment_id, integration_id, kind, body, status, \
              attempts, next_attempt_at, created_at, delivered_at) \

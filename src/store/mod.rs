@@ -36,6 +36,10 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. On SQLite, one connection: writers queue here in order instead of
+    /// colliding on SQLite's file lock and sleeping in its busy handler. On PostgreSQL, the
+    /// same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -53,35 +57,43 @@ impl Store {
         } else {
             anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://…");
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        let pool = match backend {
+        let connecting = || format!("connecting to the database at {}", redact(url));
+        match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_string()
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                options
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer; the busy timeout
-                            // makes writers queue instead of failing.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
+                // The writer connects first: it creates the file and turns on WAL.
+                let writer = sqlite_pool(1)
                     .connect(&url)
                     .await
+                    .with_context(connecting)?;
+                let pool = sqlite_pool(8)
+                    .connect(&url)
+                    .await
+                    .with_context(connecting)?;
+                Ok(Store {
+                    pool,
+                    writer,
+                    backend,
+                })
             }
-            Backend::Postgres => options.max_connections(16).connect(url).await,
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(16)
+                    .connect(url)
+                    .await
+                    .with_context(connecting)?;
+                Ok(Store {
+                    writer: pool.clone(),
+                    pool,
+                    backend,
+                })
+            }
         }
-        .with_context(|| format!("connecting to the database at {}", redact(url)))?;
-        Ok(Store { pool, backend })
     }
 
     /// Runs the embedded migrations of this backend.
@@ -97,8 +109,35 @@ impl Store {
         self.backend
     }
 
+    /// For reads.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// For writes (statements and transactions that write).
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// On SQLite, checkpoints the WAL into the database file twice a second until shut
+    /// down, beside the writers rather than inside one of their commits. Nothing to do on
+    /// PostgreSQL.
+    pub async fn checkpoint_loop(self, shutdown: tokio_util::sync::CancellationToken) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(error = ?e, "WAL checkpoint failed; will retry");
+            }
+        }
     }
 
     /// True when the database answers.
@@ -108,7 +147,31 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+/// SQLite connection options with scanhook's pragmas.
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(30))
+        .max_connections(connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside the one writer; the busy timeout makes a
+                // writer of another process queue instead of failing. Checkpoints run in
+                // `checkpoint_loop`, not in whichever commit crosses the WAL threshold: that
+                // commit (a scan's outcome, a claim) would otherwise wait for the copy and
+                // its fsync.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; \
+                     PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
 }
 
 /// A database URL without its password, for messages.

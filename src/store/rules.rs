@@ -54,7 +54,7 @@ impl Store {
         mode: RuleMode,
         rules: &[Rule],
     ) -> anyhow::Result<PolicyRef> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let policy = ensure_policy(&mut tx, deployment_id, policy).await?;
         let now = clock::now();
         for rule in rules {
@@ -124,7 +124,7 @@ impl Store {
         .bind(target.policy.id)
         .bind(deployment_id)
         .bind(rule_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(anyhow::Error::from)?;
         Ok(target.policy.clone())

@@ -146,7 +146,7 @@ impl Store {
     pub async fn create_scan(&self, deployment_id: i64, req: &CreateScan) -> anyhow::Result<Scan> {
         let now = clock::now();
         let meta = &req.project_metadata;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "INSERT INTO projects (deployment_id, name, repo_url, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (deployment_id, name) \
@@ -275,7 +275,7 @@ impl Store {
         .bind(compressed)
         .bind(clock::now())
         .bind(scan_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -296,7 +296,7 @@ impl Store {
         ended.completed_at = completed_at;
         ended.exit_code = exit_code;
         let scan_object = ended.semgrep_scan().to_string();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let done = sqlx::query(
             "UPDATE scans SET status = $1, completed_at = $2, exit_code = $3, error_stderr = $4, \
              scan_payload = $5, finding_payload = '[]' WHERE id = $6 AND status = 'running'",
@@ -367,7 +367,7 @@ impl Store {
         .bind(exit_code)
         .bind(body)
         .bind(clock::now())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

@@ -32,7 +32,7 @@ impl Store {
         let now = clock::now();
         sqlx::query("DELETE FROM ui_sessions WHERE expires_at < $1")
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         let id = ids::random_base62(43);
         let csrf = ids::random_base62(43);
@@ -45,7 +45,7 @@ impl Store {
         .bind(&csrf)
         .bind(now)
         .bind(now + SESSION_LIFETIME_MICROS)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         let deployment = Deployment {
             id: col(&row, "id")?,
@@ -83,7 +83,7 @@ impl Store {
     pub async fn close_session(&self, id: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1")
             .bind(ids::token_hash(id))
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

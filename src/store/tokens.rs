@@ -37,7 +37,7 @@ impl Store {
         .bind(scope.as_str())
         .bind(ids::token_hash(&token))
         .bind(clock::now())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(token)
     }

@@ -184,6 +184,11 @@ async fn one_scan(
     sent
 }
 
+/// Requests in flight per integration in the worker (`BENCH_CONCURRENCY`, default 16).
+fn concurrency() -> String {
+    std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "16".into())
+}
+
 async fn run(label: &str, db: &str, integrations: usize, messages: usize) {
     let (url, sink) = start_sink().await;
     let ceiling = ceiling(&url).await;
@@ -241,7 +246,7 @@ async fn run(label: &str, db: &str, integrations: usize, messages: usize) {
             "--deliver-allow-cidrs",
             "127.0.0.0/8",
         ])
-        .args(["--delivery-concurrency", "64"])
+        .args(["--delivery-concurrency", &concurrency()])
         .env("SCANHOOK_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -318,13 +323,14 @@ async fn main() {
                 .expect("BENCH_INTEGRATIONS: comma-separated counts")
         })
         .collect();
-    for &integrations in &fanouts {
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    for &integrations in fanouts.iter().filter(|_| backends.contains("sqlite")) {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("bench.db").display());
         run("SQLite", &db, integrations, messages).await;
     }
     match std::env::var("SCANHOOK_TEST_PG_URL") {
-        Ok(server) if !server.is_empty() => {
+        Ok(server) if !server.is_empty() && backends.contains("postgres") => {
             use sqlx::{Connection, Executor};
             sqlx::any::install_default_drivers();
             for &integrations in &fanouts {

@@ -492,3 +492,63 @@ async fn rotation_signs_with_both_secrets(db: Db) {
     app.stop().await;
 }
 on_both!(rotation_signs_with_both_secrets);
+
+async fn disabled_integrations_wait_and_expired_leases_are_taken_again(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    let i = integration(&app, "Paused", &rx.url, &[]).await;
+    let path = format!("/api/v1/integrations/{}", i["id"].as_str().unwrap());
+    // Queued while enabled, then paused before any worker ran.
+    scan(&app, "eeeeeeee-0000-4000-8000-000000000001").await;
+    let (status, _) = app
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let clock = Arc::new(ManualClock(AtomicI64::new(scanhook::clock::now())));
+    let w = worker(&app, clock.clone(), true);
+    assert_eq!(
+        w.run_until_idle().await.unwrap(),
+        0,
+        "a disabled integration's message waits"
+    );
+    assert_eq!(deliveries(&app, "status=pending").await.len(), 1);
+
+    // A claim whose process died: its lease runs out and the next claim takes it.
+    let store = app.store();
+    let now = scanhook::clock::now();
+    app.call(
+        reqwest::Method::PATCH,
+        &path,
+        Some(&app.admin),
+        Some(&json!({"enabled": true})),
+    )
+    .await;
+    let first = store
+        .claim_messages(now, now + 1_000_000, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .claim_messages(now, now + 1_000_000, 10, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + 2_000_000;
+    let again = store
+        .claim_messages(later, later + 1_000_000, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].public_id, first[0].public_id);
+    clock.set(later + 2_000_000);
+    assert_eq!(w.run_until_idle().await.unwrap(), 1);
+    assert_eq!(rx.received().len(), 1);
+    assert_eq!(deliveries(&app, "status=delivered").await.len(), 1);
+    app.stop().await;
+}
+on_both!(disabled_integrations_wait_and_expired_leases_are_taken_again);

@@ -81,6 +81,20 @@ fn notice(code: &str) -> Option<String> {
     })
 }
 
+/// The document head; signed-in pages also load the (optional) script.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · scanhook" }
+            link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
+            link rel="stylesheet" href="/static/app.css";
+            @if script { script src="/static/app.js" defer {} }
+        }
+    }
+}
+
 /// A whole page for a signed-in user.
 pub fn page(
     s: &UiSession,
@@ -93,14 +107,7 @@ pub fn page(
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · scanhook" }
-                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
-                link rel="stylesheet" href="/static/app.css";
-                script src="/static/app.js" defer {}
-            }
+            (head(title, true))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -142,13 +149,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · scanhook" }
-                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
-                link rel="stylesheet" href="/static/app.css";
-            }
+            (head(title, false))
             body {
                 main.narrow id="main" {
                     p.brand { "scanhook" }

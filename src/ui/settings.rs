@@ -110,6 +110,17 @@ struct FormState<'a> {
     test: Option<Result<TestResult, String>>,
 }
 
+impl<'a> FormState<'a> {
+    /// The name and URL as submitted.
+    fn typed(form: &'a Posted) -> FormState<'a> {
+        FormState {
+            name: form.get("name").unwrap_or_default(),
+            url: form.get("url").unwrap_or_default(),
+            ..FormState::default()
+        }
+    }
+}
+
 fn test_result(test: &Option<Result<TestResult, String>>) -> Markup {
     html! {
         div #test-result aria-live="polite" {
@@ -237,13 +248,8 @@ pub async fn add(State(st): State<AppState>, form: Posted) -> UiResult {
         .get("secret")
         .filter(|v| signing::is_valid_secret(v))
         .map_or_else(signing::new_secret, str::to_string);
-    let name = form.get("name").unwrap_or_default();
-    let url = form.get("url").unwrap_or_default();
-    let mut f = FormState {
-        name,
-        url,
-        ..FormState::default()
-    };
+    let mut f = FormState::typed(&form);
+    let (name, url) = (f.name, f.url);
     if form.get("action") == Some("test") {
         f.test = Some(try_url(&st, unsaved(name, &secret), url, None).await?);
         return Ok(add_page(s, &secret, &f, StatusCode::OK));
@@ -347,13 +353,8 @@ pub async fn edit_form(
 pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let s = &form.session;
     let i = load(&st, s, &id).await?;
-    let name = form.get("name").unwrap_or_default();
-    let url = form.get("url").unwrap_or_default();
-    let mut f = FormState {
-        name,
-        url,
-        ..FormState::default()
-    };
+    let mut f = FormState::typed(&form);
+    let (name, url) = (f.name, f.url);
     if form.get("action") == Some("test") {
         f.test = Some(try_url(&st, i.clone(), url, Some(s.deployment.id)).await?);
         return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));

@@ -100,6 +100,8 @@ async function setup() {
   assert.equal(await heading(), "Integrations");
   await screenshot("integrations-empty");
   await page.getByRole("link", { name: "Add Integration" }).click();
+  assert.equal(await heading(), "Add Integration");
+  await screenshot("add-integration");
   await page.getByRole("link", { name: "Webhook", exact: true }).click();
   assert.equal(await heading(), "Add Integration: Webhook");
   await page.getByLabel("Name").fill("Security alerts");
@@ -224,6 +226,15 @@ async function afterScan() {
   await nav("Projects");
   assert.match(await page.getByRole("table").innerText(), /acme\/sample/);
   await screenshot("projects");
+
+  // Deleting asks first; Cancel keeps the integration.
+  await nav("Settings › Integrations");
+  await page.getByRole("link", { name: "Security alerts" }).click();
+  await page.getByRole("link", { name: "Delete this integration…" }).click();
+  assert.equal(await heading(), "Delete integration?");
+  await screenshot("delete-confirm");
+  await page.getByRole("link", { name: "Cancel" }).click();
+  assert.equal(await heading(), "Integration: Security alerts");
 
   // A narrow screen: nothing wider than the viewport but scrollable tables.
   await page.setViewportSize({ width: 360, height: 780 });

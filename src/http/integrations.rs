@@ -178,7 +178,7 @@ pub struct TestResult {
 }
 
 /// Posts the platform's test notification to `i` now, signed like any message. An
-/// integration that exists (`deployment_id` given) gets the attempt in its delivery log;
+/// integration that exists (`log_under` names its deployment) gets the attempt in its log;
 /// the Add form tests an integration before it is saved, with nothing to log it under.
 pub async fn run_test(
     st: &AppState,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,9 +22,21 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     failures_by_integration: Mutex<BTreeMap<String, u64>>,
+    /// When the delivery loop last went round (microseconds; 0 before its first turn).
+    last_loop: AtomicI64,
 }
 
 impl Metrics {
+    /// The delivery loop is alive at `now`.
+    pub fn beat(&self, now: i64) {
+        self.last_loop.store(now, Ordering::Relaxed);
+    }
+
+    /// When the delivery loop last went round, if it has started.
+    pub fn last_loop(&self) -> Option<i64> {
+        Some(self.last_loop.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
     /// Records one attempt: `status` is the HTTP status, `None` for a network error.
     pub fn attempt(&self, integration: &str, status: Option<u16>, latency: Duration) {
         match status {

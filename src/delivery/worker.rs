@@ -172,6 +172,7 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let low_water = (self.config.batch / 2).max(1) as usize;
         loop {
+            self.metrics.beat(self.clock.now());
             if tasks.len() < low_water {
                 if let Err(e) = self.dispatch(&mut tasks).await {
                     tracing::warn!(error = ?e, "claiming messages failed; will retry");

@@ -105,14 +105,73 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    if state.store.ping().await {
-        let body = serde_json::json!({"status": "ready", "delivering": state.config.deliver});
-        (StatusCode::OK, Json(body)).into_response()
-    } else {
-        error_response(
+    if !state.store.ping().await {
+        return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unreachable",
             "the database does not answer",
-        )
+        );
+    }
+    let mut body = serde_json::json!({"status": "ready", "delivering": state.config.deliver});
+    if state.config.deliver {
+        // The loop turns at least every poll interval; a claim may wait on the database for
+        // up to its acquire timeout (30 s) before that.
+        let stale = (state.config.delivery.poll * 20).max(std::time::Duration::from_secs(40));
+        match delivery_loop_age(state.metrics.last_loop(), crate::clock::now(), stale) {
+            Ok(age) => body["delivery_loop_age_ms"] = serde_json::json!(age.as_millis() as u64),
+            Err((code, message)) => {
+                return error_response(StatusCode::SERVICE_UNAVAILABLE, code, &message)
+            }
+        }
+    }
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// How long ago the delivery loop last turned, or why the process is not ready: it has not
+/// started, or it has not turned for longer than `stale`.
+fn delivery_loop_age(
+    last_loop: Option<i64>,
+    now: i64,
+    stale: std::time::Duration,
+) -> Result<std::time::Duration, (&'static str, String)> {
+    let Some(at) = last_loop else {
+        return Err((
+            "delivery_starting",
+            "the delivery worker has not started yet".into(),
+        ));
+    };
+    let age = std::time::Duration::from_micros((now - at).max(0) as u64);
+    if age > stale {
+        return Err((
+            "delivery_stalled",
+            format!(
+                "the delivery worker has not run for {} s; the server log has the cause",
+                age.as_secs()
+            ),
+        ));
+    }
+    Ok(age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delivery_loop_age;
+    use std::time::Duration;
+
+    #[test]
+    fn readiness_follows_the_delivery_loop() {
+        let stale = Duration::from_secs(40);
+        let now = 100_000_000;
+        assert_eq!(
+            delivery_loop_age(None, now, stale).unwrap_err().0,
+            "delivery_starting"
+        );
+        assert_eq!(
+            delivery_loop_age(Some(now - 2_000_000), now, stale).unwrap(),
+            Duration::from_secs(2)
+        );
+        let (code, message) = delivery_loop_age(Some(now - 41_000_000), now, stale).unwrap_err();
+        assert_eq!(code, "delivery_stalled");
+        assert!(message.contains("41 s"), "{message}");
     }
 }

@@ -552,3 +552,21 @@ async fn disabled_integrations_wait_and_expired_leases_are_taken_again(db: Db) {
     app.stop().await;
 }
 on_both!(disabled_integrations_wait_and_expired_leases_are_taken_again);
+
+async fn readyz_reports_the_delivery_loop(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, v) = app.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(v["delivering"], true);
+    assert!(v["delivery_loop_age_ms"].as_u64().unwrap() < 40_000, "{v}");
+    app.stop().await;
+    let api_only = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let (status, v) = api_only
+        .call(reqwest::Method::GET, "/readyz", None, None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(v["delivering"], false);
+    assert!(v.get("delivery_loop_age_ms").is_none());
+    api_only.stop().await;
+}
+on_both!(readyz_reports_the_delivery_loop);

@@ -49,20 +49,24 @@ impl Sender {
     /// POSTs `body` with `headers` to `url`.
     pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Outcome {
         let started = Instant::now();
+        let refused = |why: String| Outcome {
+            error: Some(why),
+            latency: started.elapsed(),
+            ..Outcome::default()
+        };
+        // Parsed once, here: the IP-literal check and the request share it.
+        let url = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return refused(format!("invalid URL: {e}")),
+        };
         // IP-literal hosts never reach the resolver: check them here.
-        if let Ok(u) = url::Url::parse(url) {
-            let literal = match u.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if let Some(why) = literal.and_then(|ip| self.guard.refusal(ip)) {
-                return Outcome {
-                    error: Some(why),
-                    latency: started.elapsed(),
-                    ..Outcome::default()
-                };
-            }
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(why) = literal.and_then(|ip| self.guard.refusal(ip)) {
+            return refused(why);
         }
         let mut req = self
             .client

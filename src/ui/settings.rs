@@ -111,6 +111,15 @@ struct FormState<'a> {
 }
 
 impl<'a> FormState<'a> {
+    /// The name and URL as stored.
+    fn saved(i: &'a Integration) -> FormState<'a> {
+        FormState {
+            name: &i.name,
+            url: &i.url,
+            ..FormState::default()
+        }
+    }
+
     /// The name and URL as submitted.
     fn typed(form: &'a Posted) -> FormState<'a> {
         FormState {
@@ -341,11 +350,7 @@ pub async fn edit_form(
     q: QueryPairs,
 ) -> UiResult {
     let i = load(&st, &s, &id).await?;
-    let f = FormState {
-        name: &i.name,
-        url: &i.url,
-        ..FormState::default()
-    };
+    let f = FormState::saved(&i);
     Ok(edit_page(&s, &i, &f, false, q.one("done"), StatusCode::OK))
 }
 
@@ -419,11 +424,7 @@ pub async fn rotate(State(st): State<AppState>, Path(id): Path<String>, form: Po
 pub async fn reveal(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let s = &form.session;
     let i = load(&st, s, &id).await?;
-    let f = FormState {
-        name: &i.name,
-        url: &i.url,
-        ..FormState::default()
-    };
+    let f = FormState::saved(&i);
     let mut r = edit_page(s, &i, &f, true, None, StatusCode::OK);
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,

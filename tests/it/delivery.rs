@@ -61,7 +61,7 @@ async fn integration(app: &TestApp, name: &str, url: &str, modes: &[&str]) -> Va
 }
 
 /// Runs the captured scan bodies through the protocol; returns the scan id.
-async fn scan(app: &TestApp, unique_id: &str) -> i64 {
+pub(crate) async fn scan(app: &TestApp, unique_id: &str) -> i64 {
     let mut body = fixture("01-post-scans.request.json");
     body["scan_metadata"]["unique_id"] = json!(unique_id);
     let v = app.ci_post("/api/cli/v2/scans", &body).await;

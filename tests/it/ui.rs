@@ -542,6 +542,15 @@ async fn forms_refuse_bad_input_and_change_nothing(db: Db) {
 }
 on_both!(forms_refuse_bad_input_and_change_nothing);
 
+/// The captured full scan, through the protocol, with its own unique id.
+async fn captured_scan(app: &TestApp) {
+    let unique_id = fixture("01-post-scans.request.json")["scan_metadata"]["unique_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::delivery::scan(app, &unique_id).await;
+}
+
 /// HTML with one tag per line and every generated value (ids, times, tokens) replaced.
 fn normalized(html: &str, known: &[(&str, &str)]) -> String {
     let mut s = html.replace("><", ">\n<");
@@ -601,20 +610,7 @@ async fn every_page_renders(db: Db) {
         )
         .await;
     }
-    let scan = app
-        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
-        .await;
-    let scan_id = scan["info"]["id"].as_i64().unwrap();
-    app.ci_post(
-        &format!("/api/agent/scans/{scan_id}/results"),
-        &fixture("03-post-results.request.json"),
-    )
-    .await;
-    app.ci_post(
-        &format!("/api/agent/scans/{scan_id}/complete"),
-        &fixture("04-post-complete.request.json"),
-    )
-    .await;
+    captured_scan(&app).await;
     let public_id = app.latest_scan().await["public_id"]
         .as_str()
         .unwrap()
@@ -815,20 +811,7 @@ async fn resend_recover_and_reopen_in_forms(db: Db) {
         )
         .await;
     let id = hook["id"].as_str().unwrap();
-    let scan = app
-        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
-        .await;
-    let n = scan["info"]["id"].as_i64().unwrap();
-    app.ci_post(
-        &format!("/api/agent/scans/{n}/results"),
-        &fixture("03-post-results.request.json"),
-    )
-    .await;
-    app.ci_post(
-        &format!("/api/agent/scans/{n}/complete"),
-        &fixture("04-post-complete.request.json"),
-    )
-    .await;
+    captured_scan(&app).await;
     let msg = app
         .admin_get(&format!("/api/v1/deliveries?integration={id}"))
         .await["deliveries"][0]["id"]

@@ -87,7 +87,7 @@ pub enum DeliveriesCommand {
     List {
         #[arg(long)]
         integration: Option<String>,
-        #[arg(long, value_parser = ["pending", "delivering", "delivered", "failed"])]
+        #[arg(long, value_parser = crate::store::messages::STATES)]
         status: Option<String>,
         #[command(flatten)]
         client: ClientArgs,

@@ -67,7 +67,7 @@ impl Metrics {
             "# HELP scanhook_queue_messages Webhook messages by state."
         );
         let _ = writeln!(s, "# TYPE scanhook_queue_messages gauge");
-        for state in ["pending", "delivering", "delivered", "failed"] {
+        for state in crate::store::messages::STATES {
             let n = queue
                 .iter()
                 .find(|(k, _)| k == state)

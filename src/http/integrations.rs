@@ -8,7 +8,7 @@ use crate::domain::mode::RuleMode;
 use crate::domain::webhook::{check_name, WebhookUrl};
 use crate::error::{AppError, AppResult};
 use crate::store::integrations::{Integration, IntegrationChange};
-use crate::store::messages::{new_message_id, Kind, MessageRow};
+use crate::store::messages::{new_message_id, Kind, MessageRow, STATES};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -341,7 +341,7 @@ async fn deliveries(
     q: QueryPairs,
 ) -> AppResult<Json<Value>> {
     let status = q.one("status");
-    if status.is_some_and(|s| !["pending", "delivering", "delivered", "failed"].contains(&s)) {
+    if status.is_some_and(|s| !STATES.contains(&s)) {
         return Err(AppError::bad_request(
             "invalid_query",
             "status must be pending, delivering, delivered or failed",

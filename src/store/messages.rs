@@ -30,6 +30,9 @@ impl Kind {
     }
 }
 
+/// The states of a message, in the order it moves through them.
+pub const STATES: [&str; 4] = ["pending", "delivering", "delivered", "failed"];
+
 /// Most `semgrep_finding` objects in one message; a larger set is split.
 pub const FINDINGS_PER_MESSAGE: usize = 500;
 

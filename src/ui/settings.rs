@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::http::extract::QueryPairs;
 use crate::http::integrations::{run_test, TestResult};
 use crate::store::integrations::{Integration, IntegrationChange};
+use crate::store::messages::STATES;
 use crate::store::sessions::UiSession;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -468,8 +469,6 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>, form: Po
     Ok(done("/settings/integrations", "deleted"))
 }
 
-const STATUSES: &[&str] = &["pending", "delivering", "delivered", "failed"];
-
 pub async fn deliveries(
     Session(s): Session,
     State(st): State<AppState>,
@@ -478,7 +477,7 @@ pub async fn deliveries(
 ) -> UiResult {
     let i = load(&st, &s, &id).await?;
     let status = q.one("status").filter(|v| !v.is_empty());
-    if status.is_some_and(|v| !STATUSES.contains(&v)) {
+    if status.is_some_and(|v| !STATES.contains(&v)) {
         return Err(AppError::bad_request(
             "invalid_query",
             "status must be pending, delivering, delivered or failed",
@@ -495,7 +494,7 @@ pub async fn deliveries(
         p { "To " code { (i.url) } " · " a href={ "/settings/integrations/" (id) } { "Integration settings" } }
         nav.filters aria-label="Filter by status" {
             a href=(path) { "All" }
-            @for v in STATUSES { a href={ (path) "?status=" (v) } { (v) } }
+            @for v in STATES { a href={ (path) "?status=" (v) } { (v) } }
         }
         @if rows.is_empty() {
             (empty("No messages to show.", html! {

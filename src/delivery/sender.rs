@@ -2,6 +2,7 @@
 //! happened in a form the delivery log keeps.
 
 use super::guard::{Guard, GuardedResolver};
+use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ impl Sender {
     }
 
     /// POSTs `body` with `headers` to `url`.
-    pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Outcome {
+    pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Bytes) -> Outcome {
         let started = Instant::now();
         let refused = |why: String| Outcome {
             error: Some(why),

@@ -10,11 +10,12 @@ use super::signing;
 use crate::clock::Micros;
 use crate::store::messages::{AttemptRecord, Claimed, Next};
 use crate::store::Store;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// Where the worker reads the time.
@@ -66,10 +67,55 @@ pub struct Worker {
     sender: Sender,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
-    permits: Mutex<HashMap<i64, Arc<Semaphore>>>,
     /// Woken when messages are enqueued, so delivery starts at once.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+}
+
+/// One integration's share of a worker: the messages claimed for it, at most
+/// `per_integration` of them in flight and the rest waiting their turn in memory.
+#[derive(Default)]
+struct Lane {
+    /// Claimed messages not yet started, with their lease.
+    waiting: VecDeque<(Claimed, Micros)>,
+    running: usize,
+    /// Moving average of its attempts' latency, in microseconds.
+    latency_us: Option<f64>,
+    /// The last claim found fewer of its messages due than it asked for.
+    drained: bool,
+}
+
+impl Lane {
+    fn claimed(&self) -> usize {
+        self.waiting.len() + self.running
+    }
+}
+
+/// What an attempt task hands back: its integration, and the attempt's record unless it
+/// was not made.
+type Done = (i64, Option<AttemptRecord>);
+
+/// The state of one delivery loop: its lanes and in-flight attempts.
+struct Dispatch {
+    lanes: HashMap<i64, Lane>,
+    tasks: JoinSet<Done>,
+    /// Messages may have been queued or come due since the last claim (woken, or the poll
+    /// interval passed): claim even for lanes that were found drained.
+    fresh: bool,
+}
+
+impl Dispatch {
+    fn new() -> Dispatch {
+        Dispatch {
+            lanes: HashMap::new(),
+            tasks: JoinSet::new(),
+            fresh: true,
+        }
+    }
+
+    fn claimed(&self) -> usize {
+        self.lanes.values().map(Lane::claimed).sum()
+    }
 }
 
 impl Worker {
@@ -84,71 +130,139 @@ impl Worker {
             sender,
             config,
             clock,
-            permits: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(Metrics::default()),
         }
     }
 
     fn lease(&self) -> Micros {
-        // Long enough to wait a little for a permit and make one attempt; a claim whose
-        // lease has run short is left for the next claim rather than sent late (see
-        // `deliver`). A killed process's claims are taken again after this long.
+        // Long enough to wait for a turn and make one attempt (a lane holds no more than
+        // it sends within one timeout, see `window`); a claim whose lease has run short is
+        // left for the next claim rather than sent late (see `start`). A killed process's
+        // claims are taken again after this long.
         (self.config.timeout * 2 + Duration::from_secs(5)).as_micros() as Micros
     }
 
-    /// Integrations with no free permit: their messages are not claimed this round.
-    fn saturated(&self) -> Vec<i64> {
-        let permits = self.permits.lock().expect("permits lock");
-        permits
+    /// How many messages a lane may hold: what its requests in flight send within one
+    /// attempt timeout at its recent latency, between `per_integration` and a batch. An
+    /// integration not yet measured starts at four rounds of requests.
+    fn window(&self, lane: Option<&Lane>) -> usize {
+        let per = self.config.per_integration;
+        let batch = (self.config.batch as usize).max(per);
+        match lane.and_then(|l| l.latency_us) {
+            Some(latency) => {
+                let rounds = self.config.timeout.as_micros() as f64 / latency.max(1.0);
+                ((per as f64 * rounds) as usize).clamp(per, batch)
+            }
+            None => (per * 4).min(batch),
+        }
+    }
+
+    /// Whether a claim would bring anything: some lane is at most half full and not known
+    /// to be drained, and the worker holds at most a batch (it holds two at most).
+    fn wants_claim(&self, d: &Dispatch) -> bool {
+        if d.claimed() > self.config.batch as usize {
+            return false;
+        }
+        d.fresh
+            || d.lanes
+                .values()
+                .any(|l| !l.drained && l.claimed() <= self.window(Some(l)) / 2)
+    }
+
+    /// Claims what each lane has room for, shared out so that one claim takes at most a
+    /// batch, and starts sending; returns how many messages were claimed.
+    async fn claim(self: &Arc<Self>, d: &mut Dispatch) -> anyhow::Result<usize> {
+        let fresh = std::mem::take(&mut d.fresh);
+        let enabled = self.store.enabled_integration_ids().await?;
+        d.lanes
+            .retain(|id, l| l.claimed() > 0 || enabled.contains(id));
+        let candidates: Vec<(i64, usize)> = enabled
             .iter()
-            .filter(|(_, s)| s.available_permits() == 0)
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    fn permit_for(&self, integration: i64) -> Arc<Semaphore> {
-        let mut permits = self.permits.lock().expect("permits lock");
-        permits
-            .entry(integration)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_integration)))
-            .clone()
-    }
-
-    /// Claims what is due now and starts sending it; each task yields its attempt's record.
-    pub async fn dispatch(
-        self: &Arc<Self>,
-        tasks: &mut JoinSet<Option<AttemptRecord>>,
-    ) -> anyhow::Result<usize> {
+            .filter_map(|id| {
+                let lane = d.lanes.get(id);
+                let held = lane.map_or(0, Lane::claimed);
+                let window = self.window(lane);
+                let wanted = fresh || lane.is_none_or(|l| !l.drained);
+                (wanted && held <= window / 2).then_some((*id, window - held))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let room = (2 * self.config.batch as usize).saturating_sub(d.claimed());
+        let share = (room / candidates.len()).max(self.config.per_integration);
+        let limits: Vec<(i64, i64)> = candidates
+            .iter()
+            .map(|&(id, room)| (id, room.min(share) as i64))
+            .collect();
         let now = self.clock.now();
         let claimed = self
             .store
-            .claim_messages(
-                now,
-                now + self.lease(),
-                self.config.batch,
-                &self.saturated(),
-            )
+            .claim_messages(now, now + self.lease(), &limits)
             .await?;
         let n = claimed.len();
+        for &(id, asked) in &limits {
+            let lane = d.lanes.entry(id).or_default();
+            let got = claimed.iter().filter(|m| m.integration.id == id).count();
+            lane.drained = (got as i64) < asked;
+        }
+        let lease_until = now + self.lease();
         for message in claimed {
-            let worker = self.clone();
-            let lease_until = now + self.lease();
-            tasks.spawn(async move { worker.deliver(message, lease_until).await });
+            let id = message.integration.id;
+            d.lanes
+                .entry(id)
+                .or_default()
+                .waiting
+                .push_back((message, lease_until));
+            self.start(d, id);
         }
         Ok(n)
+    }
+
+    /// Starts a lane's waiting messages while it has requests to spare.
+    fn start(self: &Arc<Self>, d: &mut Dispatch, integration: i64) {
+        let Some(lane) = d.lanes.get_mut(&integration) else {
+            return;
+        };
+        while lane.running < self.config.per_integration {
+            let Some((message, lease_until)) = lane.waiting.pop_front() else {
+                return;
+            };
+            lane.running += 1;
+            let worker = self.clone();
+            d.tasks.spawn(async move {
+                let record = worker.deliver(message, lease_until).await;
+                (integration, record)
+            });
+        }
+    }
+
+    /// Books a finished attempt to its lane and starts the lane's next message.
+    fn finished(self: &Arc<Self>, d: &mut Dispatch, (integration, record): &Done) {
+        if let Some(lane) = d.lanes.get_mut(integration) {
+            lane.running -= 1;
+            if let Some(r) = record {
+                let us = r.outcome.latency.as_micros() as f64;
+                lane.latency_us = Some(lane.latency_us.map_or(us, |avg| avg * 0.8 + us * 0.2));
+            }
+        }
+        self.start(d, *integration);
     }
 
     /// Claims and delivers until nothing is due at the clock's time; returns how many
     /// messages were attempted.
     pub async fn run_until_idle(self: &Arc<Self>) -> anyhow::Result<usize> {
         let mut total = 0;
+        let mut d = Dispatch::new();
         loop {
-            let mut tasks = JoinSet::new();
-            let n = self.dispatch(&mut tasks).await?;
+            d.fresh = true;
+            let n = self.claim(&mut d).await?;
             let mut records = Vec::new();
-            while let Some(done) = tasks.join_next().await {
-                records.extend(done?);
+            while let Some(done) = d.tasks.join_next().await {
+                let done = done?;
+                self.finished(&mut d, &done);
+                records.extend(done.1);
             }
             self.record(&records).await?;
             if n == 0 {
@@ -163,35 +277,40 @@ impl Worker {
         self.store.record_attempts(records, disable_after).await
     }
 
-    /// Runs until shut down. Claims whenever woken, every `poll`, or as in-flight work
-    /// drops below half a batch; never waits for slow deliveries before claiming more.
-    /// Attempt records are written in batches by a recorder task.
+    /// Runs until shut down. Claims when woken, every `poll`, and whenever a lane it is
+    /// not known to have emptied runs down to half its window; never waits for slow
+    /// deliveries before claiming more. Attempt records are written in batches by a
+    /// recorder task.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (records_tx, records_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(self.clone().recorder(records_rx));
-        let mut tasks = JoinSet::new();
-        let low_water = (self.config.batch / 2).max(1) as usize;
+        let mut d = Dispatch::new();
+        let mut poll = tokio::time::interval(self.config.poll);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.metrics.beat(self.clock.now());
-            if tasks.len() < low_water {
-                if let Err(e) = self.dispatch(&mut tasks).await {
+            if self.wants_claim(&d) {
+                if let Err(e) = self.claim(&mut d).await {
                     tracing::warn!(error = ?e, "claiming messages failed; will retry");
                 }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll) => {}
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(Some(record)) = done {
-                        let _ = records_tx.send(record);
+                _ = self.wake.notified() => d.fresh = true,
+                _ = poll.tick() => d.fresh = true,
+                Some(done) = d.tasks.join_next(), if !d.tasks.is_empty() => {
+                    if let Ok(done) = done {
+                        self.finished(&mut d, &done);
+                        if let Some(record) = done.1 {
+                            let _ = records_tx.send(record);
+                        }
                     }
                 }
             }
         }
         // In-flight attempts finish (bounded by the timeout); unsent claims expire.
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Some(record)) = done {
+        while let Some(done) = d.tasks.join_next().await {
+            if let Ok((_, Some(record))) = done {
                 let _ = records_tx.send(record);
             }
         }
@@ -213,11 +332,13 @@ impl Worker {
     }
 
     async fn deliver(&self, message: Claimed, lease_until: Micros) -> Option<AttemptRecord> {
-        let semaphore = self.permit_for(message.integration.id);
-        let _permit = semaphore.acquire_owned().await.ok()?;
         let now = self.clock.now();
         if now + (self.config.timeout.as_micros() as Micros) > lease_until {
             // The lease would run out mid-attempt: another claim will send it.
+            return None;
+        }
+        if !message.integration.enabled {
+            // Disabled since the claim: it waits, as its other messages do.
             return None;
         }
         let outcome = self.attempt(&message, now).await;
@@ -243,13 +364,12 @@ impl Worker {
 
     /// Signs and sends one attempt.
     async fn attempt(&self, message: &Claimed, now: Micros) -> Outcome {
-        let body = message.body.as_bytes();
         let headers = match signing::signed_headers(
             &message.integration,
             &message.public_id,
             &message.kind,
             now,
-            body,
+            &message.body,
         ) {
             Ok(h) => h,
             Err(e) => {
@@ -260,7 +380,7 @@ impl Worker {
             }
         };
         self.sender
-            .post(&message.integration.url, &headers, body.to_vec())
+            .post(&message.integration.url, &headers, message.body.clone())
             .await
     }
 

@@ -190,7 +190,10 @@ pub async fn run_test(
     let body = TEST_BODY.as_bytes();
     let headers =
         crate::delivery::signing::signed_headers(i, &msg_id, Kind::Test.as_str(), now, body)?;
-    let outcome = st.sender.post(&i.url, &headers, body.to_vec()).await;
+    let outcome = st
+        .sender
+        .post(&i.url, &headers, bytes::Bytes::from_static(body))
+        .await;
     if let Some(deployment_id) = log_under {
         st.store
             .record_test(i, deployment_id, &msg_id, TEST_BODY, now, &outcome)

@@ -8,9 +8,12 @@ use crate::clock::{self, Micros};
 use crate::delivery::sender::Outcome;
 use crate::domain::mode::RuleMode;
 use crate::ids;
+use bytes::Bytes;
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a message carries; sent as a header so receivers can route without parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +39,18 @@ pub const STATES: [&str; 4] = ["pending", "delivering", "delivered", "failed"];
 /// Most `semgrep_finding` objects in one message; a larger set is split.
 pub const FINDINGS_PER_MESSAGE: usize = 500;
 
-/// A message to enqueue.
+/// A message to enqueue: its body is `payloads[payload]` of its [`Outbox`].
 pub struct NewMessage {
     pub integration_id: i64,
     pub kind: Kind,
-    pub body: String,
+    pub payload: usize,
+}
+
+/// What a scan outcome queues: each distinct body once, and the messages that send them.
+#[derive(Default)]
+pub struct Outbox {
+    pub payloads: Vec<String>,
+    pub messages: Vec<NewMessage>,
 }
 
 /// A claimed message with what is needed to send it.
@@ -49,9 +59,10 @@ pub struct Claimed {
     pub id: i64,
     pub public_id: String,
     pub kind: String,
-    pub body: String,
+    /// The bytes every attempt sends and signs, shared with the messages of the same body.
+    pub body: Bytes,
     pub attempts: i64,
-    pub integration: Integration,
+    pub integration: Arc<Integration>,
 }
 
 /// A message as the delivery log shows it.
@@ -98,46 +109,84 @@ pub enum Next {
 }
 
 /// The messages of a scan outcome: `semgrep_scan` to every enabled integration, and the
-/// notified findings whose mode notifies an integration, split into arrays.
+/// notified findings whose mode notifies an integration, split into arrays. Integrations
+/// notified of the same modes share their arrays' payloads.
 pub fn messages_for_scan(
     integrations: &[Integration],
     scan_object: &str,
     findings: &[(RuleMode, String)],
-) -> Vec<NewMessage> {
-    let mut out = Vec::new();
+) -> Outbox {
+    let mut out = Outbox::default();
+    // Each distinct set of modes → the payloads of its finding arrays.
+    let mut arrays: Vec<(&[RuleMode], Vec<usize>)> = Vec::new();
     for i in integrations.iter().filter(|i| i.enabled) {
-        out.push(NewMessage {
+        if out.payloads.is_empty() {
+            out.payloads.push(scan_object.to_string());
+        }
+        out.messages.push(NewMessage {
             integration_id: i.id,
             kind: Kind::Scan,
-            body: scan_object.to_string(),
+            payload: 0,
         });
-        let mine: Vec<&str> = findings
-            .iter()
-            .filter(|(mode, _)| i.modes.contains(mode))
-            .map(|(_, body)| body.as_str())
-            .collect();
-        for chunk in mine.chunks(FINDINGS_PER_MESSAGE) {
-            out.push(NewMessage {
+        let payloads = match arrays.iter().find(|(modes, _)| same_modes(modes, &i.modes)) {
+            Some((_, payloads)) => payloads.clone(),
+            None => {
+                let mine: Vec<&str> = findings
+                    .iter()
+                    .filter(|(mode, _)| i.modes.contains(mode))
+                    .map(|(_, body)| body.as_str())
+                    .collect();
+                let mut payloads = Vec::new();
+                for chunk in mine.chunks(FINDINGS_PER_MESSAGE) {
+                    payloads.push(out.payloads.len());
+                    out.payloads.push(format!("[{}]", chunk.join(",")));
+                }
+                arrays.push((&i.modes, payloads.clone()));
+                payloads
+            }
+        };
+        out.messages
+            .extend(payloads.into_iter().map(|payload| NewMessage {
                 integration_id: i.id,
                 kind: Kind::Finding,
-                body: format!("[{}]", chunk.join(",")),
-            });
-        }
+                payload,
+            }));
     }
     out
 }
 
-/// Enqueues messages inside the caller's transaction, due now.
+fn same_modes(a: &[RuleMode], b: &[RuleMode]) -> bool {
+    a.len() == b.len() && a.iter().all(|m| b.contains(m))
+}
+
+/// Stores a body; its id.
+async fn insert_payload(conn: &mut sqlx::AnyConnection, body: &str) -> anyhow::Result<i64> {
+    let row = sqlx::query("INSERT INTO payloads (body) VALUES ($1) RETURNING id")
+        .bind(body)
+        .fetch_one(conn)
+        .await?;
+    col(&row, "id")
+}
+
+/// Enqueues an outbox inside the caller's transaction, due now.
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     deployment_id: i64,
     scan_id: Option<i64>,
-    messages: &[NewMessage],
+    outbox: &Outbox,
 ) -> anyhow::Result<()> {
+    if outbox.messages.is_empty() {
+        return Ok(());
+    }
+    let mut payload_ids = Vec::with_capacity(outbox.payloads.len());
+    for body in &outbox.payloads {
+        payload_ids.push(insert_payload(tx, body).await?);
+    }
     let now = clock::now();
-    let public_ids: Vec<String> = messages.iter().map(|_| new_message_id()).collect();
-    let rows: Vec<Vec<Cell>> = messages
+    let public_ids: Vec<String> = outbox.messages.iter().map(|_| new_message_id()).collect();
+    let rows: Vec<Vec<Cell>> = outbox
+        .messages
         .iter()
         .zip(&public_ids)
         .map(|(m, pid)| {
@@ -147,7 +196,7 @@ pub async fn enqueue(
                 m.integration_id.into(),
                 scan_id.map_or(Cell::Null, Cell::Int),
                 m.kind.as_str().into(),
-                m.body.as_str().into(),
+                payload_ids[m.payload].into(),
                 "pending".into(),
                 now.into(),
                 now.into(),
@@ -164,7 +213,7 @@ pub async fn enqueue(
             ("integration_id", Ty::Int),
             ("scan_id", Ty::Int),
             ("kind", Ty::Text),
-            ("body", Ty::Text),
+            ("payload_id", Ty::Int),
             ("status", Ty::Text),
             ("next_attempt_at", Ty::Int),
             ("created_at", Ty::Int),
@@ -179,6 +228,28 @@ pub async fn enqueue(
 /// `msg_` + 24 base62 characters: the `webhook-id`, stable across retries.
 pub fn new_message_id() -> String {
     format!("msg_{}", ids::random_base62(24))
+}
+
+/// How many of `rows` belong to an integration.
+fn count_of(rows: &[AnyRow], integration: i64) -> anyhow::Result<i64> {
+    let mut n = 0;
+    for r in rows {
+        if col::<i64>(r, "integration_id")? == integration {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The distinct values of an integer column.
+fn distinct(rows: &[AnyRow], column: &str) -> anyhow::Result<Vec<i64>> {
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .map(|r| col::<i64>(r, column))
+        .collect::<anyhow::Result<_>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 fn message_from_row(r: &AnyRow) -> anyhow::Result<MessageRow> {
@@ -198,103 +269,127 @@ fn message_from_row(r: &AnyRow) -> anyhow::Result<MessageRow> {
 
 const MESSAGE_COLUMNS: &str = "m.public_id, COALESCE(i.public_id, '(deleted)') AS integration, \
     m.scan_id, m.kind, \
-    m.status, m.attempts, m.next_attempt_at, m.created_at, m.delivered_at, m.body";
+    m.status, m.attempts, m.next_attempt_at, m.created_at, m.delivered_at, p.body";
 
 impl Store {
-    /// Claims up to `limit` due messages of enabled integrations until `lease_until`.
+    /// The internal ids of the integrations that are sent to.
+    pub async fn enabled_integration_ids(&self) -> anyhow::Result<Vec<i64>> {
+        sqlx::query("SELECT id FROM integrations WHERE enabled = 1 ORDER BY id")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| col::<i64>(r, "id"))
+            .collect()
+    }
+
+    /// Claims due messages until `lease_until`: for each `(integration id, n)` of `limits`,
+    /// up to `n` of that integration's messages, oldest due first. Messages whose lease ran
+    /// out (their process died mid-attempt) are taken before pending ones.
     pub async fn claim_messages(
         &self,
         now: Micros,
         lease_until: Micros,
-        limit: i64,
-        skip_integrations: &[i64],
+        limits: &[(i64, i64)],
     ) -> anyhow::Result<Vec<Claimed>> {
-        let mut tx = self.writer().begin().await?;
-        self.relax_commit(&mut tx).await?;
-        // Messages of disabled integrations wait; they are left out by id so that the
-        // claim reads nothing but the due index (a join lets PostgreSQL's planner sort
-        // every due message instead).
-        let mut skip: Vec<i64> = sqlx::query("SELECT id FROM integrations WHERE enabled = 0")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| col::<i64>(r, "id"))
-            .collect::<anyhow::Result<_>>()?;
-        skip.extend_from_slice(skip_integrations);
-        let skip = if skip.is_empty() {
-            String::new()
-        } else {
-            let ids: Vec<String> = skip.iter().map(i64::to_string).collect();
-            format!("AND m.integration_id NOT IN ({})", ids.join(","))
-        };
+        let limits: Vec<(i64, i64)> = limits.iter().copied().filter(|l| l.1 > 0).collect();
+        if limits.is_empty() {
+            return Ok(vec![]);
+        }
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             // SQLite has one writer at a time: the UPDATE itself is the lock.
             Backend::Sqlite => "",
         };
-        // Two claims, each an index range read in order that stops at the limit: messages
-        // whose lease ran out (their process died mid-attempt), then due pending ones. One
-        // statement with `OR` would read and sort every due message on each claim.
-        let claim = |due: &str, order: &str| {
-            format!(
-                "UPDATE messages SET status = 'delivering', lease_until = $1 WHERE id IN ( \
-                   SELECT m.id FROM messages m \
-                   WHERE {due} {skip} ORDER BY {order} LIMIT $3 {lock}) \
-                 RETURNING id, public_id, integration_id, kind, body, attempts"
-            )
-        };
-        let expired = claim(
-            "m.status = 'delivering' AND m.lease_until < $2",
-            "m.lease_until",
+        let returning = "RETURNING id, public_id, integration_id, kind, payload_id, attempts";
+        let ids: Vec<String> = limits.iter().map(|l| l.0.to_string()).collect();
+        // Each statement reads an index range in order and stops at its limit, so a claim
+        // costs the same however many messages are queued.
+        // `+ 0` keeps the integration out of index choice: the lease index holds only the
+        // messages being sent, the integration's index every message it ever had.
+        let expired = format!(
+            "UPDATE messages SET status = 'delivering', lease_until = $1 WHERE id IN ( \
+               SELECT m.id FROM messages m WHERE m.status = 'delivering' AND m.lease_until < $2 \
+               AND m.integration_id + 0 IN ({}) ORDER BY m.lease_until LIMIT $3 {lock}) \
+             {returning}",
+            ids.join(",")
         );
-        let pending = claim(
-            "m.status = 'pending' AND m.next_attempt_at <= $2",
-            "m.next_attempt_at, m.id",
+        let pending = format!(
+            "UPDATE messages SET status = 'delivering', lease_until = $1 WHERE id IN ( \
+               SELECT m.id FROM messages m WHERE m.integration_id = $3 \
+               AND m.status = 'pending' AND m.next_attempt_at <= $2 \
+               ORDER BY m.next_attempt_at, m.id LIMIT $4 {lock}) {returning}"
         );
+        let mut tx = self.writer().begin().await?;
+        self.relax_commit(&mut tx).await?;
+        let total: i64 = limits.iter().map(|l| l.1).sum();
         let mut rows = sqlx::query(&expired)
             .bind(lease_until)
             .bind(now)
-            .bind(limit)
+            .bind(total)
             .fetch_all(&mut *tx)
             .await?;
-        let left = limit - rows.len() as i64;
-        if left > 0 {
-            rows.extend(
-                sqlx::query(&pending)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(left)
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
+        for (integration, limit) in limits {
+            let taken = count_of(&rows, integration)?;
+            if taken < limit {
+                rows.extend(
+                    sqlx::query(&pending)
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(integration)
+                        .bind(limit - taken)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                );
+            }
         }
         tx.commit().await?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
-        let mut ids: Vec<i64> = rows
-            .iter()
-            .map(|r| col::<i64>(r, "integration_id"))
-            .collect::<anyhow::Result<_>>()?;
-        ids.sort_unstable();
-        ids.dedup();
-        let integrations = self.integrations_by_ids(&ids).await?;
+        let integrations: Vec<Arc<Integration>> = self
+            .integrations_by_ids(&distinct(&rows, "integration_id")?)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let payloads = self.payloads(&distinct(&rows, "payload_id")?).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let integration_id: i64 = col(row, "integration_id")?;
+            let payload_id: i64 = col(row, "payload_id")?;
+            // An integration deleted since the claim: the delete failed its messages.
             let Some(integration) = integrations.iter().find(|i| i.id == integration_id) else {
                 continue;
+            };
+            let Some(body) = payloads.get(&payload_id) else {
+                anyhow::bail!("message payload {payload_id} is missing");
             };
             out.push(Claimed {
                 id: col(row, "id")?,
                 public_id: col(row, "public_id")?,
                 kind: col(row, "kind")?,
-                body: col(row, "body")?,
+                body: body.clone(),
                 attempts: col(row, "attempts")?,
                 integration: integration.clone(),
             });
         }
         Ok(out)
+    }
+
+    /// Bodies by payload id. Payloads never change once written, so any connection reads
+    /// them.
+    async fn payloads(&self, ids: &[i64]) -> anyhow::Result<HashMap<i64, Bytes>> {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "SELECT id, body FROM payloads WHERE id IN ({})",
+            list.join(",")
+        );
+        sqlx::query(&sql)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((col(r, "id")?, Bytes::from(col::<String>(r, "body")?))))
+            .collect()
     }
 
     /// Logs a batch of attempts and moves their messages on, in one transaction; tracks
@@ -447,6 +542,7 @@ impl Store {
     ) -> anyhow::Result<Vec<MessageRow>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m \
+             JOIN payloads p ON p.id = m.payload_id \
              LEFT JOIN integrations i ON i.id = m.integration_id \
              WHERE m.deployment_id = $1 AND ($2 = '' OR i.public_id = $2) \
              AND ($3 = '' OR m.status = $3) AND ($4 = 0 OR m.scan_id = $4) \
@@ -471,6 +567,7 @@ impl Store {
     ) -> anyhow::Result<Option<(MessageRow, Vec<AttemptRow>)>> {
         let sql = format!(
             "SELECT m.id, {MESSAGE_COLUMNS} FROM messages m \
+             JOIN payloads p ON p.id = m.payload_id \
              LEFT JOIN integrations i ON i.id = m.integration_id \
              WHERE m.deployment_id = $1 AND m.public_id = $2"
         );
@@ -558,16 +655,17 @@ impl Store {
             "failed"
         };
         let mut tx = self.writer().begin().await?;
+        let payload_id = insert_payload(&mut tx, body).await?;
         let row = sqlx::query(
-            "INSERT INTO messages (public_id, deployment_id, integration_id, kind, body, status, \
-             attempts, next_attempt_at, created_at, delivered_at) \
+            "INSERT INTO messages (public_id, deployment_id, integration_id, kind, payload_id, \
+             status, attempts, next_attempt_at, created_at, delivered_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8) RETURNING id",
         )
         .bind(public_id)
         .bind(deployment_id)
         .bind(integration.id)
         .bind(Kind::Test.as_str())
-        .bind(body)
+        .bind(payload_id)
         .bind(status)
         .bind(attempted_at)
         .bind(outcome.delivered().then_some(attempted_at))

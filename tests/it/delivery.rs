@@ -528,19 +528,26 @@ async fn disabled_integrations_wait_and_expired_leases_are_taken_again(db: Db) {
         Some(&json!({"enabled": true})),
     )
     .await;
+    let limits: Vec<(i64, i64)> = store
+        .enabled_integration_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| (id, 10))
+        .collect();
     let first = store
-        .claim_messages(now, now + 1_000_000, 10, &[])
+        .claim_messages(now, now + 1_000_000, &limits)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert!(store
-        .claim_messages(now, now + 1_000_000, 10, &[])
+        .claim_messages(now, now + 1_000_000, &limits)
         .await
         .unwrap()
         .is_empty());
     let later = now + 2_000_000;
     let again = store
-        .claim_messages(later, later + 1_000_000, 10, &[])
+        .claim_messages(later, later + 1_000_000, &limits)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);

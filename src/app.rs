@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::delivery::guard::Guard;
 use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
-use crate::delivery::worker::{SystemClock, Worker};
+use crate::delivery::worker::{Handoff, SystemClock, Worker};
 use crate::store::tokens::Scope;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -25,6 +25,9 @@ pub struct AppState {
     pub sender: Sender,
     /// Wakes this process's delivery worker when messages were queued.
     pub wake: Arc<Notify>,
+    /// Hands this process's worker the messages a handler claimed as it queued them
+    /// (`None` with `--no-deliver`).
+    pub handoff: Option<Handoff>,
     /// This process's delivery counters (empty with `--no-deliver`).
     pub metrics: Arc<Metrics>,
 }
@@ -73,18 +76,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         config.delivery.timeout,
     )?;
     let tasks = TaskTracker::new();
-    let (wake, metrics) = if config.deliver {
+    let (wake, metrics, handoff) = if config.deliver {
         let worker = Arc::new(Worker::new(
             store.clone(),
             sender.clone(),
             config.delivery.clone(),
             Arc::new(SystemClock),
         ));
-        let handles = (worker.wake.clone(), worker.metrics.clone());
+        let handles = (
+            worker.wake.clone(),
+            worker.metrics.clone(),
+            Some(worker.handoff()),
+        );
         tasks.spawn(worker.run(shutdown.clone()));
         handles
     } else {
-        (Arc::new(Notify::new()), Arc::new(Metrics::default()))
+        (Arc::new(Notify::new()), Arc::new(Metrics::default()), None)
     };
     let state = AppState {
         store: store.clone(),
@@ -92,6 +99,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         sender,
         wake,
         metrics,
+        handoff,
     };
 
     let router = crate::http::router(state.clone());

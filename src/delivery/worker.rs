@@ -11,7 +11,7 @@ use crate::clock::Micros;
 use crate::store::messages::{AttemptRecord, Claimed, Next};
 use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
@@ -70,14 +70,85 @@ pub struct Worker {
     /// Woken when messages are enqueued, so delivery starts at once.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Messages claimed as they were queued, from [`Handoff`].
+    handed: Mutex<Option<mpsc::UnboundedReceiver<Vec<Claimed>>>>,
+    handoff: Handoff,
+}
+
+/// Lets a request handler of this process claim the messages it queues for this process's
+/// worker, in the queueing transaction, and hand them over once it commits: delivery then
+/// starts without a claim. An integration's messages are claimed so only while its lane
+/// has room; the rest stay pending for the worker to claim. If this process dies first,
+/// the lease runs out and any worker takes them.
+#[derive(Clone)]
+pub struct Handoff {
+    sender: mpsc::UnboundedSender<Vec<Claimed>>,
+    /// Messages each integration's lane can still take.
+    room: Arc<Mutex<HashMap<i64, usize>>>,
+    /// The room of a lane not seen yet.
+    initial: usize,
+    lease: Micros,
+    clock: Arc<dyn Clock>,
+}
+
+impl Handoff {
+    /// The lease under which to claim `n` new messages of `integration`, if its lane has
+    /// room for them.
+    pub fn claim(&self, integration: i64, n: usize) -> Option<Micros> {
+        let mut room = self.room.lock().expect("room lock");
+        let free = room.entry(integration).or_insert(self.initial);
+        if *free < n {
+            return None;
+        }
+        *free -= n;
+        Some(self.clock.now() + self.lease)
+    }
+
+    /// Hands claimed messages to the worker.
+    pub fn hand(&self, claimed: Vec<Claimed>) {
+        if !claimed.is_empty() {
+            // A worker that has stopped leaves them to run out their lease.
+            let _ = self.sender.send(claimed);
+        }
+    }
+}
+
+/// How long an attempt's record may wait for others to be written with.
+const RECORD_LINGER: Duration = Duration::from_millis(20);
+
+/// How long a claim holds a message: long enough to wait for a turn and make one attempt
+/// (a lane holds no more than it sends within one timeout, see `Worker::window`). A killed
+/// process's claims are taken again after this long.
+fn lease(config: &DeliveryConfig) -> Micros {
+    (config.timeout * 2 + Duration::from_secs(5)).as_micros() as Micros
+}
+
+/// How many messages a lane may hold: what its requests in flight send within one attempt
+/// timeout at its recent latency, between `per_integration` and a batch. An integration not
+/// yet measured starts at four rounds of requests.
+fn window(config: &DeliveryConfig, lane: Option<&Lane>) -> usize {
+    let per = config.per_integration;
+    let batch = (config.batch as usize).max(per);
+    match lane.and_then(|l| l.latency_us) {
+        Some(latency) => {
+            let rounds = config.timeout.as_micros() as f64 / latency.max(1.0);
+            ((per as f64 * rounds) as usize).clamp(per, batch)
+        }
+        None => initial_window(config),
+    }
+}
+
+/// The window of an integration not measured yet: four rounds of requests.
+fn initial_window(config: &DeliveryConfig) -> usize {
+    (config.per_integration * 4).min((config.batch as usize).max(config.per_integration))
 }
 
 /// One integration's share of a worker: the messages claimed for it, at most
 /// `per_integration` of them in flight and the rest waiting their turn in memory.
 #[derive(Default)]
 struct Lane {
-    /// Claimed messages not yet started, with their lease.
-    waiting: VecDeque<(Claimed, Micros)>,
+    /// Claimed messages not yet started.
+    waiting: VecDeque<Claimed>,
     running: usize,
     /// Moving average of its attempts' latency, in microseconds.
     latency_us: Option<f64>,
@@ -125,6 +196,14 @@ impl Worker {
         config: DeliveryConfig,
         clock: Arc<dyn Clock>,
     ) -> Worker {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handoff = Handoff {
+            sender: tx,
+            room: Arc::default(),
+            initial: initial_window(&config),
+            lease: lease(&config),
+            clock: clock.clone(),
+        };
         Worker {
             store,
             sender,
@@ -132,29 +211,49 @@ impl Worker {
             clock,
             wake: Arc::new(Notify::new()),
             metrics: Arc::new(Metrics::default()),
+            handed: Mutex::new(Some(rx)),
+            handoff,
         }
     }
 
-    fn lease(&self) -> Micros {
-        // Long enough to wait for a turn and make one attempt (a lane holds no more than
-        // it sends within one timeout, see `window`); a claim whose lease has run short is
-        // left for the next claim rather than sent late (see `start`). A killed process's
-        // claims are taken again after this long.
-        (self.config.timeout * 2 + Duration::from_secs(5)).as_micros() as Micros
+    /// How request handlers of this process hand messages to this worker.
+    pub fn handoff(&self) -> Handoff {
+        self.handoff.clone()
     }
 
-    /// How many messages a lane may hold: what its requests in flight send within one
-    /// attempt timeout at its recent latency, between `per_integration` and a batch. An
-    /// integration not yet measured starts at four rounds of requests.
+    /// A claim whose lease has run short is left for the next claim rather than sent late
+    /// (see `deliver`).
+    fn lease(&self) -> Micros {
+        lease(&self.config)
+    }
+
     fn window(&self, lane: Option<&Lane>) -> usize {
-        let per = self.config.per_integration;
-        let batch = (self.config.batch as usize).max(per);
-        match lane.and_then(|l| l.latency_us) {
-            Some(latency) => {
-                let rounds = self.config.timeout.as_micros() as f64 / latency.max(1.0);
-                ((per as f64 * rounds) as usize).clamp(per, batch)
+        window(&self.config, lane)
+    }
+
+    /// Tells handlers how much more a lane can take.
+    fn publish_room(&self, d: &Dispatch, integration: i64) {
+        let lane = d.lanes.get(&integration);
+        let free = self
+            .window(lane)
+            .saturating_sub(lane.map_or(0, Lane::claimed));
+        let mut room = self.handoff.room.lock().expect("room lock");
+        room.insert(integration, free);
+    }
+
+    /// Takes messages into their lanes and starts what can be.
+    fn take(self: &Arc<Self>, d: &mut Dispatch, claimed: Vec<Claimed>) {
+        let mut touched = Vec::new();
+        for message in claimed {
+            let id = message.integration.id;
+            d.lanes.entry(id).or_default().waiting.push_back(message);
+            if !touched.contains(&id) {
+                touched.push(id);
             }
-            None => (per * 4).min(batch),
+        }
+        for id in touched {
+            self.start(d, id);
+            self.publish_room(d, id);
         }
     }
 
@@ -207,16 +306,7 @@ impl Worker {
             let got = claimed.iter().filter(|m| m.integration.id == id).count();
             lane.drained = (got as i64) < asked;
         }
-        let lease_until = now + self.lease();
-        for message in claimed {
-            let id = message.integration.id;
-            d.lanes
-                .entry(id)
-                .or_default()
-                .waiting
-                .push_back((message, lease_until));
-            self.start(d, id);
-        }
+        self.take(d, claimed);
         Ok(n)
     }
 
@@ -226,13 +316,13 @@ impl Worker {
             return;
         };
         while lane.running < self.config.per_integration {
-            let Some((message, lease_until)) = lane.waiting.pop_front() else {
+            let Some(message) = lane.waiting.pop_front() else {
                 return;
             };
             lane.running += 1;
             let worker = self.clone();
             d.tasks.spawn(async move {
-                let record = worker.deliver(message, lease_until).await;
+                let record = worker.deliver(message).await;
                 (integration, record)
             });
         }
@@ -248,6 +338,7 @@ impl Worker {
             }
         }
         self.start(d, *integration);
+        self.publish_room(d, *integration);
     }
 
     /// Claims and delivers until nothing is due at the clock's time; returns how many
@@ -284,6 +375,12 @@ impl Worker {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (records_tx, records_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(self.clone().recorder(records_rx));
+        let mut handed = self
+            .handed
+            .lock()
+            .expect("handoff lock")
+            .take()
+            .expect("a worker runs once");
         let mut d = Dispatch::new();
         let mut poll = tokio::time::interval(self.config.poll);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -298,6 +395,7 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => d.fresh = true,
                 _ = poll.tick() => d.fresh = true,
+                Some(claimed) = handed.recv() => self.take(&mut d, claimed),
                 Some(done) = d.tasks.join_next(), if !d.tasks.is_empty() => {
                     if let Ok(done) = done {
                         self.finished(&mut d, &done);
@@ -318,10 +416,23 @@ impl Worker {
         let _ = recorder.await;
     }
 
-    /// Writes attempt records as they come, many per transaction.
+    /// Writes attempt records in batches: a batch is written when it is full or when its
+    /// first record has waited `RECORD_LINGER`, so that a steady trickle of attempts costs
+    /// a few transactions a second rather than one each (the writer is shared with claims
+    /// and with the API's scan outcomes).
     async fn recorder(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<AttemptRecord>) {
-        let mut batch = Vec::with_capacity(1024);
-        while rx.recv_many(&mut batch, 1024).await > 0 {
+        const MAX: usize = 1024;
+        let mut batch = Vec::with_capacity(MAX);
+        while rx.recv_many(&mut batch, MAX).await > 0 {
+            let deadline = tokio::time::Instant::now() + RECORD_LINGER;
+            while batch.len() < MAX {
+                let room = MAX - batch.len();
+                let more = rx.recv_many(&mut batch, room);
+                match tokio::time::timeout_at(deadline, more).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
             if let Err(e) = self.record(&batch).await {
                 // The messages stay claimed until their lease runs out, then are sent
                 // again: at-least-once.
@@ -331,9 +442,9 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, message: Claimed, lease_until: Micros) -> Option<AttemptRecord> {
+    async fn deliver(&self, message: Claimed) -> Option<AttemptRecord> {
         let now = self.clock.now();
-        if now + (self.config.timeout.as_micros() as Micros) > lease_until {
+        if now + (self.config.timeout.as_micros() as Micros) > message.lease_until {
             // The lease would run out mid-attempt: another claim will send it.
             return None;
         }
@@ -400,5 +511,58 @@ impl Worker {
             Some(delay) => Next::RetryAt(now + delay.as_micros() as Micros),
             None => Next::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handoff_claims_only_while_the_lane_has_room() {
+        let (sender, _rx) = mpsc::unbounded_channel();
+        let h = Handoff {
+            sender,
+            room: Arc::default(),
+            initial: 4,
+            lease: 10,
+            clock: Arc::new(SystemClock),
+        };
+        assert!(
+            h.claim(1, 3).is_some(),
+            "a new lane starts with its initial room"
+        );
+        assert!(h.claim(1, 2).is_none(), "all of them or none");
+        assert!(h.claim(1, 1).is_some());
+        assert!(h.claim(1, 1).is_none(), "full");
+        assert!(h.claim(2, 4).is_some(), "lanes are separate");
+        h.room.lock().unwrap().insert(1, 1);
+        assert!(h.claim(1, 1).is_some(), "the worker made room");
+    }
+
+    #[test]
+    fn a_window_holds_what_one_timeout_sends() {
+        let config = DeliveryConfig {
+            per_integration: 8,
+            batch: 1000,
+            timeout: Duration::from_secs(15),
+            ..DeliveryConfig::default()
+        };
+        let fast = Lane {
+            latency_us: Some(1_000.0),
+            ..Lane::default()
+        };
+        let slow = Lane {
+            latency_us: Some(1_000_000.0),
+            ..Lane::default()
+        };
+        let hung = Lane {
+            latency_us: Some(15_000_000.0),
+            ..Lane::default()
+        };
+        assert_eq!(window(&config, None), 32, "not measured: four rounds");
+        assert_eq!(window(&config, Some(&fast)), 1000, "capped at a batch");
+        assert_eq!(window(&config, Some(&slow)), 8 * 15);
+        assert_eq!(window(&config, Some(&hung)), 8, "at least one round");
     }
 }

@@ -165,13 +165,31 @@ async fn complete(
     } else {
         HashSet::new()
     };
+    let claim = st
+        .handoff
+        .as_ref()
+        .map(|h| move |integration, n| h.claim(integration, n));
+    let claim = claim
+        .as_ref()
+        .map(|c| c as &(dyn Fn(i64, usize) -> Option<i64> + Sync));
     match st
         .store
-        .complete_scan(&scan, body.exit_code, &body.stats, &block_rules)
+        .complete_scan(&scan, body.exit_code, &body.stats, &block_rules, claim)
         .await?
     {
-        Completion::Completed { notified, reply } => {
-            st.wake.notify_one();
+        Completion::Completed {
+            notified,
+            reply,
+            queued,
+        } => {
+            // What was claimed goes straight to this process's worker; a worker claims
+            // the rest (lanes without room, or with --no-deliver another process's).
+            if let Some(h) = &st.handoff {
+                h.hand(queued.claimed);
+            }
+            if queued.pending > 0 {
+                st.wake.notify_one();
+            }
             tracing::info!(scan.id = %scan.public_id, notified, "scan completed");
             Ok(Json(reply))
         }

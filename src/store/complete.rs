@@ -2,7 +2,7 @@
 //! [`crate::domain::lifecycle::decide`], the per-scan change log, the two webhook objects
 //! and the reply to the client. Either all of it is written or none of it.
 
-use super::messages;
+use super::messages::{self, ClaimAtEnqueue, Enqueued};
 use super::scans::{Scan, ScanStatus};
 use super::{bulk_insert, col, json_list, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
@@ -21,10 +21,15 @@ use std::collections::{HashMap, HashSet};
 const CHUNK: usize = 5_000;
 
 /// What `/complete` did, and the reply for the client.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Completion {
-    /// This call completed the scan.
-    Completed { notified: usize, reply: Value },
+    /// This call completed the scan. `queued.claimed`: the messages it queued and
+    /// claimed for this process's worker, to hand over.
+    Completed {
+        notified: usize,
+        reply: Value,
+        queued: Enqueued,
+    },
     /// The scan had already ended (a retry, or a race lost to another call). A completed
     /// scan carries the reply that was given the first time.
     AlreadyEnded(ScanStatus, Option<Value>),
@@ -49,13 +54,15 @@ impl Store {
     /// Completes a running scan: applies its uploaded results (if any) to the findings of
     /// its (project, ref), records what changed, and stores its webhook objects.
     /// `block_rules` are the rules in Block mode now: findings of theirs that the client
-    /// did not block (the mode changed during the scan) are named in the reply.
+    /// did not block (the mode changed during the scan) are named in the reply. `claim`
+    /// decides which integrations' messages this process claims as it queues them.
     pub async fn complete_scan(
         &self,
         scan: &Scan,
         exit_code: i64,
         stats: &Value,
         block_rules: &HashSet<String>,
+        claim: Option<ClaimAtEnqueue<'_>>,
     ) -> anyhow::Result<Completion> {
         // Read before the transaction: a change of integrations racing a completion may
         // land on either side of it.
@@ -119,12 +126,14 @@ impl Store {
         let scan_object = ended.semgrep_scan().to_string();
         let outbox =
             messages::messages_for_scan(&integrations, &scan_object, &applied.notified_objects);
-        messages::enqueue(
+        let queued = messages::enqueue(
             &mut tx,
             self.backend(),
             scan.deployment_id,
             Some(scan.id),
             &outbox,
+            &integrations,
+            claim,
         )
         .await?;
         sqlx::query(
@@ -149,6 +158,7 @@ impl Store {
         Ok(Completion::Completed {
             notified: applied.notified_objects.len(),
             reply,
+            queued,
         })
     }
 }

@@ -63,6 +63,8 @@ pub struct Claimed {
     pub body: Bytes,
     pub attempts: i64,
     pub integration: Arc<Integration>,
+    /// Until when this process holds it.
+    pub lease_until: Micros,
 }
 
 /// A message as the delivery log shows it.
@@ -168,20 +170,50 @@ async fn insert_payload(conn: &mut sqlx::AnyConnection, body: &str) -> anyhow::R
     col(&row, "id")
 }
 
-/// Enqueues an outbox inside the caller's transaction, due now.
+/// Asked, per integration, with how many messages it is about to get: the lease until
+/// which this process claims them as they are queued, or `None` to leave them pending.
+pub type ClaimAtEnqueue<'a> = &'a (dyn Fn(i64, usize) -> Option<Micros> + Sync);
+
+/// What [`enqueue`] did: the messages it claimed, and how many it left pending.
+#[derive(Debug, Clone, Default)]
+pub struct Enqueued {
+    pub claimed: Vec<Claimed>,
+    pub pending: usize,
+}
+
+/// Enqueues an outbox inside the caller's transaction, due now. Messages that `claim`
+/// takes are written as being delivered, under its lease, and returned: the caller hands
+/// them to its worker once the transaction commits. The others are left pending.
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     deployment_id: i64,
     scan_id: Option<i64>,
     outbox: &Outbox,
-) -> anyhow::Result<()> {
+    integrations: &[Integration],
+    claim: Option<ClaimAtEnqueue<'_>>,
+) -> anyhow::Result<Enqueued> {
     if outbox.messages.is_empty() {
-        return Ok(());
+        return Ok(Enqueued::default());
     }
     let mut payload_ids = Vec::with_capacity(outbox.payloads.len());
     for body in &outbox.payloads {
         payload_ids.push(insert_payload(tx, body).await?);
+    }
+    // Each integration's messages are claimed together or not at all.
+    let mut leases: HashMap<i64, Option<Micros>> = HashMap::new();
+    for m in &outbox.messages {
+        leases.entry(m.integration_id).or_insert(None);
+    }
+    if let Some(claim) = claim {
+        for (integration, lease) in leases.iter_mut() {
+            let n = outbox
+                .messages
+                .iter()
+                .filter(|m| m.integration_id == *integration)
+                .count();
+            *lease = claim(*integration, n);
+        }
     }
     let now = clock::now();
     let public_ids: Vec<String> = outbox.messages.iter().map(|_| new_message_id()).collect();
@@ -190,6 +222,7 @@ pub async fn enqueue(
         .iter()
         .zip(&public_ids)
         .map(|(m, pid)| {
+            let lease = leases[&m.integration_id];
             vec![
                 pid.as_str().into(),
                 deployment_id.into(),
@@ -197,13 +230,19 @@ pub async fn enqueue(
                 scan_id.map_or(Cell::Null, Cell::Int),
                 m.kind.as_str().into(),
                 payload_ids[m.payload].into(),
-                "pending".into(),
+                if lease.is_some() {
+                    "delivering"
+                } else {
+                    "pending"
+                }
+                .into(),
+                lease.map_or(Cell::Null, Cell::Int),
                 now.into(),
                 now.into(),
             ]
         })
         .collect();
-    bulk_insert(
+    let inserted = bulk_insert(
         tx,
         backend,
         "messages",
@@ -215,14 +254,60 @@ pub async fn enqueue(
             ("kind", Ty::Text),
             ("payload_id", Ty::Int),
             ("status", Ty::Text),
+            ("lease_until", Ty::Int),
             ("next_attempt_at", Ty::Int),
             ("created_at", Ty::Int),
         ],
         &rows,
-        "",
+        "RETURNING id, public_id",
     )
     .await?;
-    Ok(())
+    let pending = outbox
+        .messages
+        .iter()
+        .filter(|m| leases[&m.integration_id].is_none())
+        .count();
+    if pending == outbox.messages.len() {
+        return Ok(Enqueued {
+            claimed: vec![],
+            pending,
+        });
+    }
+    let ids: HashMap<String, i64> = inserted
+        .iter()
+        .map(|r| Ok((col(r, "public_id")?, col(r, "id")?)))
+        .collect::<anyhow::Result<_>>()?;
+    let bodies: Vec<Bytes> = outbox
+        .payloads
+        .iter()
+        .map(|b| Bytes::from(b.clone()))
+        .collect();
+    let shared: HashMap<i64, Arc<Integration>> = integrations
+        .iter()
+        .filter(|i| leases.get(&i.id).is_some_and(Option::is_some))
+        .map(|i| (i.id, Arc::new(i.clone())))
+        .collect();
+    let mut claimed = Vec::new();
+    for (m, pid) in outbox.messages.iter().zip(public_ids) {
+        let (Some(lease_until), Some(integration)) =
+            (leases[&m.integration_id], shared.get(&m.integration_id))
+        else {
+            continue;
+        };
+        let Some(&id) = ids.get(&pid) else {
+            anyhow::bail!("message {pid} was not written");
+        };
+        claimed.push(Claimed {
+            id,
+            public_id: pid,
+            kind: m.kind.as_str().to_string(),
+            body: bodies[m.payload].clone(),
+            attempts: 0,
+            integration: integration.clone(),
+            lease_until,
+        });
+    }
+    Ok(Enqueued { claimed, pending })
 }
 
 /// `msg_` + 24 base62 characters: the `webhook-id`, stable across retries.
@@ -371,6 +456,7 @@ impl Store {
                 body: body.clone(),
                 attempts: col(row, "attempts")?,
                 integration: integration.clone(),
+                lease_until,
             });
         }
         Ok(out)
@@ -482,16 +568,23 @@ impl Store {
                 None => last.push(r),
             }
         }
-        for r in last {
-            if r.outcome.delivered() {
-                sqlx::query(
-                    "UPDATE integrations SET failing_since = NULL \
-                     WHERE id = $1 AND failing_since IS NOT NULL",
-                )
-                .bind(r.integration_id)
-                .execute(&mut *tx)
-                .await?;
-            } else if r.outcome.status == Some(410) {
+        // Delivered last: the streak ends, for all of them in one statement.
+        let recovered: Vec<String> = last
+            .iter()
+            .filter(|r| r.outcome.delivered())
+            .map(|r| r.integration_id.to_string())
+            .collect();
+        if !recovered.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE integrations SET failing_since = NULL \
+                 WHERE id IN ({}) AND failing_since IS NOT NULL",
+                recovered.join(",")
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in last.into_iter().filter(|r| !r.outcome.delivered()) {
+            if r.outcome.status == Some(410) {
                 sqlx::query(
                     "UPDATE integrations SET enabled = 0, disabled_reason = $1 WHERE id = $2",
                 )
@@ -695,5 +788,82 @@ impl Store {
         rows.iter()
             .map(|r| Ok((col(r, "status")?, col(r, "n")?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn integration(id: i64, enabled: bool, modes: &[RuleMode]) -> Integration {
+        Integration {
+            id,
+            public_id: format!("int_{id}"),
+            name: format!("integration {id}"),
+            url: "https://hooks.example.com/".into(),
+            enabled,
+            disabled_reason: None,
+            secret: "whsec_x".into(),
+            old_secret: None,
+            old_secret_until: None,
+            failing_since: None,
+            modes: modes.to_vec(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn integrations_notified_of_the_same_modes_share_payloads() {
+        use RuleMode::{Block, Comment, Monitor};
+        let integrations = [
+            integration(1, true, &[Block, Monitor]),
+            integration(2, true, &[Monitor, Block]),
+            integration(3, true, &[Block]),
+            integration(4, false, &[Block, Monitor]),
+        ];
+        let mut findings = vec![(Comment, "{\"c\":0}".to_string())];
+        for n in 0..FINDINGS_PER_MESSAGE + 1 {
+            findings.push((Block, format!("{{\"b\":{n}}}")));
+        }
+        findings.push((Monitor, "{\"m\":0}".to_string()));
+        let out = messages_for_scan(&integrations, "{\"semgrep_scan\":{}}", &findings);
+
+        let of = |id: i64| -> Vec<(Kind, usize)> {
+            out.messages
+                .iter()
+                .filter(|m| m.integration_id == id)
+                .map(|m| (m.kind, m.payload))
+                .collect()
+        };
+        assert!(of(4).is_empty(), "disabled: nothing");
+        assert_eq!(
+            of(1),
+            of(2),
+            "the same modes in another order: the same payloads"
+        );
+        assert_eq!(
+            of(1).len(),
+            3,
+            "a scan object and two arrays (502 findings)"
+        );
+        assert_eq!(
+            of(3).len(),
+            3,
+            "a scan object and two arrays (501 findings)"
+        );
+        assert_eq!(of(1)[0], (Kind::Scan, 0));
+        assert_eq!(of(3)[0], (Kind::Scan, 0), "one scan object for everyone");
+        assert_ne!(of(1)[1].1, of(3)[1].1);
+        assert_eq!(out.payloads.len(), 5);
+        let array = |p: usize| serde_json::from_str::<Vec<Value>>(&out.payloads[p]).unwrap();
+        let sizes: Vec<usize> = of(1)[1..].iter().map(|&(_, p)| array(p).len()).collect();
+        assert_eq!(sizes, [FINDINGS_PER_MESSAGE, 2]);
+        let sizes: Vec<usize> = of(3)[1..].iter().map(|&(_, p)| array(p).len()).collect();
+        assert_eq!(sizes, [FINDINGS_PER_MESSAGE, 1]);
+        assert!(
+            !out.payloads.iter().any(|p| p.contains("\"c\"")),
+            "Comment notifies none"
+        );
     }
 }

@@ -320,6 +320,8 @@ impl Store {
             scan.deployment_id,
             Some(scan.id),
             &outbox,
+            &integrations,
+            None,
         )
         .await?;
         tx.commit().await?;

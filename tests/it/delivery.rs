@@ -577,3 +577,109 @@ async fn readyz_reports_the_delivery_loop(db: Db) {
     api_only.stop().await;
 }
 on_both!(readyz_reports_the_delivery_loop);
+
+/// A handler may claim the messages it queues (the serving process hands them to its own
+/// worker): those are written as being delivered under its lease, in the scan outcome's
+/// transaction; an integration it does not claim for stays pending for any worker. A
+/// claimant that never sends them (it died) loses them only until the lease runs out.
+async fn messages_claimed_as_they_are_queued(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    let modes = ["monitor", "comment", "block"];
+    let a = integration(&app, "Claimed", &rx.url, &modes).await;
+    let b = integration(&app, "Left pending", &rx.url, &modes).await;
+    let store = app.store();
+    let claimed_for = store.enabled_integration_ids().await.unwrap()[0];
+
+    let mut body = fixture("01-post-scans.request.json");
+    body["scan_metadata"]["unique_id"] = json!("abababab-0000-4000-8000-000000000001");
+    let id = app.ci_post("/api/cli/v2/scans", &body).await["info"]["id"]
+        .as_i64()
+        .unwrap();
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/results"),
+        &fixture("03-post-results.request.json"),
+    )
+    .await;
+    let dep = store.first_deployment().await.unwrap().unwrap();
+    let scan = store.scan(dep.id, &id.to_string()).await.unwrap().unwrap();
+    let now = scanhook::clock::now();
+    let lease = now + 60 * SEC;
+    let claim = move |integration: i64, _n: usize| (integration == claimed_for).then_some(lease);
+    let done = store
+        .complete_scan(&scan, 1, &json!({}), &Default::default(), Some(&claim))
+        .await
+        .unwrap();
+    let scanhook::store::complete::Completion::Completed { queued, .. } = done else {
+        panic!("the scan completes");
+    };
+    assert!(queued.claimed.len() >= 2, "a scan object and findings");
+    assert!(queued
+        .claimed
+        .iter()
+        .all(|m| m.integration.id == claimed_for && m.lease_until == lease && m.attempts == 0));
+    assert_eq!(
+        queued.pending,
+        queued.claimed.len(),
+        "the same messages for B"
+    );
+
+    let of = |i: &Value, status: &str| {
+        let (i, status) = (i["id"].as_str().unwrap().to_string(), status.to_string());
+        let app = &app;
+        async move { deliveries(app, &format!("integration={i}&status={status}")).await }
+    };
+    assert_eq!(of(&a, "delivering").await.len(), queued.claimed.len());
+    assert_eq!(of(&b, "pending").await.len(), queued.pending);
+    // Both integrations notify the same modes: the same bodies, byte for byte.
+    let bodies = |i: &Value| {
+        let i = i["id"].as_str().unwrap().to_string();
+        let app = &app;
+        async move {
+            let mut out = Vec::new();
+            for m in deliveries(app, &format!("integration={i}")).await {
+                let shown = app
+                    .admin_get(&format!("/api/v1/deliveries/{}", m["id"].as_str().unwrap()))
+                    .await;
+                out.push(shown["body"].to_string());
+            }
+            out.sort();
+            out
+        }
+    };
+    assert_eq!(bodies(&a).await, bodies(&b).await);
+
+    // A worker takes B's messages; A's wait for their claimant until the lease runs out.
+    let clock = Arc::new(ManualClock(AtomicI64::new(scanhook::clock::now())));
+    let w = worker(&app, clock.clone(), true);
+    assert_eq!(w.run_until_idle().await.unwrap(), queued.pending);
+    assert_eq!(of(&a, "delivering").await.len(), queued.claimed.len());
+    clock.set(lease + SEC);
+    assert_eq!(w.run_until_idle().await.unwrap(), queued.claimed.len());
+    assert_eq!(of(&a, "delivered").await.len(), queued.claimed.len());
+    assert_eq!(rx.received().len(), 2 * queued.pending);
+    app.stop().await;
+}
+on_both!(messages_claimed_as_they_are_queued);
+
+/// The serving process delivers what its handlers queue without waiting for a claim: with
+/// a lease far longer than the wait, only the handoff can deliver in time.
+async fn the_serving_process_hands_its_messages_to_its_worker(db: Db) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.delivery.timeout = Duration::from_secs(600);
+        c.delivery.poll = Duration::from_secs(3600);
+    })
+    .await;
+    let rx = Receiver::start().await;
+    integration(&app, "Fast path", &rx.url, &["monitor", "comment", "block"]).await;
+    scan(&app, "acacacac-0000-4000-8000-000000000001").await;
+    drained(&app).await;
+    let all = deliveries(&app, "").await;
+    assert!(all.len() >= 2);
+    assert!(all
+        .iter()
+        .all(|m| m["status"] == "delivered" && m["attempts"] == 1));
+    assert_eq!(rx.received().len(), all.len());
+    app.stop().await;
+}
+on_both!(the_serving_process_hands_its_messages_to_its_worker);

@@ -56,19 +56,19 @@ struct PgDb {
     name: String,
 }
 
-fn pg_server() -> String {
+pub(crate) fn pg_server() -> String {
     std::env::var("SCANHOOK_TEST_PG_URL")
         .expect("SCANHOOK_TEST_PG_URL must be set for PostgreSQL tests")
 }
 
 /// `postgres://u@h:p/db` → the same server, another database.
-fn with_database(server: &str, db: &str) -> String {
+pub(crate) fn with_database(server: &str, db: &str) -> String {
     let mut u = url::Url::parse(server).expect("SCANHOOK_TEST_PG_URL is a URL");
     u.set_path(&format!("/{db}"));
     u.to_string()
 }
 
-async fn pg_admin(server: &str, sql: &str) {
+pub(crate) async fn pg_admin(server: &str, sql: &str) {
     use sqlx::{Connection, Executor};
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(server)

@@ -7,6 +7,7 @@ mod ci_protocol;
 mod cli;
 mod delivery;
 mod e2e_semgrep;
+mod migrations;
 mod multinode;
 mod openapi;
 mod receiver;

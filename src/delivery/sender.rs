@@ -3,6 +3,7 @@
 
 use super::guard::{Guard, GuardedResolver};
 use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,18 +49,19 @@ impl Sender {
     }
 
     /// POSTs `body` with `headers` to `url`.
-    pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Bytes) -> Outcome {
+    pub async fn post(&self, url: &str, headers: HeaderMap, body: Bytes) -> Outcome {
+        match url::Url::parse(url) {
+            Ok(url) => self.send(url, headers, body).await,
+            Err(e) => Outcome {
+                error: Some(format!("invalid URL: {e}")),
+                ..Outcome::default()
+            },
+        }
+    }
+
+    /// POSTs `body` with `headers` (a JSON content type is added) to a parsed `url`.
+    pub async fn send(&self, url: url::Url, mut headers: HeaderMap, body: Bytes) -> Outcome {
         let started = Instant::now();
-        let refused = |why: String| Outcome {
-            error: Some(why),
-            latency: started.elapsed(),
-            ..Outcome::default()
-        };
-        // Parsed once, here: the IP-literal check and the request share it.
-        let url = match url::Url::parse(url) {
-            Ok(u) => u,
-            Err(e) => return refused(format!("invalid URL: {e}")),
-        };
         // IP-literal hosts never reach the resolver: check them here.
         let literal = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -67,17 +69,17 @@ impl Sender {
             _ => None,
         };
         if let Some(why) = literal.and_then(|ip| self.guard.refusal(ip)) {
-            return refused(why);
+            return Outcome {
+                error: Some(why),
+                latency: started.elapsed(),
+                ..Outcome::default()
+            };
         }
-        let mut req = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body);
-        for (name, value) in headers {
-            req = req.header(*name, value);
-        }
-        match req.send().await {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut req = reqwest::Request::new(reqwest::Method::POST, url);
+        *req.headers_mut() = headers;
+        *req.body_mut() = Some(body.into());
+        match self.client.execute(req).await {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -48,42 +49,78 @@ pub fn standard(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> anyh
     ))
 }
 
-/// The `webhook-signature` header: one entry per valid secret, space-separated.
-pub fn signature_header(
-    secrets: &[&str],
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> anyhow::Result<String> {
-    let sigs: anyhow::Result<Vec<String>> = secrets
-        .iter()
-        .map(|s| standard(s, msg_id, timestamp, body))
-        .collect();
-    Ok(sigs?.join(" "))
+/// Signs attempts to one integration, its HMAC keys set up once: the current secret, the
+/// previous one until its overlap ends, and the `X-Semgrep-Signature-256` key.
+#[derive(Clone)]
+pub struct Signer {
+    /// Keyed MACs of the Standard Webhooks signature, each valid until (`None`: always).
+    standard: Vec<(HmacSha256, Option<Micros>)>,
+    semgrep: HmacSha256,
 }
 
-/// Every header a delivery carries, signed for an attempt at `now`: `webhook-id`,
-/// `webhook-timestamp`, `webhook-signature` (one entry per valid secret),
-/// `X-Semgrep-Signature-256` and `X-Scanhook-Event` (the message kind).
+impl Signer {
+    pub fn new(integration: &Integration) -> anyhow::Result<Signer> {
+        let mut standard = vec![(
+            HmacSha256::new_from_slice(&key(&integration.secret)?)?,
+            None,
+        )];
+        if let (Some(old), Some(until)) = (&integration.old_secret, integration.old_secret_until) {
+            standard.push((HmacSha256::new_from_slice(&key(old)?)?, Some(until)));
+        }
+        let semgrep = HmacSha256::new_from_slice(integration.secret.as_bytes())?;
+        Ok(Signer { standard, semgrep })
+    }
+
+    /// Every header a delivery carries, signed for an attempt at `now`: `webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature` (one entry per valid secret),
+    /// `X-Semgrep-Signature-256` and `X-Scanhook-Event` (the message kind).
+    pub fn headers(
+        &self,
+        msg_id: &str,
+        kind: &str,
+        now: Micros,
+        body: &[u8],
+    ) -> anyhow::Result<HeaderMap> {
+        let timestamp = (now / 1_000_000).to_string();
+        let mut signatures = String::new();
+        for (mac, until) in &self.standard {
+            if until.is_some_and(|until| now >= until) {
+                continue;
+            }
+            let mut mac = mac.clone();
+            mac.update(msg_id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            if !signatures.is_empty() {
+                signatures.push(' ');
+            }
+            signatures.push_str("v1,");
+            STANDARD.encode_string(mac.finalize().into_bytes(), &mut signatures);
+        }
+        let mut semgrep = self.semgrep.clone();
+        semgrep.update(body);
+        let semgrep = crate::ids::hex(&semgrep.finalize().into_bytes());
+        let mut h = HeaderMap::with_capacity(12);
+        h.insert("webhook-id", HeaderValue::from_str(msg_id)?);
+        h.insert("webhook-timestamp", HeaderValue::from_str(&timestamp)?);
+        h.insert("webhook-signature", HeaderValue::from_str(&signatures)?);
+        h.insert("x-semgrep-signature-256", HeaderValue::from_str(&semgrep)?);
+        h.insert("x-scanhook-event", HeaderValue::from_str(kind)?);
+        Ok(h)
+    }
+}
+
+/// The headers of one attempt to `integration` (see [`Signer::headers`]).
 pub fn signed_headers(
     integration: &Integration,
     msg_id: &str,
     kind: &str,
     now: Micros,
     body: &[u8],
-) -> anyhow::Result<Vec<(&'static str, String)>> {
-    let timestamp = now / 1_000_000;
-    let signature = signature_header(&integration.signing_secrets(now), msg_id, timestamp, body)?;
-    Ok(vec![
-        ("webhook-id", msg_id.to_string()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-        (
-            "x-semgrep-signature-256",
-            semgrep(&integration.secret, body),
-        ),
-        ("x-scanhook-event", kind.to_string()),
-    ])
+) -> anyhow::Result<HeaderMap> {
+    Signer::new(integration)?.headers(msg_id, kind, now, body)
 }
 
 /// `X-Semgrep-Signature-256`: hex HMAC-SHA256 of the body, keyed by the secret string.
@@ -110,17 +147,57 @@ mod tests {
     }
 
     #[test]
-    fn secrets_and_rotation_header() {
+    fn fresh_secrets_are_distinct_whsec_keys() {
         let a = new_secret();
         let b = new_secret();
         assert!(a.starts_with("whsec_") && a != b);
         assert_eq!(key(&a).unwrap().len(), 24);
-        let h = signature_header(&[&a, &b], "msg_1", 1, b"{}").unwrap();
-        let parts: Vec<&str> = h.split(' ').collect();
-        assert_eq!(parts.len(), 2);
-        assert!(parts
-            .iter()
-            .all(|p| p.starts_with("v1,") && p.matches(',').count() == 1));
+        assert!(is_valid_secret(&a));
+    }
+
+    #[test]
+    fn signer_headers_match_the_reference_and_end_the_overlap() {
+        let now = 1_614_265_330 * 1_000_000;
+        let mut i = crate::store::integrations::Integration {
+            id: 1,
+            public_id: "int_1".into(),
+            name: "x".into(),
+            url: "https://hooks.example.com/".into(),
+            enabled: true,
+            disabled_reason: None,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            old_secret: Some(new_secret()),
+            old_secret_until: Some(now + 1),
+            failing_since: None,
+            modes: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let body = br#"{"test": 2432232314}"#;
+        let h = signed_headers(&i, "msg_p5jXN8AQM9LWM0D4loKWxJek", "test", now, body).unwrap();
+        let sigs = h["webhook-signature"].to_str().unwrap();
+        assert!(sigs.starts_with("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,"));
+        assert_eq!(h["webhook-timestamp"], "1614265330");
+        assert_eq!(h["x-scanhook-event"], "test");
+        assert_eq!(
+            h["x-semgrep-signature-256"],
+            semgrep(&i.secret, body).as_str()
+        );
+        let later = signed_headers(&i, "msg_p5jXN8AQM9LWM0D4loKWxJek", "test", now + 1, body);
+        assert_eq!(
+            later.unwrap()["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .split(' ')
+                .count(),
+            1,
+            "the previous secret stops signing when its overlap ends"
+        );
+        i.secret = "whsec_!".into();
+        assert!(
+            Signer::new(&i).is_err(),
+            "a secret that is not base64 cannot sign"
+        );
     }
 
     #[test]

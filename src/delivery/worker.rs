@@ -6,15 +6,16 @@
 use super::metrics::Metrics;
 use super::schedule::Schedule;
 use super::sender::{Outcome, Sender};
-use super::signing;
+use super::signing::Signer;
 use crate::clock::Micros;
+use crate::store::integrations::Integration;
 use crate::store::messages::{AttemptRecord, Claimed, Next};
 use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -154,6 +155,27 @@ struct Lane {
     latency_us: Option<f64>,
     /// The last claim found fewer of its messages due than it asked for.
     drained: bool,
+    /// Its URL and signing keys, for the integration as last claimed.
+    target: Option<Arc<Target>>,
+}
+
+/// What the attempts to one integration share, prepared once per claim rather than per
+/// attempt: the parsed URL and the keyed MACs.
+struct Target {
+    of: Arc<Integration>,
+    prepared: Result<(url::Url, Signer), String>,
+}
+
+impl Target {
+    fn new(of: Arc<Integration>) -> Target {
+        let prepared = match url::Url::parse(&of.url) {
+            Ok(url) => Signer::new(&of)
+                .map(|signer| (url, signer))
+                .map_err(|e| format!("cannot sign: {e}")),
+            Err(e) => Err(format!("invalid URL: {e}")),
+        };
+        Target { of, prepared }
+    }
 }
 
 impl Lane {
@@ -165,6 +187,20 @@ impl Lane {
 /// What an attempt task hands back: its integration, and the attempt's record unless it
 /// was not made.
 type Done = (i64, Option<AttemptRecord>);
+
+/// The lanes as a claim starts: per integration, (messages held, window, drained).
+struct Plan {
+    fresh: bool,
+    lanes: HashMap<i64, (usize, usize, bool)>,
+    held: usize,
+}
+
+/// What a claim brought: the integrations sent to, what it asked each for, and what it got.
+struct Claim {
+    enabled: Vec<i64>,
+    limits: Vec<(i64, i64)>,
+    claimed: Vec<Claimed>,
+}
 
 /// The state of one delivery loop: its lanes and in-flight attempts.
 struct Dispatch {
@@ -269,28 +305,38 @@ impl Worker {
                 .any(|l| !l.drained && l.claimed() <= self.window(Some(l)) / 2)
     }
 
+    /// What a claim needs to know of the lanes, taken when it starts: the claim runs beside
+    /// the loop, which keeps starting attempts as others finish.
+    fn plan(&self, d: &mut Dispatch) -> Plan {
+        Plan {
+            fresh: std::mem::take(&mut d.fresh),
+            lanes: d
+                .lanes
+                .iter()
+                .map(|(id, l)| (*id, (l.claimed(), self.window(Some(l)), l.drained)))
+                .collect(),
+            held: d.claimed(),
+        }
+    }
+
     /// Claims what each lane has room for, shared out so that one claim takes at most a
-    /// batch, and starts sending; returns how many messages were claimed.
-    async fn claim(self: &Arc<Self>, d: &mut Dispatch) -> anyhow::Result<usize> {
-        let fresh = std::mem::take(&mut d.fresh);
+    /// batch.
+    async fn claim(self: Arc<Self>, plan: Plan) -> anyhow::Result<Claim> {
         let enabled = self.store.enabled_integration_ids().await?;
-        d.lanes
-            .retain(|id, l| l.claimed() > 0 || enabled.contains(id));
         let candidates: Vec<(i64, usize)> = enabled
             .iter()
             .filter_map(|id| {
-                let lane = d.lanes.get(id);
-                let held = lane.map_or(0, Lane::claimed);
-                let window = self.window(lane);
-                let wanted = fresh || lane.is_none_or(|l| !l.drained);
+                let (held, window, drained) =
+                    plan.lanes
+                        .get(id)
+                        .copied()
+                        .unwrap_or((0, self.window(None), false));
+                let wanted = plan.fresh || !drained;
                 (wanted && held <= window / 2).then_some((*id, window - held))
             })
             .collect();
-        if candidates.is_empty() {
-            return Ok(0);
-        }
-        let room = (2 * self.config.batch as usize).saturating_sub(d.claimed());
-        let share = (room / candidates.len()).max(self.config.per_integration);
+        let room = (2 * self.config.batch as usize).saturating_sub(plan.held);
+        let share = (room / candidates.len().max(1)).max(self.config.per_integration);
         let limits: Vec<(i64, i64)> = candidates
             .iter()
             .map(|&(id, room)| (id, room.min(share) as i64))
@@ -300,14 +346,29 @@ impl Worker {
             .store
             .claim_messages(now, now + self.lease(), &limits)
             .await?;
-        let n = claimed.len();
-        for &(id, asked) in &limits {
+        Ok(Claim {
+            enabled,
+            limits,
+            claimed,
+        })
+    }
+
+    /// Takes a claim's messages into their lanes; returns how many there were.
+    fn claimed(self: &Arc<Self>, d: &mut Dispatch, claim: Claim) -> usize {
+        d.lanes
+            .retain(|id, l| l.claimed() > 0 || claim.enabled.contains(id));
+        for &(id, asked) in &claim.limits {
             let lane = d.lanes.entry(id).or_default();
-            let got = claimed.iter().filter(|m| m.integration.id == id).count();
+            let got = claim
+                .claimed
+                .iter()
+                .filter(|m| m.integration.id == id)
+                .count();
             lane.drained = (got as i64) < asked;
         }
-        self.take(d, claimed);
-        Ok(n)
+        let n = claim.claimed.len();
+        self.take(d, claim.claimed);
+        n
     }
 
     /// Starts a lane's waiting messages while it has requests to spare.
@@ -319,10 +380,15 @@ impl Worker {
             let Some(message) = lane.waiting.pop_front() else {
                 return;
             };
+            let target = match &lane.target {
+                Some(t) if Arc::ptr_eq(&t.of, &message.integration) => t.clone(),
+                _ => Arc::new(Target::new(message.integration.clone())),
+            };
+            lane.target = Some(target.clone());
             lane.running += 1;
             let worker = self.clone();
             d.tasks.spawn(async move {
-                let record = worker.deliver(message).await;
+                let record = worker.deliver(message, &target).await;
                 (integration, record)
             });
         }
@@ -348,7 +414,8 @@ impl Worker {
         let mut d = Dispatch::new();
         loop {
             d.fresh = true;
-            let n = self.claim(&mut d).await?;
+            let claim = self.clone().claim(self.plan(&mut d)).await?;
+            let n = self.claimed(&mut d, claim);
             let mut records = Vec::new();
             while let Some(done) = d.tasks.join_next().await {
                 let done = done?;
@@ -384,14 +451,27 @@ impl Worker {
         let mut d = Dispatch::new();
         let mut poll = tokio::time::interval(self.config.poll);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut claiming: Option<JoinHandle<anyhow::Result<Claim>>> = None;
         loop {
             self.metrics.beat(self.clock.now());
-            if self.wants_claim(&d) {
-                if let Err(e) = self.claim(&mut d).await {
-                    tracing::warn!(error = ?e, "claiming messages failed; will retry");
-                }
+            if claiming.is_none() && self.wants_claim(&d) {
+                claiming = Some(tokio::spawn(self.clone().claim(self.plan(&mut d))));
             }
             tokio::select! {
+                claim = async { claiming.as_mut().expect("a claim").await }, if claiming.is_some() => {
+                    claiming = None;
+                    match claim {
+                        Ok(Ok(claim)) => {
+                            self.claimed(&mut d, claim);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = ?e, "claiming messages failed; will retry");
+                            // Next at the poll interval (or when woken), not at once.
+                            d.lanes.values_mut().for_each(|l| l.drained = true);
+                        }
+                        Err(e) => tracing::error!(error = ?e, "the claim task failed"),
+                    }
+                }
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => d.fresh = true,
                 _ = poll.tick() => d.fresh = true,
@@ -405,6 +485,9 @@ impl Worker {
                     }
                 }
             }
+        }
+        if let Some(claim) = claiming {
+            claim.abort();
         }
         // In-flight attempts finish (bounded by the timeout); unsent claims expire.
         while let Some(done) = d.tasks.join_next().await {
@@ -442,7 +525,7 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, message: Claimed) -> Option<AttemptRecord> {
+    async fn deliver(&self, message: Claimed, target: &Target) -> Option<AttemptRecord> {
         let now = self.clock.now();
         if now + (self.config.timeout.as_micros() as Micros) > message.lease_until {
             // The lease would run out mid-attempt: another claim will send it.
@@ -452,7 +535,7 @@ impl Worker {
             // Disabled since the claim: it waits, as its other messages do.
             return None;
         }
-        let outcome = self.attempt(&message, now).await;
+        let outcome = self.attempt(&message, target, now).await;
         self.metrics.attempt(
             &message.integration.public_id,
             outcome.status,
@@ -474,25 +557,23 @@ impl Worker {
     }
 
     /// Signs and sends one attempt.
-    async fn attempt(&self, message: &Claimed, now: Micros) -> Outcome {
-        let headers = match signing::signed_headers(
-            &message.integration,
-            &message.public_id,
-            &message.kind,
-            now,
-            &message.body,
-        ) {
-            Ok(h) => h,
-            Err(e) => {
-                return Outcome {
-                    error: Some(format!("cannot sign: {e}")),
-                    ..Outcome::default()
-                }
-            }
+    async fn attempt(&self, message: &Claimed, target: &Target, now: Micros) -> Outcome {
+        let refused = |error: String| Outcome {
+            error: Some(error),
+            ..Outcome::default()
         };
-        self.sender
-            .post(&message.integration.url, &headers, message.body.clone())
-            .await
+        let (url, signer) = match &target.prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return refused(e.clone()),
+        };
+        match signer.headers(&message.public_id, &message.kind, now, &message.body) {
+            Ok(headers) => {
+                self.sender
+                    .send(url.clone(), headers, message.body.clone())
+                    .await
+            }
+            Err(e) => refused(format!("cannot sign: {e}")),
+        }
     }
 
     fn next_step(&self, message: &Claimed, outcome: &Outcome, now: Micros) -> Next {

@@ -192,7 +192,7 @@ pub async fn run_test(
         crate::delivery::signing::signed_headers(i, &msg_id, Kind::Test.as_str(), now, body)?;
     let outcome = st
         .sender
-        .post(&i.url, &headers, bytes::Bytes::from_static(body))
+        .post(&i.url, headers, bytes::Bytes::from_static(body))
         .await;
     if let Some(deployment_id) = log_under {
         st.store

@@ -28,20 +28,6 @@ pub struct Integration {
     pub updated_at: Micros,
 }
 
-impl Integration {
-    /// The secrets that sign a message sent at `now`: the current one, and the previous one
-    /// during its overlap.
-    pub fn signing_secrets(&self, now: Micros) -> Vec<&str> {
-        let mut s = vec![self.secret.as_str()];
-        if let (Some(old), Some(until)) = (&self.old_secret, self.old_secret_until) {
-            if now < until {
-                s.push(old);
-            }
-        }
-        s
-    }
-}
-
 const COLUMNS: &str = "i.id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
     i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at";
 

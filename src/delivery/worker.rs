@@ -9,7 +9,7 @@ use super::sender::{Outcome, Sender};
 use super::signing::Signer;
 use crate::clock::Micros;
 use crate::store::integrations::Integration;
-use crate::store::messages::{AttemptRecord, Claimed, Next};
+use crate::store::messages::{AttemptRecord, Claimant, Claimed, Next};
 use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -92,10 +92,10 @@ pub struct Handoff {
     clock: Arc<dyn Clock>,
 }
 
-impl Handoff {
+impl Claimant for Handoff {
     /// The lease under which to claim `n` new messages of `integration`, if its lane has
     /// room for them.
-    pub fn claim(&self, integration: i64, n: usize) -> Option<Micros> {
+    fn claim(&self, integration: i64, n: usize) -> Option<Micros> {
         let mut room = self.room.lock().expect("room lock");
         let free = room.entry(integration).or_insert(self.initial);
         if *free < n {
@@ -104,7 +104,9 @@ impl Handoff {
         *free -= n;
         Some(self.clock.now() + self.lease)
     }
+}
 
+impl Handoff {
     /// Hands claimed messages to the worker.
     pub fn hand(&self, claimed: Vec<Claimed>) {
         if !claimed.is_empty() {
@@ -357,6 +359,12 @@ impl Worker {
     fn claimed(self: &Arc<Self>, d: &mut Dispatch, claim: Claim) -> usize {
         d.lanes
             .retain(|id, l| l.claimed() > 0 || claim.enabled.contains(id));
+        // A lane of an integration no longer sent to only finishes what it holds.
+        for (id, lane) in d.lanes.iter_mut() {
+            if !claim.enabled.contains(id) {
+                lane.drained = true;
+            }
+        }
         for &(id, asked) in &claim.limits {
             let lane = d.lanes.entry(id).or_default();
             let got = claim

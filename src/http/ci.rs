@@ -7,6 +7,7 @@ use crate::domain::ci::{Complete, CreateScan, Results, ScanError};
 use crate::domain::mode::{self, RuleMode};
 use crate::error::{AppError, AppResult};
 use crate::store::complete::Completion;
+use crate::store::messages::Claimant;
 use crate::store::scans::{Scan, ScanStatus};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
@@ -165,16 +166,10 @@ async fn complete(
     } else {
         HashSet::new()
     };
-    let claim = st
-        .handoff
-        .as_ref()
-        .map(|h| move |integration, n| h.claim(integration, n));
-    let claim = claim
-        .as_ref()
-        .map(|c| c as &(dyn Fn(i64, usize) -> Option<i64> + Sync));
+    let claimant = st.handoff.as_ref().map(|h| h as &dyn Claimant);
     match st
         .store
-        .complete_scan(&scan, body.exit_code, &body.stats, &block_rules, claim)
+        .complete_scan(&scan, body.exit_code, &body.stats, &block_rules, claimant)
         .await?
     {
         Completion::Completed {

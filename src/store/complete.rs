@@ -2,7 +2,7 @@
 //! [`crate::domain::lifecycle::decide`], the per-scan change log, the two webhook objects
 //! and the reply to the client. Either all of it is written or none of it.
 
-use super::messages::{self, ClaimAtEnqueue, Enqueued};
+use super::messages::{self, Claimant, Enqueued};
 use super::scans::{Scan, ScanStatus};
 use super::{bulk_insert, col, json_list, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
@@ -54,15 +54,15 @@ impl Store {
     /// Completes a running scan: applies its uploaded results (if any) to the findings of
     /// its (project, ref), records what changed, and stores its webhook objects.
     /// `block_rules` are the rules in Block mode now: findings of theirs that the client
-    /// did not block (the mode changed during the scan) are named in the reply. `claim`
-    /// decides which integrations' messages this process claims as it queues them.
+    /// did not block (the mode changed during the scan) are named in the reply. The
+    /// `claimant` takes the messages it wants as they are queued.
     pub async fn complete_scan(
         &self,
         scan: &Scan,
         exit_code: i64,
         stats: &Value,
         block_rules: &HashSet<String>,
-        claim: Option<ClaimAtEnqueue<'_>>,
+        claimant: Option<&dyn Claimant>,
     ) -> anyhow::Result<Completion> {
         // Read before the transaction: a change of integrations racing a completion may
         // land on either side of it.
@@ -133,7 +133,7 @@ impl Store {
             Some(scan.id),
             &outbox,
             &integrations,
-            claim,
+            claimant,
         )
         .await?;
         sqlx::query(

@@ -170,9 +170,18 @@ async fn insert_payload(conn: &mut sqlx::AnyConnection, body: &str) -> anyhow::R
     col(&row, "id")
 }
 
-/// Asked, per integration, with how many messages it is about to get: the lease until
-/// which this process claims them as they are queued, or `None` to leave them pending.
-pub type ClaimAtEnqueue<'a> = &'a (dyn Fn(i64, usize) -> Option<Micros> + Sync);
+/// Whoever may claim messages as they are queued (this process's delivery worker).
+pub trait Claimant: Sync {
+    /// Asked, per integration, with how many messages it is about to get: the lease
+    /// until which they are claimed, or `None` to leave them pending.
+    fn claim(&self, integration: i64, n: usize) -> Option<Micros>;
+}
+
+impl<F: Fn(i64, usize) -> Option<Micros> + Sync> Claimant for F {
+    fn claim(&self, integration: i64, n: usize) -> Option<Micros> {
+        self(integration, n)
+    }
+}
 
 /// What [`enqueue`] did: the messages it claimed, and how many it left pending.
 #[derive(Debug, Clone, Default)]
@@ -181,7 +190,7 @@ pub struct Enqueued {
     pub pending: usize,
 }
 
-/// Enqueues an outbox inside the caller's transaction, due now. Messages that `claim`
+/// Enqueues an outbox inside the caller's transaction, due now. Messages that `claimant`
 /// takes are written as being delivered, under its lease, and returned: the caller hands
 /// them to its worker once the transaction commits. The others are left pending.
 pub async fn enqueue(
@@ -191,7 +200,7 @@ pub async fn enqueue(
     scan_id: Option<i64>,
     outbox: &Outbox,
     integrations: &[Integration],
-    claim: Option<ClaimAtEnqueue<'_>>,
+    claimant: Option<&dyn Claimant>,
 ) -> anyhow::Result<Enqueued> {
     if outbox.messages.is_empty() {
         return Ok(Enqueued::default());
@@ -205,14 +214,14 @@ pub async fn enqueue(
     for m in &outbox.messages {
         leases.entry(m.integration_id).or_insert(None);
     }
-    if let Some(claim) = claim {
+    if let Some(claimant) = claimant {
         for (integration, lease) in leases.iter_mut() {
             let n = outbox
                 .messages
                 .iter()
                 .filter(|m| m.integration_id == *integration)
                 .count();
-            *lease = claim(*integration, n);
+            *lease = claimant.claim(*integration, n);
         }
     }
     let now = clock::now();

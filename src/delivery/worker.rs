@@ -41,11 +41,13 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Requests in flight per integration.
     pub per_integration: usize,
-    /// Messages claimed per round.
+    /// Most messages one claim takes, and the largest window of a lane; a worker holds
+    /// at most two batches claimed.
     pub batch: i64,
     /// An integration failing continuously this long is disabled.
     pub disable_after: Duration,
-    /// How often an idle worker looks for due messages (it is also woken on enqueue).
+    /// How often the worker looks for due messages (retries come due; it is also woken
+    /// when messages are queued pending).
     pub poll: Duration,
 }
 

@@ -1,7 +1,9 @@
-//! The delivery worker: claims due messages with a lease, sends each with bounded
-//! concurrency per integration (a slow or dead endpoint only ever holds its own permits),
-//! logs every attempt and schedules the next. Time comes from a [`Clock`], so tests drive
-//! retry schedules step by step with [`Worker::run_until_idle`] instead of sleeping.
+//! The delivery worker: claims due messages with a lease into a lane per integration,
+//! sends each lane's with bounded concurrency (a slow or dead endpoint only ever holds its
+//! own lane), logs every attempt and schedules the next. Handlers of the same process may
+//! hand it messages they claimed as they queued them ([`Handoff`]). Time comes from a
+//! [`Clock`], so tests drive retry schedules step by step with [`Worker::run_until_idle`]
+//! instead of sleeping.
 
 use super::metrics::Metrics;
 use super::schedule::Schedule;

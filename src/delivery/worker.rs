@@ -132,7 +132,10 @@ fn lease(config: &DeliveryConfig) -> Micros {
 
 /// How many messages a lane may hold: what its requests in flight send within one attempt
 /// timeout at its recent latency, between `per_integration` and a batch. An integration not
-/// yet measured starts at four rounds of requests.
+/// yet measured starts at two rounds of requests.
+///
+/// Every message of a window starts within its lease: with attempts taking `latency`, the
+/// last round starts after `timeout - latency`, and a lease leaves `timeout + 5 s` to start.
 fn window(config: &DeliveryConfig, lane: Option<&Lane>) -> usize {
     let per = config.per_integration;
     let batch = (config.batch as usize).max(per);
@@ -145,9 +148,10 @@ fn window(config: &DeliveryConfig, lane: Option<&Lane>) -> usize {
     }
 }
 
-/// The window of an integration not measured yet: four rounds of requests.
+/// The window of an integration not measured yet: two rounds of requests, which start
+/// within the lease even if every attempt hangs until the timeout.
 fn initial_window(config: &DeliveryConfig) -> usize {
-    (config.per_integration * 4).min((config.batch as usize).max(config.per_integration))
+    (config.per_integration * 2).min((config.batch as usize).max(config.per_integration))
 }
 
 /// One integration's share of a worker: the messages claimed for it, at most
@@ -653,9 +657,21 @@ mod tests {
             latency_us: Some(15_000_000.0),
             ..Lane::default()
         };
-        assert_eq!(window(&config, None), 32, "not measured: four rounds");
+        assert_eq!(window(&config, None), 16, "not measured: two rounds");
         assert_eq!(window(&config, Some(&fast)), 1000, "capped at a batch");
         assert_eq!(window(&config, Some(&slow)), 8 * 15);
         assert_eq!(window(&config, Some(&hung)), 8, "at least one round");
+        // Whatever the latency, the last round of a window starts while its lease leaves
+        // time for one attempt (the unmeasured window assumes attempts that hang).
+        let start_by = (lease(&config) - config.timeout.as_micros() as Micros) as f64;
+        for latency in [None, Some(1e3), Some(1e5), Some(3e6), Some(7e6), Some(15e6)] {
+            let lane = latency.map(|l| Lane {
+                latency_us: Some(l),
+                ..Lane::default()
+            });
+            let rounds = window(&config, lane.as_ref()).div_ceil(8) as f64;
+            let latency = latency.unwrap_or(15e6);
+            assert!((rounds - 1.0) * latency <= start_by, "{latency} µs");
+        }
     }
 }

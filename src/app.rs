@@ -1,13 +1,20 @@
-//! Wires configuration, storage and the HTTP surface into a running server, with its
-//! background tasks and a graceful shutdown driven by one `CancellationToken`.
+//! Wires configuration, storage, the JSON API and the web UI into a running server, with
+//! its background tasks and a graceful shutdown driven by one `CancellationToken`.
 
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::delivery::guard::Guard;
 use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
-use crate::delivery::worker::{Handoff, SystemClock, Worker};
+use crate::delivery::worker::Worker;
+use crate::error::error_response;
+use crate::http::ops::Document;
+use crate::state::AppState;
 use crate::store::tokens::Scope;
 use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::{Extension, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,22 +22,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub config: Arc<Config>,
-    /// The delivery path's HTTP client (also used by the synchronous Test action).
-    pub sender: Sender,
-    /// Wakes this process's delivery worker when messages were queued.
-    pub wake: Arc<Notify>,
-    /// Hands this process's worker the messages a handler claimed as it queued them
-    /// (`None` with `--no-deliver`).
-    pub handoff: Option<Handoff>,
-    /// This process's delivery counters (empty with `--no-deliver`).
-    pub metrics: Arc<Metrics>,
-}
 
 /// A server that is up and answering.
 pub struct Running {
@@ -102,7 +93,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         handoff,
     };
 
-    let router = crate::http::router(state.clone());
+    let router = router(state.clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(listener, router)
@@ -121,6 +112,33 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown,
         tasks,
     })
+}
+
+/// The JSON API and the web UI side by side, with what every request passes through.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = crate::http::router(state.config.max_results_bytes).split_for_parts();
+    let doc = doc
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    Router::new()
+        .merge(api)
+        .merge(crate::ui::router().layer(axum::middleware::from_fn(
+            crate::http::declared_length_limit(crate::http::MAX_BODY),
+        )))
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(Extension(Document(std::sync::Arc::new(doc + "\n"))))
+        .layer(DefaultBodyLimit::max(crate::http::MAX_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// On an empty database: creates the first deployment and an admin token for it.

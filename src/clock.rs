@@ -1,6 +1,8 @@
 //! Time as scanhook stores and prints it: integer microseconds since the Unix epoch in the
-//! database (portable and sortable on both backends), ISO 8601 strings at the edges.
+//! database (portable and sortable on both backends), ISO 8601 strings at the edges; the
+//! durations people type (`30s`, `5m`); and the [`Clock`] seam that lets tests move time.
 
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -10,6 +12,46 @@ pub type Micros = i64;
 /// The current time in microseconds.
 pub fn now() -> Micros {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as Micros
+}
+
+/// Where time-driven code (delivery retries, retention) reads the time, so that tests can
+/// drive it step by step instead of sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Micros;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Micros {
+        now()
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `2h`, `1d`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a duration this long"))
 }
 
 /// `2021-09-21T23:49:17.480929+00:00`: the shape of the seed's `started_at`.
@@ -48,6 +90,18 @@ mod tests {
             iso(1_632_268_157_480_929),
             "2021-09-21T23:49:17.480929+00:00"
         );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("1e400").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! then flags (clap resolves the last two). Everything is validated here, at start-up,
 //! so a bad setting stops the process with a message that names it.
 
+use crate::clock::parse_duration;
 use crate::delivery::guard::Guard;
 use crate::delivery::schedule::Schedule;
 use crate::delivery::worker::DeliveryConfig;
@@ -180,46 +181,5 @@ impl Config {
             max_results_bytes: args.max_results_mb * 1024 * 1024,
             deployment: crate::ids::slugify(&args.deployment),
         })
-    }
-}
-
-/// `500ms`, `30s`, `5m`, `2h`, `1d`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
     }
 }

@@ -2,10 +2,12 @@
 //! code and a message that says what to fix; everything else is an opaque 500 that is
 //! logged once, here, with its whole cause chain.
 
+use crate::domain::query::QueryError;
+use crate::domain::rules::RuleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 /// An error as the HTTP layer reports it.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,18 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<QueryError> for AppError {
+    fn from(e: QueryError) -> Self {
+        Self::bad_request("invalid_query", e.0)
+    }
+}
+
+impl From<RuleError> for AppError {
+    fn from(e: RuleError) -> Self {
+        Self::bad_request("invalid_rule", e.to_string())
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
@@ -82,13 +96,30 @@ impl IntoResponse for AppError {
     }
 }
 
-/// The JSON shape of every error scanhook answers: `{"error": {"code", "message"}}`.
+/// The JSON shape of every error scanhook answers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine code, e.g. `invalid_body`, `not_found`, `unauthorized`.
+    pub code: String,
+    /// What to fix, in words.
+    pub message: String,
+}
+
+/// The answer of every error: `{"error": {"code", "message"}}`.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+        },
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Result alias for handlers.

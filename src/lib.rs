@@ -1,26 +1,32 @@
 //! scanhook: a self-hosted findings hub that the real `semgrep ci` client talks to.
 //!
-//! Map of the crate (read `docs/ARCHITECTURE.md` first):
-//! - [`cli`]: the binary's roles (`serve`, `migrate`, `token`, `rules`), one file each.
+//! Map of the crate (read `docs/ARCHITECTURE.md` first), from the bottom up; a module only
+//! imports from modules above it in this list:
+//! - [`clock`], [`ids`]: time and the clock seam; typed ids, tokens and secrets.
+//! - [`domain`]: pure logic without I/O: rules and modes, the finding lifecycle, the
+//!   webhook JSON objects, the CI protocol's request types, the outbox's values.
+//! - [`store`]: all SQL, on SQLite or PostgreSQL; persists what `domain` decides.
+//! - [`delivery`]: signing, the SSRF guard, retries, the delivery worker, the Test action.
 //! - [`config`]: layered, validated configuration for the server roles.
-//! - [`app`]: wires config, storage and HTTP together; background tasks and shutdown.
-//! - [`http`]: the HTTP surface: the semgrep-ci protocol, the v1 JSON API, auth.
-//! - [`domain`]: pure logic without I/O: rules and modes, the finding lifecycle,
-//!   the webhook JSON objects, the request types of the CI protocol.
-//! - [`delivery`]: signing, the SSRF guard, retries and the delivery worker.
-//! - [`store`]: all SQL, on SQLite or PostgreSQL.
-//! - [`ui`]: the web UI: server-rendered pages behind a session.
 //! - [`error`]: the one error type that becomes an HTTP response.
-//! - [`ids`], [`clock`]: identifiers, secrets and time.
+//! - [`state`]: what every request handler reaches.
+//! - [`edge`]: request parsing shared by the API and the UI.
+//! - [`api`]: the JSON API's request and response types (the OpenAPI document's schemas).
+//! - [`http`], [`ui`]: the JSON API and the web UI, siblings over everything above.
+//! - [`app`]: mounts both routers, runs the background tasks, shuts down.
+//! - [`cli`]: the binary's roles (`serve`, `worker`, `migrate`, `token`, admin clients).
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod state;
 pub mod store;
 pub mod ui;

@@ -2,6 +2,8 @@
 //! that turns the server's error objects into readable messages.
 
 use clap::Args;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
 
@@ -61,12 +63,26 @@ impl Client {
         })
     }
 
-    /// Sends a request and returns the JSON answer, or an error with the server's message.
-    pub async fn call(
+    /// Sends a request and reads the answer as the API's type for it, or fails with the
+    /// server's message.
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<T> {
+        let value = self.call_value(method, path, body).await?;
+        serde_json::from_value(value).map_err(|e| {
+            anyhow::anyhow!("the server's answer to {path} is not what this CLI expects: {e}")
+        })
+    }
+
+    /// Sends a request and returns the JSON answer as it came.
+    async fn call_value(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token.0);
@@ -83,11 +99,24 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        let message = value
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string());
+        let message = serde_json::from_value::<crate::error::ErrorBody>(value.clone())
+            .map(|e| e.error.message)
+            .unwrap_or_else(|_| value.to_string());
         anyhow::bail!("{status}: {message}")
     }
 }
+
+/// Prints `out` as JSON with `--json`, else as `human` words it.
+pub fn print<T: Serialize>(client: &ClientArgs, out: &T, human: impl FnOnce(&T) -> String) {
+    if client.json {
+        println!(
+            "{}",
+            serde_json::to_string(out).expect("API types serialise")
+        );
+    } else {
+        println!("{}", human(out));
+    }
+}
+
+/// No request body.
+pub const NO_BODY: Option<&()> = None;

@@ -1,10 +1,16 @@
 //! `scanhook integrations|modes|deliveries …`: webhook targets, which rule modes notify
 //! them, and the delivery log, through the server's API.
 
-use super::client::{Client, ClientArgs};
+use super::client::{print, Client, ClientArgs, NO_BODY};
+use crate::api::integrations::{
+    Deleted, DeliveryDetail, DeliveryList, IntegrationIn, IntegrationList, IntegrationOut,
+    IntegrationPatch, ModeList, ModeNotifies, NotifyIn, RecoverIn, Requeued, Resent, TestOut,
+};
+use crate::domain::mode::RuleMode;
+use crate::domain::outbox::MessageStatus;
+use crate::ids::{IntegrationId, MessageId};
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Value};
 
 #[derive(Debug, Subcommand)]
 pub enum IntegrationsCommand {
@@ -24,7 +30,7 @@ pub enum IntegrationsCommand {
     },
     /// Change an integration.
     Update {
-        id: String,
+        id: IntegrationId,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -38,19 +44,19 @@ pub enum IntegrationsCommand {
     },
     /// Delete an integration (its delivery log stays).
     Delete {
-        id: String,
+        id: IntegrationId,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// New signing secret; the old one keeps signing beside it for 24 h.
     RotateSecret {
-        id: String,
+        id: IntegrationId,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Post the test notification now and show what happened.
     Test {
-        id: String,
+        id: IntegrationId,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -60,17 +66,17 @@ pub enum IntegrationsCommand {
 pub enum ModesCommand {
     /// Make a rule mode (monitor, comment, block) notify integrations.
     Notify {
-        mode: String,
+        mode: RuleMode,
         #[arg(required = true)]
-        integration_ids: Vec<String>,
+        integration_ids: Vec<IntegrationId>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Stop a rule mode notifying integrations.
     Unnotify {
-        mode: String,
+        mode: RuleMode,
         #[arg(required = true)]
-        integration_ids: Vec<String>,
+        integration_ids: Vec<IntegrationId>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -86,27 +92,27 @@ pub enum DeliveriesCommand {
     /// The delivery log, newest first.
     List {
         #[arg(long)]
-        integration: Option<String>,
-        #[arg(long, value_parser = crate::store::messages::STATES)]
-        status: Option<String>,
+        integration: Option<IntegrationId>,
+        #[arg(long)]
+        status: Option<MessageStatus>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// One message with every attempt.
     Show {
-        msg_id: String,
+        msg_id: MessageId,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Send a message again (same webhook-id).
     Resend {
-        msg_id: String,
+        msg_id: MessageId,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Queue again an integration's failed messages since a time (epoch seconds or RFC 3339).
     Recover {
-        integration_id: String,
+        integration_id: IntegrationId,
         #[arg(long)]
         since: String,
         #[command(flatten)]
@@ -114,61 +120,41 @@ pub enum DeliveriesCommand {
     },
 }
 
-fn print(client: &ClientArgs, out: &Value, human: impl FnOnce(&Value) -> String) {
-    if client.json {
-        println!("{out}");
-    } else {
-        println!("{}", human(out));
-    }
-}
-
-fn integration_line(i: &Value) -> String {
+fn integration_line(i: &IntegrationOut) -> String {
+    let modes: Vec<&str> = i.modes.iter().map(|m| m.as_str()).collect();
     format!(
-        "{}  {}  {}  {}  modes={}",
-        i["id"].as_str().unwrap_or_default(),
-        if i["enabled"] == true {
-            "enabled "
-        } else {
-            "disabled"
-        },
-        i["name"].as_str().unwrap_or_default(),
-        i["url"].as_str().unwrap_or_default(),
-        i["modes"]
+        "{}  {}  {}  {}  modes=[{}]",
+        i.id,
+        if i.enabled { "enabled " } else { "disabled" },
+        i.name,
+        i.url,
+        modes.join(",")
     )
 }
 
 pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
     match cmd {
         IntegrationsCommand::Add { name, url, client } => {
-            let out = Client::new(&client)?
+            let out: IntegrationOut = Client::new(&client)?
                 .call(
                     Method::POST,
                     "/api/v1/integrations",
-                    Some(&json!({"name": name, "url": url})),
+                    Some(&IntegrationIn { name, url }),
                 )
                 .await?;
             print(&client, &out, |i| {
-                format!(
-                    "{}\nsecret: {}",
-                    integration_line(i),
-                    i["secret"].as_str().unwrap_or_default()
-                )
+                format!("{}\nsecret: {}", integration_line(i), i.secret)
             });
         }
         IntegrationsCommand::List { client } => {
-            let out = Client::new(&client)?
-                .call(Method::GET, "/api/v1/integrations", None)
+            let out: IntegrationList = Client::new(&client)?
+                .call(Method::GET, "/api/v1/integrations", NO_BODY)
                 .await?;
             print(&client, &out, |v| {
-                let lines: Vec<String> = v["integrations"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(integration_line)
-                    .collect();
-                if lines.is_empty() {
+                if v.integrations.is_empty() {
                     "no integrations yet: add one with `scanhook integrations add --name NAME --url URL`".into()
                 } else {
+                    let lines: Vec<String> = v.integrations.iter().map(integration_line).collect();
                     lines.join("\n")
                 }
             });
@@ -186,8 +172,8 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            let body = json!({"name": name, "url": url, "enabled": enabled});
-            let out = Client::new(&client)?
+            let body = IntegrationPatch { name, url, enabled };
+            let out: IntegrationOut = Client::new(&client)?
                 .call(
                     Method::PATCH,
                     &format!("/api/v1/integrations/{id}"),
@@ -197,51 +183,53 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
             print(&client, &out, integration_line);
         }
         IntegrationsCommand::Delete { id, client } => {
-            let out = Client::new(&client)?
-                .call(Method::DELETE, &format!("/api/v1/integrations/{id}"), None)
+            let out: Deleted = Client::new(&client)?
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/integrations/{id}"),
+                    NO_BODY,
+                )
                 .await?;
-            print(&client, &out, |_| format!("deleted {id}"));
+            print(&client, &out, |d| format!("deleted {}", d.deleted));
         }
         IntegrationsCommand::RotateSecret { id, client } => {
-            let out = Client::new(&client)?
+            let out: IntegrationOut = Client::new(&client)?
                 .call(
                     Method::POST,
                     &format!("/api/v1/integrations/{id}/rotate-secret"),
-                    Some(&json!({})),
+                    NO_BODY,
                 )
                 .await?;
             print(&client, &out, |i| {
                 format!(
                     "new secret: {}\nthe previous secret keeps signing until {}",
-                    i["secret"].as_str().unwrap_or_default(),
-                    i["previous_secret_valid_until"]
-                        .as_str()
-                        .unwrap_or_default()
+                    i.secret,
+                    i.previous_secret_valid_until.as_deref().unwrap_or_default()
                 )
             });
         }
         IntegrationsCommand::Test { id, client } => {
-            let out = Client::new(&client)?
+            let out: TestOut = Client::new(&client)?
                 .call(
                     Method::POST,
                     &format!("/api/v1/integrations/{id}/test"),
-                    Some(&json!({})),
+                    NO_BODY,
                 )
                 .await?;
-            print(&client, &out, |t| match t["status"].as_i64() {
+            print(&client, &out, |t| match t.status {
                 Some(status) => format!(
                     "HTTP {status} in {:.1} ms{}\n{}",
-                    t["latency_ms"].as_f64().unwrap_or_default(),
-                    if t["delivered"] == true {
+                    t.latency_ms,
+                    if t.delivered {
                         ""
                     } else {
                         " (not a 2xx: failed)"
                     },
-                    t["response"].as_str().unwrap_or_default()
+                    t.response.as_deref().unwrap_or_default()
                 ),
-                None => format!("failed: {}", t["error"].as_str().unwrap_or_default()),
+                None => format!("failed: {}", t.error.as_deref().unwrap_or_default()),
             });
-            if out["delivered"] != true {
+            if !out.delivered {
                 anyhow::bail!("the test notification was not delivered");
             }
         }
@@ -250,40 +238,28 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
 }
 
 pub async fn run_modes(cmd: ModesCommand) -> anyhow::Result<()> {
-    let (path, body, client) = match cmd {
+    let (mode, integration_ids, on, client) = match cmd {
         ModesCommand::Notify {
             mode,
             integration_ids,
             client,
-        } => (
-            format!("/api/v1/modes/{mode}/notify"),
-            json!({"integration_ids": integration_ids}),
-            client,
-        ),
+        } => (mode, integration_ids, true, client),
         ModesCommand::Unnotify {
             mode,
             integration_ids,
             client,
-        } => (
-            format!("/api/v1/modes/{mode}/unnotify"),
-            json!({"integration_ids": integration_ids}),
-            client,
-        ),
+        } => (mode, integration_ids, false, client),
         ModesCommand::List { client } => {
-            let out = Client::new(&client)?
-                .call(Method::GET, "/api/v1/modes", None)
+            let out: ModeList = Client::new(&client)?
+                .call(Method::GET, "/api/v1/modes", NO_BODY)
                 .await?;
             print(&client, &out, |v| {
-                v["modes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                v.modes
+                    .iter()
                     .map(|m| {
-                        format!(
-                            "{:<8} {}",
-                            m["mode"].as_str().unwrap_or_default(),
-                            m["integrations"]
-                        )
+                        let ids: Vec<&str> =
+                            m.integrations.iter().map(IntegrationId::as_str).collect();
+                        format!("{:<8} [{}]", m.mode.as_str(), ids.join(","))
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -291,14 +267,20 @@ pub async fn run_modes(cmd: ModesCommand) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let out = Client::new(&client)?
-        .call(Method::POST, &path, Some(&body))
+    let path = format!(
+        "/api/v1/modes/{mode}/{}",
+        if on { "notify" } else { "unnotify" }
+    );
+    let out: ModeNotifies = Client::new(&client)?
+        .call(Method::POST, &path, Some(&NotifyIn { integration_ids }))
         .await?;
     print(&client, &out, |v| {
-        format!(
-            "{} notify={}: {}",
-            v["mode"], v["notify"], v["integration_ids"]
-        )
+        let ids: Vec<&str> = v
+            .integration_ids
+            .iter()
+            .map(IntegrationId::as_str)
+            .collect();
+        format!("{} notify={}: {}", v.mode, v.notify, ids.join(", "))
     });
     Ok(())
 }
@@ -317,26 +299,20 @@ pub async fn run_deliveries(cmd: DeliveriesCommand) -> anyhow::Result<()> {
             if let Some(s) = status {
                 q.push(format!("status={s}"));
             }
-            let out = Client::new(&client)?
+            let out: DeliveryList = Client::new(&client)?
                 .call(
                     Method::GET,
                     &format!("/api/v1/deliveries?{}", q.join("&")),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             print(&client, &out, |v| {
-                v["deliveries"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                v.deliveries
+                    .iter()
                     .map(|m| {
                         format!(
                             "{}  {:<10} {:<15} attempts={} {}",
-                            m["id"].as_str().unwrap_or_default(),
-                            m["status"].as_str().unwrap_or_default(),
-                            m["kind"].as_str().unwrap_or_default(),
-                            m["attempts"],
-                            m["created_at"].as_str().unwrap_or_default()
+                            m.id, m.status, m.kind, m.attempts, m.created_at
                         )
                     })
                     .collect::<Vec<_>>()
@@ -344,37 +320,41 @@ pub async fn run_deliveries(cmd: DeliveriesCommand) -> anyhow::Result<()> {
             });
         }
         DeliveriesCommand::Show { msg_id, client } => {
-            let out = Client::new(&client)?
-                .call(Method::GET, &format!("/api/v1/deliveries/{msg_id}"), None)
+            let out: DeliveryDetail = Client::new(&client)?
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/deliveries/{msg_id}"),
+                    NO_BODY,
+                )
                 .await?;
             print(&client, &out, |m| {
                 serde_json::to_string_pretty(m).unwrap_or_default()
             });
         }
         DeliveriesCommand::Resend { msg_id, client } => {
-            let out = Client::new(&client)?
+            let out: Resent = Client::new(&client)?
                 .call(
                     Method::POST,
                     &format!("/api/v1/deliveries/{msg_id}/resend"),
-                    Some(&json!({})),
+                    NO_BODY,
                 )
                 .await?;
-            print(&client, &out, |_| format!("{msg_id} queued again"));
+            print(&client, &out, |r| format!("{} queued again", r.resent));
         }
         DeliveriesCommand::Recover {
             integration_id,
             since,
             client,
         } => {
-            let out = Client::new(&client)?
+            let out: Requeued = Client::new(&client)?
                 .call(
                     Method::POST,
                     &format!("/api/v1/integrations/{integration_id}/recover"),
-                    Some(&json!({"since": since})),
+                    Some(&RecoverIn { since }),
                 )
                 .await?;
             print(&client, &out, |v| {
-                format!("{} failed message(s) queued again", v["requeued"])
+                format!("{} failed message(s) queued again", v.requeued)
             });
         }
     }

@@ -5,6 +5,7 @@
 //! - `token` ([`token`]): create tokens directly in the database.
 //! - `rules` ([`rules`]): manage rules through a running server ([`client`]).
 //! - `integrations`, `modes`, `deliveries` ([`integrations`]): webhooks, likewise.
+//! - `openapi`: print the API's OpenAPI document.
 
 pub mod client;
 pub mod integrations;
@@ -51,6 +52,8 @@ enum Command {
     /// Read the delivery log; resend and recover messages.
     #[command(subcommand)]
     Deliveries(integrations::DeliveriesCommand),
+    /// Print the OpenAPI document of the API (as served at /api/openapi.json).
+    Openapi,
 }
 
 /// Parses the command line and runs the chosen role.
@@ -77,6 +80,10 @@ pub fn main() -> ExitCode {
             Command::Integrations(cmd) => integrations::run_integrations(cmd).await,
             Command::Modes(cmd) => integrations::run_modes(cmd).await,
             Command::Deliveries(cmd) => integrations::run_deliveries(cmd).await,
+            Command::Openapi => {
+                print!("{}", crate::http::openapi_json());
+                Ok(())
+            }
         }
     });
     match result {

@@ -1,9 +1,10 @@
 //! `scanhook rules add|mode|list`: rule files and modes, through the server's API.
 
-use super::client::{Client, ClientArgs};
+use super::client::{print, Client, ClientArgs, NO_BODY};
+use crate::api::admin::{AddRulesIn, ModeSet, RuleFileIn, RuleList, RulesAdded, SetModeIn};
+use crate::domain::mode::RuleMode;
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -17,7 +18,7 @@ pub enum RulesCommand {
         policy: Option<String>,
         /// monitor, comment or block.
         #[arg(long, default_value = "monitor")]
-        mode: String,
+        mode: RuleMode,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -25,7 +26,7 @@ pub enum RulesCommand {
     Mode {
         rule_id: String,
         /// monitor, comment or block.
-        mode: String,
+        mode: RuleMode,
         /// The policy to change it in (needed when the rule is in several).
         #[arg(long)]
         policy: Option<String>,
@@ -51,21 +52,27 @@ pub async fn run(cmd: RulesCommand) -> anyhow::Result<()> {
             for f in &files {
                 let content = std::fs::read_to_string(f)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
-                uploads.push(json!({"name": f.display().to_string(), "content": content}));
+                uploads.push(RuleFileIn {
+                    name: f.display().to_string(),
+                    content,
+                });
             }
-            let body = json!({"files": uploads, "policy": policy, "mode": mode});
-            let out = Client::new(&client)?
+            let body = AddRulesIn {
+                files: uploads,
+                policy,
+                mode: Some(mode.as_str().to_string()),
+            };
+            let out: RulesAdded = Client::new(&client)?
                 .call(Method::POST, "/api/v1/rules", Some(&body))
                 .await?;
-            if client.json {
-                println!("{out}");
-            } else {
-                let n = out["rules"].as_array().map_or(0, Vec::len);
-                println!(
-                    "{n} rule(s) stored in policy {} as {}",
-                    out["policy"]["name"], out["mode"]
-                );
-            }
+            print(&client, &out, |o| {
+                format!(
+                    "{} rule(s) stored in policy {:?} as {}",
+                    o.rules.len(),
+                    o.policy.name,
+                    o.mode
+                )
+            });
         }
         RulesCommand::Mode {
             rule_id,
@@ -73,49 +80,42 @@ pub async fn run(cmd: RulesCommand) -> anyhow::Result<()> {
             policy,
             client,
         } => {
-            let body = json!({"mode": mode, "policy": policy});
+            let body = SetModeIn {
+                mode: mode.as_str().to_string(),
+                policy,
+            };
             let path = format!("/api/v1/rules/{}/mode", urlencode(&rule_id));
-            let out = Client::new(&client)?
+            let out: ModeSet = Client::new(&client)?
                 .call(Method::PUT, &path, Some(&body))
                 .await?;
-            if client.json {
-                println!("{out}");
-            } else {
-                println!(
-                    "{rule_id}: {} in policy {}",
-                    out["mode"], out["policy"]["name"]
-                );
-            }
+            print(&client, &out, |o| {
+                format!("{}: {} in policy {:?}", o.rule_id, o.mode, o.policy.name)
+            });
         }
         RulesCommand::List { client } => {
-            let out = Client::new(&client)?
-                .call(Method::GET, "/api/v1/rules", None)
+            let out: RuleList = Client::new(&client)?
+                .call(Method::GET, "/api/v1/rules", NO_BODY)
                 .await?;
-            if client.json {
-                println!("{out}");
-            } else {
-                print_table(&out);
-            }
+            print(&client, &out, table);
         }
     }
     Ok(())
 }
 
-fn print_table(out: &Value) {
-    let rules = out["rules"].as_array().cloned().unwrap_or_default();
-    if rules.is_empty() {
-        println!("no rules yet: add some with `scanhook rules add FILE.yml`");
-        return;
+fn table(out: &RuleList) -> String {
+    if out.rules.is_empty() {
+        return "no rules yet: add some with `scanhook rules add FILE.yml`".into();
     }
-    println!("{:<48} {:<8} POLICY", "RULE", "MODE");
-    for r in rules {
-        println!(
+    let mut lines = vec![format!("{:<48} {:<8} POLICY", "RULE", "MODE")];
+    for r in &out.rules {
+        lines.push(format!(
             "{:<48} {:<8} {}",
-            r["rule_id"].as_str().unwrap_or_default(),
-            r["mode"].as_str().unwrap_or("-"),
-            r["policy"]["name"].as_str().unwrap_or("-")
-        );
+            r.rule_id,
+            r.mode.map_or("-", RuleMode::as_str),
+            r.policy.as_ref().map_or("-", |p| p.name.as_str())
+        ));
     }
+    lines.join("\n")
 }
 
 fn urlencode(s: &str) -> String {

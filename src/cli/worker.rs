@@ -1,10 +1,11 @@
 //! `scanhook worker`: delivery only, for separate worker processes beside `serve
 //! --no-deliver` (or beside other `serve` processes) on one PostgreSQL database.
 
+use crate::clock::SystemClock;
 use crate::config::{DatabaseArgs, DeliveryArgs};
 use crate::delivery::guard::Guard;
 use crate::delivery::sender::Sender;
-use crate::delivery::worker::{SystemClock, Worker};
+use crate::delivery::worker::Worker;
 use crate::store::Store;
 use clap::Args;
 use std::sync::Arc;

@@ -1,10 +1,15 @@
-//! In-process delivery counters, exposed by `/metrics` in the Prometheus text format
-//! together with the queue depth read from the database.
+//! This process's delivery counters, exposed by `/metrics` through `prometheus-client`
+//! (the OpenMetrics text format) together with the queue depth read from the database.
+//! One registry per process, owned by its worker: no global recorder.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use crate::domain::outbox::MessageStatus;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -12,18 +17,74 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0,
 ];
 
-/// Counters of this process's delivery attempts.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabel {
+    integration: String,
+}
+
+/// Counters of this process's delivery attempts, and the queue depth gauge that a scrape
+/// fills in.
+#[derive(Debug)]
 pub struct Metrics {
-    delivered: AtomicU64,
-    http_failure: AtomicU64,
-    error: AtomicU64,
-    latency_buckets: [AtomicU64; 12],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
-    failures_by_integration: Mutex<BTreeMap<String, u64>>,
+    registry: Registry,
+    queue: Family<StateLabel, Gauge>,
+    attempts: Family<OutcomeLabel, Counter>,
+    latency: Histogram,
+    failures: Family<IntegrationLabel, Counter>,
     /// When the delivery loop last went round (microseconds; 0 before its first turn).
     last_loop: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let queue = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "scanhook_queue_messages",
+            "Webhook messages by state",
+            queue.clone(),
+        );
+        let attempts = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "scanhook_delivery_attempts",
+            "Delivery attempts by outcome",
+            attempts.clone(),
+        );
+        let latency = Histogram::new(BUCKETS);
+        registry.register(
+            "scanhook_delivery_latency_seconds",
+            "Latency of delivery attempts",
+            latency.clone(),
+        );
+        let failures = Family::<IntegrationLabel, Counter>::default();
+        registry.register(
+            "scanhook_integration_failures",
+            "Failed attempts per integration",
+            failures.clone(),
+        );
+        // Every outcome and state shows from the first scrape, at zero.
+        for outcome in ["delivered", "http_failure", "error"] {
+            let _ = attempts.get_or_create(&OutcomeLabel { outcome });
+        }
+        Metrics {
+            registry,
+            queue,
+            attempts,
+            latency,
+            failures,
+            last_loop: AtomicI64::new(0),
+        }
+    }
 }
 
 impl Metrics {
@@ -39,94 +100,39 @@ impl Metrics {
 
     /// Records one attempt: `status` is the HTTP status, `None` for a network error.
     pub fn attempt(&self, integration: &str, status: Option<u16>, latency: Duration) {
-        match status {
-            Some(s) if (200..300).contains(&s) => self.delivered.fetch_add(1, Ordering::Relaxed),
-            Some(_) => self.http_failure.fetch_add(1, Ordering::Relaxed),
-            None => self.error.fetch_add(1, Ordering::Relaxed),
+        let outcome = match status {
+            Some(s) if (200..300).contains(&s) => "delivered",
+            Some(_) => "http_failure",
+            None => "error",
         };
-        if !status.is_some_and(|s| (200..300).contains(&s)) {
-            let mut f = self.failures_by_integration.lock().expect("metrics lock");
-            *f.entry(integration.to_string()).or_default() += 1;
+        self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
+        if outcome != "delivered" {
+            self.failures
+                .get_or_create(&IntegrationLabel {
+                    integration: integration.to_string(),
+                })
+                .inc();
         }
-        let secs = latency.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        self.latency.observe(latency.as_secs_f64());
     }
 
     /// The exposition text, with the queue depth by state passed in.
-    pub fn render(&self, queue: &[(String, i64)]) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "# HELP scanhook_queue_messages Webhook messages by state."
-        );
-        let _ = writeln!(s, "# TYPE scanhook_queue_messages gauge");
-        for state in crate::store::messages::STATES {
+    pub fn render(&self, queue: &[(MessageStatus, i64)]) -> String {
+        for state in MessageStatus::ALL {
             let n = queue
                 .iter()
-                .find(|(k, _)| k == state)
+                .find(|(s, _)| *s == state)
                 .map_or(0, |(_, n)| *n);
-            let _ = writeln!(s, "scanhook_queue_messages{{state=\"{state}\"}} {n}");
+            self.queue
+                .get_or_create(&StateLabel {
+                    state: state.as_str(),
+                })
+                .set(n);
         }
-        let _ = writeln!(
-            s,
-            "# HELP scanhook_delivery_attempts_total Delivery attempts by outcome."
-        );
-        let _ = writeln!(s, "# TYPE scanhook_delivery_attempts_total counter");
-        for (outcome, n) in [
-            ("delivered", &self.delivered),
-            ("http_failure", &self.http_failure),
-            ("error", &self.error),
-        ] {
-            let _ = writeln!(
-                s,
-                "scanhook_delivery_attempts_total{{outcome=\"{outcome}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP scanhook_delivery_latency_seconds Latency of delivery attempts."
-        );
-        let _ = writeln!(s, "# TYPE scanhook_delivery_latency_seconds histogram");
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "scanhook_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {}",
-                self.latency_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            s,
-            "scanhook_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(s, "scanhook_delivery_latency_seconds_sum {sum}");
-        let _ = writeln!(s, "scanhook_delivery_latency_seconds_count {count}");
-        let _ = writeln!(
-            s,
-            "# HELP scanhook_integration_failures_total Failed attempts per integration."
-        );
-        let _ = writeln!(s, "# TYPE scanhook_integration_failures_total counter");
-        for (id, n) in self
-            .failures_by_integration
-            .lock()
-            .expect("metrics lock")
-            .iter()
-        {
-            let _ = writeln!(
-                s,
-                "scanhook_integration_failures_total{{integration=\"{id}\"}} {n}"
-            );
-        }
-        s
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
     }
 }
 
@@ -140,11 +146,19 @@ mod tests {
         m.attempt("int_a", Some(200), Duration::from_millis(3));
         m.attempt("int_b", Some(500), Duration::from_millis(30));
         m.attempt("int_b", None, Duration::from_secs(20));
-        let text = m.render(&[("pending".into(), 2)]);
-        assert!(text.contains("scanhook_queue_messages{state=\"pending\"} 2"));
-        assert!(text.contains("scanhook_delivery_attempts_total{outcome=\"delivered\"} 1"));
-        assert!(text.contains("scanhook_delivery_latency_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("scanhook_delivery_latency_seconds_bucket{le=\"+Inf\"} 3"));
-        assert!(text.contains("scanhook_integration_failures_total{integration=\"int_b\"} 2"));
+        let text = m.render(&[(MessageStatus::Pending, 2)]);
+        for line in [
+            "scanhook_queue_messages{state=\"pending\"} 2",
+            "scanhook_queue_messages{state=\"failed\"} 0",
+            "scanhook_delivery_attempts_total{outcome=\"delivered\"} 1",
+            "scanhook_delivery_attempts_total{outcome=\"error\"} 1",
+            "scanhook_delivery_latency_seconds_bucket{le=\"0.005\"} 1",
+            "scanhook_delivery_latency_seconds_bucket{le=\"+Inf\"} 3",
+            "scanhook_delivery_latency_seconds_count 3",
+            "scanhook_integration_failures_total{integration=\"int_b\"} 2",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 }

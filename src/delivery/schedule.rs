@@ -24,7 +24,7 @@ impl Schedule {
             .split(',')
             .map(str::trim)
             .filter(|d| !d.is_empty())
-            .map(crate::config::parse_duration)
+            .map(crate::clock::parse_duration)
             .collect::<Result<Vec<_>, _>>()?;
         if delays.is_empty() {
             return Err("the retry schedule needs at least one delay".into());

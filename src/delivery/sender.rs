@@ -2,28 +2,12 @@
 //! happened in a form the delivery log keeps.
 
 use super::guard::{Guard, GuardedResolver};
+use crate::domain::outbox::Outcome;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What one attempt did.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub status: Option<u16>,
-    pub latency: Duration,
-    /// The first 4 KiB of the response body.
-    pub excerpt: Option<String>,
-    pub error: Option<String>,
-    pub retry_after: Option<Duration>,
-}
-
-impl Outcome {
-    pub fn delivered(&self) -> bool {
-        self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-}
 
 /// The HTTP client of the delivery path.
 #[derive(Debug, Clone)]
@@ -52,10 +36,7 @@ impl Sender {
     pub async fn post(&self, url: &str, headers: HeaderMap, body: Bytes) -> Outcome {
         match url::Url::parse(url) {
             Ok(url) => self.send(url, headers, body).await,
-            Err(e) => Outcome {
-                error: Some(format!("invalid URL: {e}")),
-                ..Outcome::default()
-            },
+            Err(e) => Outcome::refused(format!("invalid URL: {e}")),
         }
     }
 

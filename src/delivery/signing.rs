@@ -3,29 +3,14 @@
 //! (hex HMAC-SHA256 of the body keyed by the whole secret string).
 
 use crate::clock::Micros;
-use crate::store::integrations::Integration;
+use crate::domain::integration::Integration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// A fresh signing secret: `whsec_` + base64 of 24 random bytes.
-pub fn new_secret() -> String {
-    let mut key = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut key);
-    format!("whsec_{}", STANDARD.encode(key))
-}
-
-/// Whether `s` is a secret of the shape [`new_secret`] makes (at least 24 key bytes).
-pub fn is_valid_secret(s: &str) -> bool {
-    s.strip_prefix("whsec_")
-        .and_then(|b64| STANDARD.decode(b64).ok())
-        .is_some_and(|key| key.len() >= 24)
-}
 
 /// The HMAC key of a `whsec_` secret.
 fn key(secret: &str) -> anyhow::Result<Vec<u8>> {
@@ -59,16 +44,19 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn new(integration: &Integration) -> anyhow::Result<Signer> {
-        let mut standard = vec![(
-            HmacSha256::new_from_slice(&key(&integration.secret)?)?,
-            None,
-        )];
-        if let (Some(old), Some(until)) = (&integration.old_secret, integration.old_secret_until) {
+    /// Keys for `secret`, and for a rotated-out secret until its overlap ends.
+    pub fn new(secret: &str, previous: Option<(&str, Micros)>) -> anyhow::Result<Signer> {
+        let mut standard = vec![(HmacSha256::new_from_slice(&key(secret)?)?, None)];
+        if let Some((old, until)) = previous {
             standard.push((HmacSha256::new_from_slice(&key(old)?)?, Some(until)));
         }
-        let semgrep = HmacSha256::new_from_slice(integration.secret.as_bytes())?;
+        let semgrep = HmacSha256::new_from_slice(secret.as_bytes())?;
         Ok(Signer { standard, semgrep })
+    }
+
+    /// The keys of an integration as it stands at `now`.
+    pub fn of(integration: &Integration, now: Micros) -> anyhow::Result<Signer> {
+        Signer::new(&integration.secret, integration.previous_secret(now))
     }
 
     /// Every header a delivery carries, signed for an attempt at `now`: `webhook-id`,
@@ -112,17 +100,6 @@ impl Signer {
     }
 }
 
-/// The headers of one attempt to `integration` (see [`Signer::headers`]).
-pub fn signed_headers(
-    integration: &Integration,
-    msg_id: &str,
-    kind: &str,
-    now: Micros,
-    body: &[u8],
-) -> anyhow::Result<HeaderMap> {
-    Signer::new(integration)?.headers(msg_id, kind, now, body)
-}
-
 /// `X-Semgrep-Signature-256`: hex HMAC-SHA256 of the body, keyed by the secret string.
 pub fn semgrep(secret: &str, body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
@@ -147,43 +124,26 @@ mod tests {
     }
 
     #[test]
-    fn fresh_secrets_are_distinct_whsec_keys() {
-        let a = new_secret();
-        let b = new_secret();
-        assert!(a.starts_with("whsec_") && a != b);
-        assert_eq!(key(&a).unwrap().len(), 24);
-        assert!(is_valid_secret(&a));
+    fn fresh_secrets_are_24_byte_keys() {
+        assert_eq!(key(&crate::ids::new_signing_secret()).unwrap().len(), 24);
     }
 
     #[test]
     fn signer_headers_match_the_reference_and_end_the_overlap() {
         let now = 1_614_265_330 * 1_000_000;
-        let mut i = crate::store::integrations::Integration {
-            id: 1,
-            public_id: "int_1".into(),
-            name: "x".into(),
-            url: "https://hooks.example.com/".into(),
-            enabled: true,
-            disabled_reason: None,
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            old_secret: Some(new_secret()),
-            old_secret_until: Some(now + 1),
-            failing_since: None,
-            modes: vec![],
-            created_at: 0,
-            updated_at: 0,
-        };
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let old = crate::ids::new_signing_secret();
+        let signer = Signer::new(secret, Some((&old, now + 1))).unwrap();
         let body = br#"{"test": 2432232314}"#;
-        let h = signed_headers(&i, "msg_p5jXN8AQM9LWM0D4loKWxJek", "test", now, body).unwrap();
+        let h = signer
+            .headers("msg_p5jXN8AQM9LWM0D4loKWxJek", "test", now, body)
+            .unwrap();
         let sigs = h["webhook-signature"].to_str().unwrap();
         assert!(sigs.starts_with("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,"));
         assert_eq!(h["webhook-timestamp"], "1614265330");
         assert_eq!(h["x-scanhook-event"], "test");
-        assert_eq!(
-            h["x-semgrep-signature-256"],
-            semgrep(&i.secret, body).as_str()
-        );
-        let later = signed_headers(&i, "msg_p5jXN8AQM9LWM0D4loKWxJek", "test", now + 1, body);
+        assert_eq!(h["x-semgrep-signature-256"], semgrep(secret, body).as_str());
+        let later = signer.headers("msg_p5jXN8AQM9LWM0D4loKWxJek", "test", now + 1, body);
         assert_eq!(
             later.unwrap()["webhook-signature"]
                 .to_str()
@@ -193,9 +153,8 @@ mod tests {
             1,
             "the previous secret stops signing when its overlap ends"
         );
-        i.secret = "whsec_!".into();
         assert!(
-            Signer::new(&i).is_err(),
+            Signer::new("whsec_!", None).is_err(),
             "a secret that is not base64 cannot sign"
         );
     }

@@ -7,11 +7,12 @@
 
 use super::metrics::Metrics;
 use super::schedule::Schedule;
-use super::sender::{Outcome, Sender};
+use super::sender::Sender;
 use super::signing::Signer;
-use crate::clock::Micros;
-use crate::store::integrations::Integration;
-use crate::store::messages::{AttemptRecord, Claimant, Claimed, Next};
+use crate::clock::{Clock, Micros};
+use crate::domain::integration::Integration;
+use crate::domain::outbox::{Next, Outcome};
+use crate::store::messages::{AttemptRecord, Claimant, Claimed};
 use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,20 +21,6 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-
-/// Where the worker reads the time.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Micros;
-}
-
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Micros {
-        crate::clock::now()
-    }
-}
 
 /// Delivery settings.
 #[derive(Debug, Clone)]
@@ -177,9 +164,9 @@ struct Target {
 }
 
 impl Target {
-    fn new(of: Arc<Integration>) -> Target {
+    fn new(of: Arc<Integration>, now: Micros) -> Target {
         let prepared = match url::Url::parse(&of.url) {
-            Ok(url) => Signer::new(&of)
+            Ok(url) => Signer::of(&of, now)
                 .map(|signer| (url, signer))
                 .map_err(|e| format!("cannot sign: {e}")),
             Err(e) => Err(format!("invalid URL: {e}")),
@@ -398,7 +385,7 @@ impl Worker {
             };
             let target = match &lane.target {
                 Some(t) if Arc::ptr_eq(&t.of, &message.integration) => t.clone(),
-                _ => Arc::new(Target::new(message.integration.clone())),
+                _ => Arc::new(Target::new(message.integration.clone(), self.clock.now())),
             };
             lane.target = Some(target.clone());
             lane.running += 1;
@@ -553,7 +540,7 @@ impl Worker {
         }
         let outcome = self.attempt(&message, target, now).await;
         self.metrics.attempt(
-            &message.integration.public_id,
+            message.integration.public_id.as_str(),
             outcome.status,
             outcome.latency,
         );
@@ -574,15 +561,17 @@ impl Worker {
 
     /// Signs and sends one attempt.
     async fn attempt(&self, message: &Claimed, target: &Target, now: Micros) -> Outcome {
-        let refused = |error: String| Outcome {
-            error: Some(error),
-            ..Outcome::default()
-        };
+        let refused = Outcome::refused;
         let (url, signer) = match &target.prepared {
             Ok(prepared) => prepared,
             Err(e) => return refused(e.clone()),
         };
-        match signer.headers(&message.public_id, &message.kind, now, &message.body) {
+        match signer.headers(
+            message.public_id.as_str(),
+            message.kind.as_str(),
+            now,
+            &message.body,
+        ) {
             Ok(headers) => {
                 self.sender
                     .send(url.clone(), headers, message.body.clone())
@@ -623,7 +612,7 @@ mod tests {
             room: Arc::default(),
             initial: 4,
             lease: 10,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(crate::clock::SystemClock),
         };
         assert!(
             h.claim(1, 3).is_some(),

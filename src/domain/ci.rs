@@ -6,14 +6,16 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// `POST /api/cli/v2/scans`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct CreateScan {
     pub scan_metadata: ScanMetadata,
     pub project_metadata: ProjectMetadata,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// What the client says of the scan itself.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ScanMetadata {
+    /// The client's id of this run: creating a scan again with it returns the same scan.
     pub unique_id: String,
     #[serde(default)]
     pub cli_version: Option<String>,
@@ -23,13 +25,15 @@ pub struct ScanMetadata {
 
 /// What the client knows about the repository and the CI job; kept whole in the database
 /// and read back to build the `semgrep_scan` object.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ProjectMetadata {
+    /// The project, e.g. `acme/api`; created on its first scan.
     pub repository: String,
     #[serde(default)]
     pub scan_environment: Option<String>,
     #[serde(default)]
     pub repo_url: Option<String>,
+    /// The scanned ref, e.g. `main` or `refs/pull/3483/merge`.
     #[serde(default)]
     pub branch: Option<String>,
     #[serde(default)]
@@ -58,6 +62,7 @@ pub struct ProjectMetadata {
     pub pull_request_id: Option<String>,
     #[serde(default)]
     pub pull_request_title: Option<String>,
+    /// `false` for a diff-aware scan (only what the change introduces is uploaded).
     #[serde(default = "yes")]
     pub is_full_scan: bool,
 }
@@ -74,7 +79,7 @@ impl ProjectMetadata {
 }
 
 /// `POST /api/agent/scans/{id}/results`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct Results {
     pub findings: Vec<Finding>,
     #[serde(default)]
@@ -90,7 +95,7 @@ pub struct Results {
 }
 
 /// A skipped path: a bare string from this client, an object `{path, …}` from others.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SkippedPath {
     Path(String),
@@ -107,7 +112,7 @@ impl SkippedPath {
 
 /// One match of one rule, as uploaded. The rule metadata stays raw JSON: it is stored and
 /// sent on, and scanhook reads only a few keys of it ([`MetadataKeys`]).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     pub check_id: String,
     pub path: String,
@@ -123,7 +128,9 @@ pub struct Finding {
     pub syntactic_id: String,
     #[serde(default)]
     pub match_based_id: Option<String>,
+    /// The rule's metadata as served in the config.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,
     #[serde(default)]
     pub is_blocking: bool,
@@ -213,15 +220,50 @@ impl Results {
 }
 
 /// `POST /api/agent/scans/{id}/complete`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct Complete {
     pub exit_code: i64,
+    /// Scan statistics, kept as sent.
     #[serde(default)]
     pub stats: Value,
 }
 
+/// The reply to `/complete`. A retried `/complete` gets the reply of the first.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct CompleteReply {
+    pub success: bool,
+    /// Set when a rule was switched to Block while the scan ran: the client fails the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_block_override: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_block_reason: Option<String>,
+    /// The findings of such rules that the client did not block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_blocking_match_based_ids: Option<Vec<String>>,
+}
+
+impl CompleteReply {
+    /// `{"success": true}`, or the late-Block override naming the findings to block.
+    pub fn new(override_ids: Vec<String>) -> CompleteReply {
+        if override_ids.is_empty() {
+            return CompleteReply {
+                success: true,
+                app_block_override: None,
+                app_block_reason: None,
+                app_blocking_match_based_ids: None,
+            };
+        }
+        CompleteReply {
+            success: true,
+            app_block_override: Some(true),
+            app_block_reason: Some("a rule was switched to Block mode while this scan ran".into()),
+            app_blocking_match_based_ids: Some(override_ids),
+        }
+    }
+}
+
 /// `POST /api/agent/scans/{id}/error`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ScanError {
     pub exit_code: i64,
     #[serde(default)]

@@ -6,7 +6,19 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A rule mode. The derived order is the strength order: Block > Comment > Monitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleMode {
     Monitor,
@@ -86,7 +98,7 @@ impl FromStr for RuleMode {
 }
 
 /// The policy that decided a rule's mode, as `semgrep.policy` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyRef {
     pub id: i64,
     pub name: String,

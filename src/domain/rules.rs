@@ -22,12 +22,15 @@ pub struct RuleError {
 
 impl std::fmt::Display for RuleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.rule {
-            Some(rule) => write!(f, "{}: rule {rule:?}: {}", self.file, self.problem),
-            None => write!(f, "{}: {}", self.file, self.problem),
+        match (&self.rule, self.file.is_empty()) {
+            (Some(rule), _) => write!(f, "{}: rule {rule:?}: {}", self.file, self.problem),
+            (None, false) => write!(f, "{}: {}", self.file, self.problem),
+            (None, true) => f.write_str(&self.problem),
         }
     }
 }
+
+impl std::error::Error for RuleError {}
 
 const SEVERITIES: &[&str] = &[
     "INFO",
@@ -84,6 +87,35 @@ pub fn parse_file(file: &str, content: &str) -> Result<Vec<Rule>, RuleError> {
         });
     }
     Ok(out)
+}
+
+/// Parses uploaded rule files `(name, content)`: every rule of every file valid and no id
+/// in two files, or the first problem, naming the file and the rule.
+pub fn parse_files<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<Rule>, RuleError> {
+    let mut all: Vec<Rule> = Vec::new();
+    for (name, content) in files {
+        for r in parse_file(name, content)? {
+            if all.iter().any(|a| a.id == r.id) {
+                return Err(RuleError {
+                    file: name.to_string(),
+                    rule: Some(r.id),
+                    problem: "the id appears in more than one uploaded file".into(),
+                });
+            }
+            all.push(r);
+        }
+    }
+    if all.is_empty() {
+        return Err(RuleError {
+            file: String::new(),
+            rule: None,
+            problem: "the files hold no rules: a rule file is YAML with a top-level `rules:` list"
+                .into(),
+        });
+    }
+    Ok(all)
 }
 
 /// What every rule needs, whatever its mode.
@@ -176,6 +208,15 @@ mod tests {
     fn taint_rules_pass() {
         let yaml = "rules:\n- id: t\n  mode: taint\n  languages: [python]\n  severity: WARNING\n  message: m\n  pattern-sources: [{pattern: source()}]\n  pattern-sinks: [{pattern: sink(...)}]\n";
         assert_eq!(parse_file("t.yml", yaml).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn several_files_share_no_id() {
+        let a = "rules:\n- id: a\n  languages: [python]\n  severity: ERROR\n  message: m\n  pattern: x\n";
+        assert_eq!(parse_files([("a.yml", a)]).unwrap().len(), 1);
+        let e = parse_files([("a.yml", a), ("b.yml", a)]).unwrap_err();
+        assert_eq!((e.file.as_str(), e.rule.as_deref()), ("b.yml", Some("a")));
+        assert!(e.problem.contains("more than one"), "{e}");
     }
 
     #[test]

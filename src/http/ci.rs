@@ -1,52 +1,61 @@
 //! The semgrep-ci protocol (`shared/reference/semgrep-ci-protocol.md`): what the real
 //! client calls in the `--oss-only` flow, with its retries made harmless.
 
-use super::extract::{parse_json, Auth, JsonBody};
-use crate::app::AppState;
-use crate::domain::ci::{Complete, CreateScan, Results, ScanError};
+use super::extract::Auth;
+use crate::api::ci::{
+    ConfigBody, CurrentDeployment, DeploymentInfo, EngineParams, ResultsAccepted, RuleSet,
+    ScanConfig, ScanCreated, ScanInfo,
+};
+use crate::api::{Conflict, Refusals, Success};
+use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError};
 use crate::domain::mode::{self, RuleMode};
-use crate::error::{AppError, AppResult};
+use crate::domain::scan::ScanStatus;
+use crate::edge::{parse_json, JsonBody, Path};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::ids::{ScanId, ScanKey};
+use crate::state::AppState;
 use crate::store::complete::Completion;
 use crate::store::messages::Claimant;
-use crate::store::scans::{Scan, ScanStatus};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use crate::store::scans::Scan;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde_json::Value;
 use std::collections::HashSet;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router(results_limit: usize) -> Router<AppState> {
-    let results_route = post(results)
+pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
+    let results = OpenApiRouter::new()
+        .routes(routes!(upload_results))
         .layer(DefaultBodyLimit::max(results_limit))
         .layer(middleware::from_fn(super::declared_length_limit(
             results_limit,
         )));
-    let rest = Router::new()
-        .route("/api/cli/v2/scans", post(create_scan))
-        .route("/api/cli/v2/scans/{unique_id}/config", get(scan_config))
-        .route("/api/agent/scans/{scan_id}/complete", post(complete))
-        .route("/api/agent/scans/{scan_id}/error", post(scan_error))
-        .route("/api/agent/deployments/current", get(current_deployment))
-        .route(
-            "/api/agent/deployments/deepbinary/{platform}",
-            get(deepbinary),
-        )
-        .route("/failure", post(failure))
+    let rest = OpenApiRouter::new()
+        .routes(routes!(create_scan))
+        .routes(routes!(scan_config))
+        .routes(routes!(complete_scan))
+        .routes(routes!(scan_error))
+        .routes(routes!(current_deployment))
+        .routes(routes!(deepbinary))
+        .routes(routes!(fail_open_report))
         .layer(middleware::from_fn(super::declared_length_limit(
             super::MAX_BODY,
         )));
-    Router::new()
-        .route("/api/agent/scans/{scan_id}/results", results_route)
-        .merge(rest)
+    results.merge(rest)
 }
 
+/// Start a scan (semgrep ci). Idempotent on `scan_metadata.unique_id`.
+#[utoipa::path(post, path = "/api/cli/v2/scans", tag = "semgrep-ci",
+    security(("bearer" = [])), request_body = CreateScan,
+    responses((status = 200, description = "The scan, new or the one with this unique_id", body = ScanCreated), Refusals))]
 async fn create_scan(
     auth: Auth,
     State(st): State<AppState>,
     JsonBody(req, _): JsonBody<CreateScan>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ScanCreated>> {
     let uid = &req.scan_metadata.unique_id;
     if uid.trim().is_empty() || uid.len() > 200 {
         return Err(AppError::bad_request(
@@ -63,19 +72,26 @@ async fn create_scan(
     }
     let scan = st.store.create_scan(auth.deployment.id, &req).await?;
     tracing::info!(scan.id = %scan.public_id, project = %scan.project, git_ref = %scan.git_ref, "scan started");
-    Ok(Json(json!({"info": {
-        "id": scan.id,
-        "enabled_products": ["sast"],
-        "deployment_id": auth.deployment.id,
-        "deployment_name": auth.deployment.slug,
-    }})))
+    Ok(Json(ScanCreated {
+        info: ScanInfo {
+            id: scan.id,
+            enabled_products: vec!["sast".into()],
+            deployment_id: auth.deployment.id,
+            deployment_name: auth.deployment.slug,
+        },
+    }))
 }
 
+/// Rules for a scan, each with its mode in `dev.semgrep.actions`.
+#[utoipa::path(get, path = "/api/cli/v2/scans/{unique_id}/config", tag = "semgrep-ci",
+    security(("bearer" = [])),
+    params(("unique_id" = String, Path, description = "The scan's `scan_metadata.unique_id`")),
+    responses((status = 200, description = "The scan config", body = ScanConfig), Refusals))]
 async fn scan_config(
     auth: Auth,
     State(st): State<AppState>,
     Path(unique_id): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ScanConfig>> {
     let scan = st
         .store
         .scan_by_unique_id(auth.deployment.id, &unique_id)
@@ -93,38 +109,45 @@ async fn scan_config(
         })
         .collect();
     let (syntactic, match_based) = st.store.triage_ignored_ids(scan.project_id).await?;
-    Ok(Json(json!({
-        "status": "success",
-        "config": {
-            "rules": {"rules": rules},
-            "triage_ignored_syntactic_ids": syntactic,
-            "triage_ignored_match_based_ids": match_based,
+    Ok(Json(ScanConfig {
+        status: "success".into(),
+        config: ConfigBody {
+            rules: RuleSet { rules },
+            triage_ignored_syntactic_ids: syntactic,
+            triage_ignored_match_based_ids: match_based,
         },
-        "engine_params": {
-            "ignored_files": scan.ignored_files,
-            // An ATD assoc list: `[[product, globs]]`, not an object.
-            "product_ignored_files": [["sast", scan.ignored_files]],
+        engine_params: EngineParams {
+            product_ignored_files: vec![("sast".into(), scan.ignored_files.clone())],
+            ignored_files: scan.ignored_files,
         },
-    })))
+    }))
 }
 
-/// The scan named in the path, inside the caller's deployment.
+/// The scan named in the path, inside the caller's deployment. The client names scans by
+/// their numeric id.
 async fn scan_in_path(st: &AppState, auth: &Auth, id: &str) -> AppResult<Scan> {
-    if id.parse::<i64>().is_err() {
-        return Err(AppError::not_found("scan"));
-    }
+    let id: ScanId = id.parse().map_err(|_| AppError::not_found("scan"))?;
     st.store
-        .scan(auth.deployment.id, id)
+        .scan(auth.deployment.id, &ScanKey::Numeric(id))
         .await?
         .ok_or_else(|| AppError::not_found("scan"))
 }
 
-async fn results(
+/// Upload findings. A retry replaces the earlier upload.
+#[utoipa::path(post, path = "/api/agent/scans/{scan_id}/results", tag = "semgrep-ci",
+    security(("bearer" = [])), request_body = Results,
+    params(("scan_id" = ScanId, Path, description = "The scan's numeric id")),
+    responses(
+        (status = 200, description = "Kept; applied at /complete", body = ResultsAccepted),
+        (status = 409, description = "The scan has already ended", body = ErrorBody),
+        Refusals,
+    ))]
+async fn upload_results(
     auth: Auth,
     State(st): State<AppState>,
     Path(scan_id): Path<String>,
     JsonBody(body, raw): JsonBody<Results>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ResultsAccepted>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
     body.check()
         .map_err(|m| AppError::bad_request("invalid_body", m))?;
@@ -140,15 +163,27 @@ async fn results(
         ));
     }
     tracing::info!(scan.id = %scan.public_id, findings = body.findings.len(), "results stored");
-    Ok(Json(json!({"errors": [], "task_id": scan.public_id})))
+    Ok(Json(ResultsAccepted {
+        errors: vec![],
+        task_id: scan.public_id.to_string(),
+    }))
 }
 
-async fn complete(
+/// Complete a scan: applies its findings, decides what to notify, records its webhook
+/// objects. Idempotent.
+#[utoipa::path(post, path = "/api/agent/scans/{scan_id}/complete", tag = "semgrep-ci",
+    security(("bearer" = [])), request_body = Complete,
+    params(("scan_id" = ScanId, Path, description = "The scan's numeric id")),
+    responses(
+        (status = 200, description = "Completed (a retry gets the first reply)", body = CompleteReply),
+        Conflict, Refusals,
+    ))]
+async fn complete_scan(
     auth: Auth,
     State(st): State<AppState>,
     Path(scan_id): Path<String>,
     JsonBody(body, _): JsonBody<Complete>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<CompleteReply>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
     if !matches!(scan.status, ScanStatus::Running | ScanStatus::Completed) {
         return Err(ended(&scan, scan.status));
@@ -189,7 +224,7 @@ async fn complete(
             Ok(Json(reply))
         }
         Completion::AlreadyEnded(ScanStatus::Completed, reply) => {
-            Ok(Json(reply.unwrap_or_else(|| json!({"success": true}))))
+            Ok(Json(reply.unwrap_or_else(|| CompleteReply::new(vec![]))))
         }
         Completion::AlreadyEnded(other, _) => Err(ended(&scan, other)),
     }
@@ -202,12 +237,17 @@ fn ended(scan: &Scan, status: ScanStatus) -> AppError {
     )
 }
 
+/// Mark a scan failed (terminal).
+#[utoipa::path(post, path = "/api/agent/scans/{scan_id}/error", tag = "semgrep-ci",
+    security(("bearer" = [])), request_body = ScanError,
+    params(("scan_id" = ScanId, Path, description = "The scan's numeric id")),
+    responses((status = 200, description = "Recorded (also when the scan had already ended)", body = Success), Refusals))]
 async fn scan_error(
     auth: Auth,
     State(st): State<AppState>,
     Path(scan_id): Path<String>,
     JsonBody(body, _): JsonBody<ScanError>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Success>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
     let stderr: String = body.stderr.chars().take(65_536).collect();
     if st
@@ -223,17 +263,30 @@ async fn scan_error(
         st.wake.notify_one();
         tracing::info!(scan.id = %scan.public_id, exit_code = body.exit_code, "scan failed");
     }
-    Ok(Json(json!({"success": true})))
+    Ok(Json(Success::yes()))
 }
 
-async fn current_deployment(auth: Auth) -> Json<Value> {
+/// The token's deployment.
+#[utoipa::path(get, path = "/api/agent/deployments/current", tag = "semgrep-ci",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The deployment", body = CurrentDeployment), Refusals))]
+async fn current_deployment(auth: Auth) -> Json<CurrentDeployment> {
     let d = auth.deployment;
-    Json(json!({"deployment": {
-        "id": d.id, "name": d.slug, "slug": d.slug, "display_name": d.name,
-    }}))
+    Json(CurrentDeployment {
+        deployment: DeploymentInfo {
+            id: d.id,
+            name: d.slug.clone(),
+            slug: d.slug,
+            display_name: d.name,
+        },
+    })
 }
 
-async fn deepbinary() -> AppError {
+/// Pro engine download: always refused; use `semgrep ci --oss-only`.
+#[utoipa::path(get, path = "/api/agent/deployments/deepbinary/{platform}", tag = "semgrep-ci",
+    params(("platform" = String, Path, description = "The client's platform")),
+    responses((status = 403, description = "scanhook does not serve the Pro engine", body = ErrorBody)))]
+async fn deepbinary(Path(_platform): Path<String>) -> AppError {
     AppError::client(
         StatusCode::FORBIDDEN,
         "pro_engine_unavailable",
@@ -241,12 +294,17 @@ async fn deepbinary() -> AppError {
     )
 }
 
-/// Fail-open reports (`SEMGREP_FAIL_OPEN_URL`): kept so that silent failures are visible.
-async fn failure(
+/// Fail-open report from semgrep ci (`SEMGREP_FAIL_OPEN_URL`): kept so that silent
+/// failures are visible.
+#[utoipa::path(post, path = "/failure", tag = "semgrep-ci",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "The client's report, kept as sent"),
+    responses((status = 200, description = "Kept", body = Success), Refusals))]
+async fn fail_open_report(
     auth: Auth,
     State(st): State<AppState>,
     body: axum::body::Bytes,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Success>> {
     let report: Value = parse_json(&body)?;
     let request_id = report.get("request_id").and_then(Value::as_str);
     let exit_code = report.get("exit_code").and_then(Value::as_i64);
@@ -263,5 +321,5 @@ async fn failure(
         exit_code,
         "semgrep ci reported a fail-open failure"
     );
-    Ok(Json(json!({"success": true})))
+    Ok(Json(Success::yes()))
 }

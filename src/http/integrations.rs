@@ -1,73 +1,68 @@
 //! Webhook integrations (Settings > Integrations), the rule modes that notify them
 //! (Rules > Policies > Rule Modes), and the delivery log with resend and recover.
 
-use super::extract::{Admin, JsonBody, QueryPairs};
-use crate::app::AppState;
-use crate::clock::{self, iso};
+use super::extract::Admin;
+use crate::api::integrations::{
+    Deleted, DeliveryDetail, DeliveryList, DeliveryOut, IntegrationIn, IntegrationList,
+    IntegrationOut, IntegrationPatch, ModeIntegrations, ModeList, ModeNotifies, NotifyIn,
+    RecoverIn, Requeued, Resent, TestOut,
+};
+use crate::api::{AdminRefusals, Refusals};
+use crate::clock;
+use crate::delivery::test_notification::{self, Target};
+use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
+use crate::domain::outbox::MessageStatus;
+use crate::domain::query::QueryPairs;
 use crate::domain::webhook::{check_name, WebhookUrl};
+use crate::edge::{JsonBody, Path};
 use crate::error::{AppError, AppResult};
-use crate::store::integrations::{Integration, IntegrationChange};
-use crate::store::messages::{new_message_id, Kind, MessageRow, STATES};
-use axum::extract::{Path, State};
+use crate::ids::{DeploymentId, IntegrationId, MessageId};
+use crate::state::AppState;
+use crate::store::integrations::IntegrationChange;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use serde_json::value::RawValue;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The platform's test notification body.
-pub const TEST_BODY: &str = r#"[{"text":"Test Notification","username":"Semgrep"}]"#;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/integrations", get(list).post(create))
-        .route(
-            "/api/v1/integrations/{id}",
-            get(show).patch(update).delete(delete),
-        )
-        .route("/api/v1/integrations/{id}/rotate-secret", post(rotate))
-        .route("/api/v1/integrations/{id}/test", post(test))
-        .route("/api/v1/integrations/{id}/recover", post(recover))
-        .route("/api/v1/modes", get(modes))
-        .route("/api/v1/modes/{mode}/notify", post(notify))
-        .route("/api/v1/modes/{mode}/unnotify", post(unnotify))
-        .route("/api/v1/deliveries", get(deliveries))
-        .route("/api/v1/deliveries/{msg_id}", get(delivery))
-        .route("/api/v1/deliveries/{msg_id}/resend", post(resend))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_integrations, create_integration))
+        .routes(routes!(
+            show_integration,
+            update_integration,
+            delete_integration
+        ))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(test_integration))
+        .routes(routes!(recover_failed))
+        .routes(routes!(list_modes))
+        .routes(routes!(notify_mode))
+        .routes(routes!(unnotify_mode))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(get_delivery))
+        .routes(routes!(resend_delivery))
 }
 
-/// An integration as the API shows it; the secret is included (admins only reach this).
-pub fn integration_json(i: &Integration) -> Value {
-    json!({
-        "id": i.public_id,
-        "name": i.name,
-        "url": i.url,
-        "enabled": i.enabled,
-        "disabled_reason": i.disabled_reason,
-        "secret": i.secret,
-        "previous_secret_valid_until": i.old_secret_until.filter(|u| *u > clock::now()).map(iso),
-        "modes": i.modes,
-        "created_at": iso(i.created_at),
-        "updated_at": iso(i.updated_at),
-    })
+fn out(i: &Integration) -> IntegrationOut {
+    IntegrationOut::new(i, clock::now())
 }
 
 fn bad(e: String) -> AppError {
     AppError::bad_request("invalid_body", e)
 }
 
-#[derive(Deserialize)]
-struct Create {
-    name: String,
-    url: String,
-}
-
-async fn create(
+/// Add a webhook integration (Settings > Integrations > Add Integration > Webhook).
+#[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", security(("bearer" = [])),
+    request_body = IntegrationIn,
+    responses((status = 201, description = "Added, with its signing secret", body = IntegrationOut), Refusals, AdminRefusals))]
+async fn create_integration(
     Admin(d): Admin,
     State(st): State<AppState>,
-    JsonBody(body, _): JsonBody<Create>,
-) -> AppResult<(StatusCode, Json<Value>)> {
+    JsonBody(body, _): JsonBody<IntegrationIn>,
+) -> AppResult<(StatusCode, Json<IntegrationOut>)> {
     let name = check_name(&body.name).map_err(bad)?;
     let url = WebhookUrl::parse(&body.url).map_err(bad)?;
     let i = st
@@ -75,47 +70,56 @@ async fn create(
         .create_integration(d.id, name, &url.to_string(), None)
         .await?;
     tracing::info!(integration.id = %i.public_id, "integration created");
-    Ok((StatusCode::CREATED, Json(integration_json(&i))))
+    Ok((StatusCode::CREATED, Json(out(&i))))
 }
 
-async fn list(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<Value>> {
+/// Webhook integrations.
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, description = "Every integration, oldest first", body = IntegrationList), Refusals, AdminRefusals))]
+async fn list_integrations(
+    Admin(d): Admin,
+    State(st): State<AppState>,
+) -> AppResult<Json<IntegrationList>> {
     let all = st.store.list_integrations(d.id).await?;
-    Ok(Json(
-        json!({"integrations": all.iter().map(integration_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(IntegrationList {
+        integrations: all.iter().map(out).collect(),
+    }))
 }
 
-async fn load(st: &AppState, deployment_id: i64, id: &str) -> AppResult<Integration> {
+async fn load(
+    st: &AppState,
+    deployment_id: DeploymentId,
+    id: &IntegrationId,
+) -> AppResult<Integration> {
     st.store
         .integration(deployment_id, id)
         .await?
         .ok_or_else(|| AppError::not_found("integration"))
 }
 
-async fn show(
+/// One integration.
+#[utoipa::path(get, path = "/api/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses((status = 200, description = "The integration", body = IntegrationOut), Refusals, AdminRefusals))]
+async fn show_integration(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
-    Ok(Json(integration_json(&load(&st, d.id, &id).await?)))
+    Path(id): Path<IntegrationId>,
+) -> AppResult<Json<IntegrationOut>> {
+    Ok(Json(out(&load(&st, d.id, &id).await?)))
 }
 
-#[derive(Deserialize)]
-struct Update {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-async fn update(
+/// Change name, URL, or enable/disable (enabling clears the failure streak).
+#[utoipa::path(patch, path = "/api/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
+    request_body = IntegrationPatch,
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses((status = 200, description = "The integration as changed", body = IntegrationOut), Refusals, AdminRefusals))]
+async fn update_integration(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body, _): JsonBody<Update>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<IntegrationId>,
+    JsonBody(body, _): JsonBody<IntegrationPatch>,
+) -> AppResult<Json<IntegrationOut>> {
     let name = body
         .name
         .as_deref()
@@ -139,148 +143,113 @@ async fn update(
         .update_integration(d.id, &id, &change)
         .await?
         .ok_or_else(|| AppError::not_found("integration"))?;
-    Ok(Json(integration_json(&i)))
+    if body.enabled == Some(true) {
+        st.wake.notify_one();
+    }
+    Ok(Json(out(&i)))
 }
 
-async fn delete(
+/// Delete an integration (its delivery log stays).
+#[utoipa::path(delete, path = "/api/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses((status = 200, description = "Deleted", body = Deleted), Refusals, AdminRefusals))]
+async fn delete_integration(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<IntegrationId>,
+) -> AppResult<Json<Deleted>> {
     if !st.store.delete_integration(d.id, &id).await? {
         return Err(AppError::not_found("integration"));
     }
-    Ok(Json(json!({"deleted": id})))
+    Ok(Json(Deleted { deleted: id }))
 }
 
-async fn rotate(
+/// New signing secret; the previous one keeps signing for 24 h.
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/rotate-secret", tag = "integrations", security(("bearer" = [])),
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses((status = 200, description = "The integration with its new secret", body = IntegrationOut), Refusals, AdminRefusals))]
+async fn rotate_secret(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<IntegrationId>,
+) -> AppResult<Json<IntegrationOut>> {
     let i = st
         .store
         .rotate_secret(d.id, &id)
         .await?
         .ok_or_else(|| AppError::not_found("integration"))?;
-    Ok(Json(integration_json(&i)))
+    Ok(Json(out(&i)))
 }
 
-/// What one Test attempt did.
-#[derive(Debug, Clone)]
-pub struct TestResult {
-    pub message_id: String,
-    pub delivered: bool,
-    pub status: Option<u16>,
-    pub latency_ms: f64,
-    pub response: Option<String>,
-    pub error: Option<String>,
-}
-
-/// Posts the platform's test notification to `i` now, signed like any message. An
-/// integration that exists (`log_under` names its deployment) gets the attempt in its log;
-/// the Add form tests an integration before it is saved, with nothing to log it under.
-pub async fn run_test(
-    st: &AppState,
-    i: &Integration,
-    log_under: Option<i64>,
-) -> AppResult<TestResult> {
-    let msg_id = new_message_id();
-    let now = clock::now();
-    let body = TEST_BODY.as_bytes();
-    let headers =
-        crate::delivery::signing::signed_headers(i, &msg_id, Kind::Test.as_str(), now, body)?;
-    let outcome = st
-        .sender
-        .post(&i.url, headers, bytes::Bytes::from_static(body))
-        .await;
-    if let Some(deployment_id) = log_under {
-        st.store
-            .record_test(i, deployment_id, &msg_id, TEST_BODY, now, &outcome)
-            .await?;
-    }
-    Ok(TestResult {
-        message_id: msg_id,
-        delivered: outcome.delivered(),
-        status: outcome.status,
-        latency_ms: outcome.latency.as_secs_f64() * 1000.0,
-        response: outcome.excerpt,
-        error: outcome.error,
-    })
-}
-
-/// The Test action: posts the test notification and answers with what happened; the
+/// Post the test notification now; status, latency, response excerpt or error. The
 /// attempt is logged.
-async fn test(
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/test", tag = "integrations", security(("bearer" = [])),
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses((status = 200, description = "What the attempt did (delivered or not)", body = TestOut), Refusals, AdminRefusals))]
+async fn test_integration(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<IntegrationId>,
+) -> AppResult<Json<TestOut>> {
     let i = load(&st, d.id, &id).await?;
-    let r = run_test(&st, &i, Some(d.id)).await?;
-    Ok(Json(json!({
-        "message_id": r.message_id,
-        "delivered": r.delivered,
-        "status": r.status,
-        "latency_ms": r.latency_ms,
-        "response": r.response,
-        "error": r.error,
-    })))
+    let url = WebhookUrl::parse(&i.url).map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let r = test_notification::send(&st.store, &st.sender, Target::saved(&i, &url, clock::now()))
+        .await?;
+    Ok(Json(r.into()))
 }
 
-#[derive(Deserialize)]
-struct Recover {
-    since: String,
-}
-
-async fn recover(
+/// Queue again the integration's failed messages since a time.
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/recover", tag = "integrations", security(("bearer" = [])),
+    request_body = RecoverIn,
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses((status = 200, description = "How many were queued again", body = Requeued), Refusals, AdminRefusals))]
+async fn recover_failed(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-    JsonBody(body, _): JsonBody<Recover>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<IntegrationId>,
+    JsonBody(body, _): JsonBody<RecoverIn>,
+) -> AppResult<Json<Requeued>> {
     load(&st, d.id, &id).await?;
     let since = clock::parse_since(&body.since)
         .ok_or_else(|| bad("since must be epoch seconds or RFC 3339".into()))?;
     let n = st.store.recover(d.id, &id, since).await?;
     st.wake.notify_one();
-    Ok(Json(json!({"requeued": n})))
+    Ok(Json(Requeued { requeued: n }))
 }
 
-fn parse_mode(m: &str) -> AppResult<RuleMode> {
+/// Which integrations each rule mode notifies.
+#[utoipa::path(get, path = "/api/v1/modes", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, description = "Monitor, Comment and Block with their integrations", body = ModeList), Refusals, AdminRefusals))]
+async fn list_modes(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<ModeList>> {
+    let all = st.store.list_integrations(d.id).await?;
+    let modes = RuleMode::ALL
+        .iter()
+        .map(|m| ModeIntegrations {
+            mode: *m,
+            integrations: all
+                .iter()
+                .filter(|i| i.modes.contains(m))
+                .map(|i| i.public_id.clone())
+                .collect(),
+        })
+        .collect();
+    Ok(Json(ModeList { modes }))
+}
+
+/// A rule mode in a path: an unknown one names nothing.
+fn path_mode(m: &str) -> AppResult<RuleMode> {
     m.parse()
         .map_err(|e: String| AppError::client(StatusCode::NOT_FOUND, "not_found", e))
 }
 
-async fn modes(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<Value>> {
-    let all = st.store.list_integrations(d.id).await?;
-    let modes: Vec<Value> = RuleMode::ALL
-        .iter()
-        .map(|m| {
-            let ids: Vec<&str> = all
-                .iter()
-                .filter(|i| i.modes.contains(m))
-                .map(|i| i.public_id.as_str())
-                .collect();
-            json!({"mode": m, "integrations": ids})
-        })
-        .collect();
-    Ok(Json(json!({ "modes": modes })))
-}
-
-#[derive(Deserialize)]
-struct Ids {
-    integration_ids: Vec<String>,
-}
-
 async fn set_notifies(
     st: &AppState,
-    deployment_id: i64,
+    deployment_id: DeploymentId,
     mode: &str,
-    ids: &[String],
+    ids: Vec<IntegrationId>,
     on: bool,
-) -> AppResult<Json<Value>> {
-    let mode = parse_mode(mode)?;
+) -> AppResult<Json<ModeNotifies>> {
+    let mode = path_mode(mode)?;
     if ids.is_empty() {
         return Err(bad(
             "integration_ids must name at least one integration".into()
@@ -288,112 +257,114 @@ async fn set_notifies(
     }
     let unknown = st
         .store
-        .set_mode_notifies(deployment_id, mode, ids, on)
+        .set_mode_notifies(deployment_id, mode, &ids, on)
         .await?;
     if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(IntegrationId::as_str).collect();
         return Err(AppError::client(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no integration {}", unknown.join(", ")),
+            format!("no integration {}", names.join(", ")),
         ));
     }
-    Ok(Json(
-        json!({"mode": mode, "notify": on, "integration_ids": ids}),
-    ))
+    Ok(Json(ModeNotifies {
+        mode,
+        notify: on,
+        integration_ids: ids,
+    }))
 }
 
-async fn notify(
+/// Make a rule mode notify integrations (Rules > Policies > Rule Modes > Edit).
+#[utoipa::path(post, path = "/api/v1/modes/{mode}/notify", tag = "integrations", security(("bearer" = [])),
+    request_body = NotifyIn,
+    params(("mode" = RuleMode, Path, description = "monitor, comment or block")),
+    responses((status = 200, description = "Changed", body = ModeNotifies), Refusals, AdminRefusals))]
+async fn notify_mode(
     Admin(d): Admin,
     State(st): State<AppState>,
     Path(mode): Path<String>,
-    JsonBody(body, _): JsonBody<Ids>,
-) -> AppResult<Json<Value>> {
-    set_notifies(&st, d.id, &mode, &body.integration_ids, true).await
+    JsonBody(body, _): JsonBody<NotifyIn>,
+) -> AppResult<Json<ModeNotifies>> {
+    set_notifies(&st, d.id, &mode, body.integration_ids, true).await
 }
 
-async fn unnotify(
+/// Stop a rule mode notifying integrations.
+#[utoipa::path(post, path = "/api/v1/modes/{mode}/unnotify", tag = "integrations", security(("bearer" = [])),
+    request_body = NotifyIn,
+    params(("mode" = RuleMode, Path, description = "monitor, comment or block")),
+    responses((status = 200, description = "Changed", body = ModeNotifies), Refusals, AdminRefusals))]
+async fn unnotify_mode(
     Admin(d): Admin,
     State(st): State<AppState>,
     Path(mode): Path<String>,
-    JsonBody(body, _): JsonBody<Ids>,
-) -> AppResult<Json<Value>> {
-    set_notifies(&st, d.id, &mode, &body.integration_ids, false).await
+    JsonBody(body, _): JsonBody<NotifyIn>,
+) -> AppResult<Json<ModeNotifies>> {
+    set_notifies(&st, d.id, &mode, body.integration_ids, false).await
 }
 
-fn message_json(m: &MessageRow, with_body: bool) -> Value {
-    let mut v = json!({
-        "id": m.public_id,
-        "integration_id": m.integration,
-        "scan_id": m.scan_id,
-        "kind": m.kind,
-        "status": m.status,
-        "attempts": m.attempts,
-        "next_attempt_at": (m.status == "pending").then(|| iso(m.next_attempt_at)),
-        "created_at": iso(m.created_at),
-        "delivered_at": m.delivered_at.map(iso),
-    });
-    if with_body {
-        v["body"] = serde_json::from_str(&m.body).unwrap_or(Value::String(m.body.clone()));
-    }
-    v
-}
-
-async fn deliveries(
+/// The delivery log, newest first.
+#[utoipa::path(get, path = "/api/v1/deliveries", tag = "deliveries", security(("bearer" = [])),
+    params(
+        ("integration" = Option<IntegrationId>, Query, description = "Only this integration's messages"),
+        ("status" = Option<MessageStatus>, Query, description = "pending, delivering, delivered or failed"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)"),
+    ),
+    responses((status = 200, description = "Messages, newest first", body = DeliveryList), Refusals, AdminRefusals))]
+async fn list_deliveries(
     Admin(d): Admin,
     State(st): State<AppState>,
     q: QueryPairs,
-) -> AppResult<Json<Value>> {
-    let status = q.one("status");
-    if status.is_some_and(|s| !STATES.contains(&s)) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "status must be pending, delivering, delivered or failed",
-        ));
-    }
-    let limit = q.int("limit")?.unwrap_or(100).clamp(1, 1000);
+) -> AppResult<Json<DeliveryList>> {
+    let status: Option<MessageStatus> = q.parsed("status")?;
+    let integration: Option<IntegrationId> = q.parsed("integration")?;
+    let limit = q.int_in("limit", 1..=1000)?.unwrap_or(100);
     let rows = st
         .store
-        .list_messages(d.id, q.one("integration"), status, None, limit)
+        .list_messages(d.id, integration.as_ref(), status, None, limit)
         .await?;
-    Ok(Json(
-        json!({"deliveries": rows.iter().map(|m| message_json(m, false)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(DeliveryList {
+        deliveries: rows.iter().map(DeliveryOut::from).collect(),
+    }))
 }
 
-async fn delivery(
+/// One message: body and every attempt (time, status, latency, response excerpt, error).
+#[utoipa::path(get, path = "/api/v1/deliveries/{msg_id}", tag = "deliveries", security(("bearer" = [])),
+    params(("msg_id" = MessageId, Path, description = "The message's id (its webhook-id)")),
+    responses((status = 200, description = "The message", body = DeliveryDetail), Refusals, AdminRefusals))]
+async fn get_delivery(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<MessageId>,
+) -> AppResult<Json<DeliveryDetail>> {
     let (m, attempts) = st
         .store
         .message(d.id, &id)
         .await?
         .ok_or_else(|| AppError::not_found("delivery"))?;
-    let mut v = message_json(&m, true);
-    v["attempt_log"] = attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "at": iso(a.attempted_at),
-                "status": a.status_code,
-                "latency_ms": a.latency_us as f64 / 1000.0,
-                "response": a.response_excerpt,
-                "error": a.error,
-            })
-        })
-        .collect();
-    Ok(Json(v))
+    let body = RawValue::from_string(m.body.clone()).map_err(|e| {
+        AppError::Internal(anyhow::anyhow!(
+            "message {id} has a body that is not JSON: {e}"
+        ))
+    })?;
+    Ok(Json(DeliveryDetail {
+        message: DeliveryOut::from(&m),
+        body,
+        attempt_log: attempts.iter().map(Into::into).collect(),
+    }))
 }
 
-async fn resend(
+/// Send a message again, same webhook-id.
+#[utoipa::path(post, path = "/api/v1/deliveries/{msg_id}/resend", tag = "deliveries", security(("bearer" = [])),
+    params(("msg_id" = MessageId, Path, description = "The message's id (its webhook-id)")),
+    responses((status = 200, description = "Queued again, due now", body = Resent), Refusals, AdminRefusals))]
+async fn resend_delivery(
     Admin(d): Admin,
     State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+    Path(id): Path<MessageId>,
+) -> AppResult<Json<Resent>> {
     if !st.store.resend(d.id, &id).await? {
         return Err(AppError::not_found("delivery"));
     }
     st.wake.notify_one();
-    Ok(Json(json!({"resent": id})))
+    Ok(Json(Resent { resent: id }))
 }

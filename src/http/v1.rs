@@ -2,254 +2,131 @@
 //! work), plus per-scan views: the findings a scan changed and the webhook objects it made.
 //! Every route here needs an admin token; deployments are named by slug or numeric id.
 
-use super::extract::{Admin, JsonBody, QueryPairs};
-use crate::app::AppState;
-use crate::clock::{self, iso};
+use super::extract::Admin;
+use crate::api::v1::{
+    DeploymentList, DeploymentOut, FindingList, FindingOut, Link, ProjectList, ProjectOut,
+    ScanList, ScanOut, ScanWebhooks, SearchIn, TriageFailure, TriageIn, TriageOut, TriagedIds,
+};
+use crate::api::{AdminRefusals, Refusals};
+use crate::clock;
+use crate::domain::findings::{Change, FindingFilter, TriageState};
+use crate::domain::query::QueryPairs;
+use crate::domain::scan::ScanStatus;
+use crate::edge::{JsonBody, Path};
 use crate::error::{AppError, AppResult};
+use crate::ids::{FindingId, ScanId, ScanKey};
+use crate::state::AppState;
 use crate::store::deployments::Deployment;
-use crate::store::findings::{FindingFilter, FindingRow};
-use crate::store::scans::{Scan, ScanFilter, ScanStatus};
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use crate::store::scans::{Scan, ScanFilter};
+use axum::extract::State;
+use axum::Json;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/deployments", get(deployments))
-        .route("/api/v1/deployments/{dep}/projects", get(projects))
-        .route("/api/v1/deployments/{dep}/findings", get(findings))
-        .route("/api/v1/deployments/{dep}/triage", post(triage))
-        .route("/api/v1/deployments/{dep}/scan/{scan_id}", get(scan))
-        .route(
-            "/api/v1/deployments/{dep}/scan/{scan_id}/findings",
-            get(scan_findings),
-        )
-        .route(
-            "/api/v1/deployments/{dep}/scan/{scan_id}/webhooks",
-            get(scan_webhooks),
-        )
-        .route("/api/v1/deployments/{dep}/scans/search", post(search_scans))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_deployments))
+        .routes(routes!(list_projects))
+        .routes(routes!(list_findings))
+        .routes(routes!(triage_findings))
+        .routes(routes!(get_scan))
+        .routes(routes!(scan_findings))
+        .routes(routes!(scan_webhooks))
+        .routes(routes!(search_scans))
 }
 
 /// The path's deployment must be the token's: other deployments do not exist for it.
 fn same_deployment(admin: &Admin, dep: &str) -> AppResult<Deployment> {
     let d = &admin.0;
-    if dep == d.slug || dep.parse::<i64>().ok() == Some(d.id) {
+    if dep == d.slug || dep.parse::<i64>().ok() == Some(d.id.0) {
         Ok(d.clone())
     } else {
         Err(AppError::not_found("deployment"))
     }
 }
 
-async fn deployments(admin: Admin, State(st): State<AppState>) -> Json<Value> {
+/// The token's deployment.
+#[utoipa::path(get, path = "/api/v1/deployments", tag = "v1", security(("bearer" = [])),
+    responses((status = 200, description = "The deployment", body = DeploymentList), Refusals, AdminRefusals))]
+async fn list_deployments(admin: Admin, State(st): State<AppState>) -> Json<DeploymentList> {
     let d = &admin.0;
-    Json(json!({"deployments": [{
-        "id": d.id, "name": d.name, "slug": d.slug,
-        "findings": {"url": format!("{}/api/v1/deployments/{}/findings", st.config.public_url, d.slug)},
-    }]}))
-}
-
-async fn projects(
-    admin: Admin,
-    State(st): State<AppState>,
-    Path(dep): Path<String>,
-) -> AppResult<Json<Value>> {
-    let d = same_deployment(&admin, &dep)?;
-    let projects: Vec<Value> = st
-        .store
-        .list_projects(d.id)
-        .await?
-        .into_iter()
-        .map(|p| {
-            json!({
-                "id": p.id, "name": p.name, "url": p.repo_url, "tags": [],
-                "created_at": iso(p.created_at), "latest_scan_at": p.last_scan_at.map(iso),
-            })
-        })
-        .collect();
-    Ok(Json(json!({"projects": projects})))
-}
-
-/// Severity names of the API; the CLI's integers are 0 (info/low) to 3 (critical).
-pub fn severity_name(s: i64) -> &'static str {
-    match s {
-        0 => "low",
-        1 => "medium",
-        2 => "high",
-        3 => "critical",
-        _ => "experiment",
-    }
-}
-
-fn parse_severity(s: &str) -> AppResult<i64> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "low" | "info" | "inventory" => 0,
-        "medium" | "warning" => 1,
-        "high" | "error" => 2,
-        "critical" => 3,
-        "experiment" => 4,
-        other => {
-            return Err(AppError::bad_request(
-                "invalid_query",
-                format!("unknown severity {other:?}: use low, medium, high or critical"),
-            ))
-        }
+    Json(DeploymentList {
+        deployments: vec![DeploymentOut {
+            id: d.id,
+            name: d.name.clone(),
+            slug: d.slug.clone(),
+            findings: Link {
+                url: format!(
+                    "{}/api/v1/deployments/{}/findings",
+                    st.config.public_url, d.slug
+                ),
+            },
+        }],
     })
 }
 
-const STATUSES: &[&str] = &[
-    "open",
-    "fixed",
-    "ignored",
-    "removed",
-    "reviewing",
-    "fixing",
-    "provisionally_ignored",
-];
+/// Projects (repositories).
+#[utoipa::path(get, path = "/api/v1/deployments/{deployment}/projects", tag = "v1",
+    security(("bearer" = [])),
+    params(("deployment" = String, Path, description = "The deployment's slug or numeric id")),
+    responses((status = 200, description = "Projects by name", body = ProjectList), Refusals, AdminRefusals))]
+async fn list_projects(
+    admin: Admin,
+    State(st): State<AppState>,
+    Path(dep): Path<String>,
+) -> AppResult<Json<ProjectList>> {
+    let d = same_deployment(&admin, &dep)?;
+    let projects = st.store.list_projects(d.id).await?;
+    Ok(Json(ProjectList {
+        projects: projects.iter().map(ProjectOut::from).collect(),
+    }))
+}
 
-async fn findings(
+/// Findings, newest first.
+#[utoipa::path(get, path = "/api/v1/deployments/{deployment}/findings", tag = "v1",
+    security(("bearer" = [])),
+    params(
+        ("deployment" = String, Path, description = "The deployment's slug or numeric id"),
+        ("repos" = Option<String>, Query, description = "Project names, comma-separated"),
+        ("ref" = Option<String>, Query, description = "Only findings on this ref"),
+        ("status" = Option<String>, Query, description = "open, fixed, ignored, removed, reviewing, fixing, provisionally_ignored (comma-separated; default: all but removed)"),
+        ("severities" = Option<String>, Query, description = "low, medium, high, critical (comma-separated)"),
+        ("rules" = Option<String>, Query, description = "Rule ids, comma-separated"),
+        ("policies" = Option<String>, Query, description = "Policy slugs, comma-separated"),
+        ("modes" = Option<String>, Query, description = "monitor, comment, block (comma-separated)"),
+        ("since" = Option<String>, Query, description = "Relevant since: epoch seconds or RFC 3339"),
+        ("dedup" = Option<bool>, Query, description = "One row per identity across refs"),
+        ("page" = Option<i64>, Query, minimum = 0, maximum = 1000000, description = "Page number, from 0"),
+        ("page_size" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "Findings per page (default 100)"),
+    ),
+    responses((status = 200, description = "A page of findings", body = FindingList), Refusals, AdminRefusals))]
+async fn list_findings(
     admin: Admin,
     State(st): State<AppState>,
     Path(dep): Path<String>,
     q: QueryPairs,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<FindingList>> {
     let d = same_deployment(&admin, &dep)?;
-    let filter = finding_filter(&q)?;
+    let filter = FindingFilter::from_query(&q)?;
     let rows = st.store.list_findings(d.id, &filter).await?;
-    Ok(Json(
-        json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(FindingList {
+        findings: rows.iter().map(FindingOut::from).collect(),
+    }))
 }
 
-/// The findings filters of a query string (`repos`, `ref`, `status`, `severities`, `rules`,
-/// `policies`, `modes`, `since`, `dedup`, `page`, `page_size`), or a 400 naming the bad one.
-pub fn finding_filter(q: &QueryPairs) -> AppResult<FindingFilter> {
-    let statuses = q.list("status");
-    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            format!("unknown status {bad:?}: use one of {}", STATUSES.join(", ")),
-        ));
-    }
-    let since = q
-        .one("since")
-        .map(|s| {
-            clock::parse_since(s).ok_or_else(|| {
-                AppError::bad_request("invalid_query", "`since` must be epoch seconds or RFC 3339")
-            })
-        })
-        .transpose()?;
-    let filter = FindingFilter {
-        repos: q.list("repos"),
-        git_ref: q.one("ref").map(str::to_string),
-        statuses,
-        severities: q
-            .list("severities")
-            .iter()
-            .map(|s| parse_severity(s))
-            .collect::<AppResult<_>>()?,
-        rules: q.list("rules"),
-        policies: q.list("policies"),
-        modes: q.list("modes"),
-        since,
-        dedup: q.bool("dedup")?.unwrap_or(false),
-        page: q.int("page")?.unwrap_or(0),
-        page_size: q.int("page_size")?.unwrap_or(100),
-    };
-    if filter.page < 0 || !(1..=10_000).contains(&filter.page_size) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "`page` must be ≥ 0 and `page_size` 1 to 10000",
-        ));
-    }
-    Ok(filter)
-}
-
-/// A finding in the shape of the platform's `SastFinding`.
-pub fn finding_json(f: &FindingRow) -> Value {
-    let meta = &f.metadata;
-    let list = |k: &str| match meta.get(k) {
-        Some(Value::Array(a)) => Value::Array(a.clone()),
-        Some(Value::String(s)) => json!([s]),
-        _ => json!([]),
-    };
-    let state = match f.state.as_str() {
-        "open" => "unresolved",
-        "ignored" => "muted",
-        other => other,
-    };
-    let mut v = json!({
-        "id": f.id,
-        "ref": f.git_ref,
-        "first_seen_scan_id": f.first_seen_scan_id,
-        "syntactic_id": f.syntactic_id,
-        "match_based_id": f.match_based_id,
-        "state": state,
-        "triage_state": f.triage_state,
-        "status": f.status,
-        "triage_reason": f.triage_reason,
-        "triage_comment": f.triage_comment,
-        "triaged_at": f.triaged_at.map(iso),
-        "created_at": iso(f.created_at),
-        "relevant_since": iso(f.relevant_since),
-        "state_updated_at": iso(f.state_updated_at),
-        "severity": severity_name(f.severity),
-        "confidence": meta.get("confidence").and_then(Value::as_str).map(str::to_lowercase),
-        "categories": list("category"),
-        "mode": f.mode,
-        "repository": {"name": f.project, "url": f.repo_url},
-        "location": {
-            "file_path": f.path, "line": f.line, "column": f.column,
-            "end_line": f.end_line, "end_column": f.end_column,
-        },
-        "rule": {
-            "name": f.rule_id,
-            "message": f.message,
-            "category": meta.get("category"),
-            "confidence": meta.get("confidence"),
-            "cwe_names": list("cwe"),
-            "owasp_names": list("owasp"),
-            "subcategories": list("subcategory"),
-            "vulnerability_classes": list("vulnerability_class"),
-        },
-        "rule_name": f.rule_id,
-        "rule_message": f.message,
-        "sourcing_policy": meta.get("semgrep.policy"),
-    });
-    if let Some(change) = &f.change {
-        v["scan_change"] = json!({"change": change, "notify": f.notify});
-    }
-    v
-}
-
-#[derive(Deserialize)]
-struct TriageBody {
-    #[serde(default)]
-    issue_type: Option<String>,
-    issue_ids: Vec<i64>,
-    new_triage_state: String,
-    #[serde(default)]
-    new_triage_reason: Option<String>,
-    #[serde(default)]
-    new_note: Option<String>,
-}
-
-const TRIAGE_STATES: &[&str] = &[
-    "ignored",
-    "reviewing",
-    "fixing",
-    "reopened",
-    "provisionally_ignored",
-];
-
-async fn triage(
+/// Triage findings; follows each finding across refs.
+#[utoipa::path(post, path = "/api/v1/deployments/{deployment}/triage", tag = "v1",
+    security(("bearer" = [])), request_body = TriageIn,
+    params(("deployment" = String, Path, description = "The deployment's slug or numeric id")),
+    responses((status = 200, description = "What was triaged and what was not found", body = TriageOut), Refusals, AdminRefusals))]
+async fn triage_findings(
     admin: Admin,
     State(st): State<AppState>,
     Path(dep): Path<String>,
-    JsonBody(body, _): JsonBody<TriageBody>,
-) -> AppResult<Json<Value>> {
+    JsonBody(body, _): JsonBody<TriageIn>,
+) -> AppResult<Json<TriageOut>> {
     let d = same_deployment(&admin, &dep)?;
     if body.issue_type.as_deref().is_some_and(|t| t != "sast") {
         return Err(AppError::bad_request(
@@ -257,13 +134,11 @@ async fn triage(
             "only issue_type `sast` is supported",
         ));
     }
-    if !TRIAGE_STATES.contains(&body.new_triage_state.as_str()) {
+    if !TriageState::SETTABLE.contains(&body.new_triage_state) {
+        let names: Vec<&str> = TriageState::SETTABLE.iter().map(|s| s.as_str()).collect();
         return Err(AppError::bad_request(
             "invalid_body",
-            format!(
-                "new_triage_state must be one of {}",
-                TRIAGE_STATES.join(", ")
-            ),
+            format!("new_triage_state must be one of {}", names.join(", ")),
         ));
     }
     if body.issue_ids.is_empty() || body.issue_ids.len() > 10_000 {
@@ -277,156 +152,135 @@ async fn triage(
         .triage(
             d.id,
             &body.issue_ids,
-            &body.new_triage_state,
+            body.new_triage_state,
             body.new_triage_reason.as_deref(),
             body.new_note.as_deref(),
         )
         .await?;
-    let missing: Vec<i64> = body
+    let missing: Vec<FindingId> = body
         .issue_ids
         .iter()
         .copied()
         .filter(|i| found.binary_search(i).is_err())
         .collect();
     let failed = if missing.is_empty() {
-        json!([])
+        vec![]
     } else {
-        json!([{"issue_ids": missing, "error": "not found"}])
+        vec![TriageFailure {
+            issue_ids: missing,
+            error: "not found".into(),
+        }]
     };
-    Ok(Json(
-        json!({"succeeded": [{"issue_ids": found}], "failed": failed}),
-    ))
+    Ok(Json(TriageOut {
+        succeeded: vec![TriagedIds { issue_ids: found }],
+        failed,
+    }))
 }
 
 async fn load_scan(st: &AppState, admin: &Admin, dep: &str, scan_id: &str) -> AppResult<Scan> {
     let d = same_deployment(admin, dep)?;
+    let key: ScanKey = scan_id.parse().map_err(|_| AppError::not_found("scan"))?;
     st.store
-        .scan(d.id, scan_id)
+        .scan(d.id, &key)
         .await?
         .ok_or_else(|| AppError::not_found("scan"))
 }
 
-/// A scan in the shape of the platform's scan object, plus scanhook's counts.
-pub fn scan_json(s: &Scan) -> Value {
-    json!({
-        "id": s.id,
-        "public_id": s.public_id,
-        "deployment_id": s.deployment_id,
-        "repository_id": s.project_id,
-        "repository": s.project,
-        "branch": s.git_ref,
-        "is_full_scan": s.is_full_scan,
-        "status": s.status,
-        "started_at": iso(s.started_at),
-        "completed_at": s.completed_at.map(iso),
-        "exit_code": s.exit_code,
-        "enabled_products": ["sast"],
-        "cli_version": s.cli_version,
-        "stats": s.stats,
-        "counts": {
-            "findings": s.n_findings, "opened": s.n_opened,
-            "fixed": s.n_fixed, "notified": s.n_notified,
-        },
-        "meta": s.meta,
-    })
-}
-
-async fn scan(
+/// One scan.
+#[utoipa::path(get, path = "/api/v1/deployments/{deployment}/scan/{scan_id}", tag = "v1",
+    security(("bearer" = [])),
+    params(
+        ("deployment" = String, Path, description = "The deployment's slug or numeric id"),
+        ("scan_id" = String, Path, description = "The scan's numeric or public id"),
+    ),
+    responses((status = 200, description = "The scan", body = ScanOut), Refusals, AdminRefusals))]
+async fn get_scan(
     admin: Admin,
     State(st): State<AppState>,
     Path((dep, scan_id)): Path<(String, String)>,
-) -> AppResult<Json<Value>> {
-    Ok(Json(scan_json(
-        &load_scan(&st, &admin, &dep, &scan_id).await?,
-    )))
+) -> AppResult<Json<ScanOut>> {
+    let s = load_scan(&st, &admin, &dep, &scan_id).await?;
+    Ok(Json(ScanOut::from(&s)))
 }
 
-/// `?change=opened|new|regression|reopened|fixed|ignored|removed|nosemgrep|notified`.
+/// The findings a scan changed.
+#[utoipa::path(get, path = "/api/v1/deployments/{deployment}/scan/{scan_id}/findings", tag = "v1",
+    security(("bearer" = [])),
+    params(
+        ("deployment" = String, Path, description = "The deployment's slug or numeric id"),
+        ("scan_id" = String, Path, description = "The scan's numeric or public id"),
+        ("change" = Option<String>, Query, description = "all (default), opened, notified, or one change: new, regression, reopened, from_other_ref, fixed, ignored, removed, nosemgrep"),
+    ),
+    responses((status = 200, description = "The findings, each with its `scan_change`", body = FindingList), Refusals, AdminRefusals))]
 async fn scan_findings(
     admin: Admin,
     State(st): State<AppState>,
     Path((dep, scan_id)): Path<(String, String)>,
     q: QueryPairs,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<FindingList>> {
     let s = load_scan(&st, &admin, &dep, &scan_id).await?;
-    let (changes, notified): (Vec<&str>, bool) = match q.one("change").unwrap_or("all") {
+    let (changes, notified): (Vec<Change>, bool) = match q.one("change").unwrap_or("all") {
         "all" => (vec![], false),
-        "opened" => (vec!["new", "regression", "reopened", "from_other_ref"], false),
+        "opened" => (Change::OPENINGS.to_vec(), false),
         "notified" => (vec![], true),
-        c @ ("new" | "regression" | "reopened" | "from_other_ref" | "fixed" | "ignored" | "removed" | "nosemgrep") => {
-            (vec![c], false)
-        }
-        other => {
-            return Err(AppError::bad_request(
-                "invalid_query",
-                format!("unknown change {other:?}: use all, opened, fixed, notified, ignored, removed, nosemgrep, new, regression or reopened"),
-            ))
-        }
+        other => match other.parse::<Change>() {
+            Ok(c) => (vec![c], false),
+            Err(_) => {
+                return Err(AppError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "unknown change {other:?}: use all, opened, notified or one of {}",
+                        Change::names()
+                    ),
+                ))
+            }
+        },
     };
     let rows = st
         .store
         .scan_findings(s.deployment_id, s.id, &changes, notified)
         .await?;
-    Ok(Json(
-        json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(FindingList {
+        findings: rows.iter().map(FindingOut::from).collect(),
+    }))
 }
 
-/// The `semgrep_scan` object and the `semgrep_finding` array the scan produced (null
-/// while the scan runs).
+/// The `semgrep_scan` object and `semgrep_finding` array the scan produced (null while the
+/// scan runs).
+#[utoipa::path(get, path = "/api/v1/deployments/{deployment}/scan/{scan_id}/webhooks", tag = "v1",
+    security(("bearer" = [])),
+    params(
+        ("deployment" = String, Path, description = "The deployment's slug or numeric id"),
+        ("scan_id" = String, Path, description = "The scan's numeric or public id"),
+    ),
+    responses((status = 200, description = "The two objects as stored", body = ScanWebhooks), Refusals, AdminRefusals))]
 async fn scan_webhooks(
     admin: Admin,
     State(st): State<AppState>,
     Path((dep, scan_id)): Path<(String, String)>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ScanWebhooks>> {
     let s = load_scan(&st, &admin, &dep, &scan_id).await?;
-    Ok(Json(json!({
-        "semgrep_scan": s.scan_payload,
-        "semgrep_finding": s.finding_payload,
-    })))
+    let raw = |v: Option<Value>| -> AppResult<Option<Box<RawValue>>> {
+        v.map(|v| serde_json::value::to_raw_value(&v).map_err(|e| AppError::Internal(e.into())))
+            .transpose()
+    };
+    Ok(Json(ScanWebhooks {
+        semgrep_scan: raw(s.scan_payload)?,
+        semgrep_finding: raw(s.finding_payload)?,
+    }))
 }
 
-#[derive(Deserialize, Default)]
-struct SearchBody {
-    #[serde(default)]
-    repository_id: Option<i64>,
-    #[serde(default)]
-    repository: Option<String>,
-    #[serde(default)]
-    branch: Option<String>,
-    #[serde(default)]
-    is_full_scan: Option<bool>,
-    #[serde(default)]
-    since: Option<Value>,
-    #[serde(default)]
-    statuses: Vec<String>,
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
-fn scan_status(s: &str) -> AppResult<ScanStatus> {
-    Ok(match s.trim_start_matches("SCAN_STATUS_").to_ascii_lowercase().as_str() {
-        "running" | "pending" => ScanStatus::Running,
-        "completed" => ScanStatus::Completed,
-        "error" => ScanStatus::Error,
-        "never_finished" | "abandoned" => ScanStatus::Abandoned,
-        _ => {
-            return Err(AppError::bad_request(
-                "invalid_body",
-                format!("unknown scan status {s:?}: use SCAN_STATUS_RUNNING, _COMPLETED, _ERROR or _NEVER_FINISHED"),
-            ))
-        }
-    })
-}
-
+/// Search scans, newest first.
+#[utoipa::path(post, path = "/api/v1/deployments/{deployment}/scans/search", tag = "v1",
+    security(("bearer" = [])), request_body = SearchIn,
+    params(("deployment" = String, Path, description = "The deployment's slug or numeric id")),
+    responses((status = 200, description = "A page of scans", body = ScanList), Refusals, AdminRefusals))]
 async fn search_scans(
     admin: Admin,
     State(st): State<AppState>,
     Path(dep): Path<String>,
-    JsonBody(body, _): JsonBody<SearchBody>,
-) -> AppResult<Json<Value>> {
+    JsonBody(body, _): JsonBody<SearchIn>,
+) -> AppResult<Json<ScanList>> {
     let d = same_deployment(&admin, &dep)?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
@@ -452,7 +306,7 @@ async fn search_scans(
         .cursor
         .as_deref()
         .map(|c| {
-            c.parse::<i64>().map_err(|_| {
+            c.parse::<ScanId>().map_err(|_| {
                 AppError::bad_request("invalid_body", "cursor is not one this server gave")
             })
         })
@@ -466,7 +320,9 @@ async fn search_scans(
         statuses: body
             .statuses
             .iter()
-            .map(|s| scan_status(s))
+            .map(|s| {
+                ScanStatus::parse_platform(s).map_err(|e| AppError::bad_request("invalid_body", e))
+            })
             .collect::<AppResult<_>>()?,
         before_id,
         limit,
@@ -475,8 +331,8 @@ async fn search_scans(
     let cursor = (scans.len() as i64 == limit)
         .then(|| scans.last().map(|s| s.id.to_string()))
         .flatten();
-    Ok(Json(json!({
-        "scans": scans.iter().map(scan_json).collect::<Vec<_>>(),
-        "cursor": cursor,
-    })))
+    Ok(Json(ScanList {
+        scans: scans.iter().map(ScanOut::from).collect(),
+        cursor,
+    }))
 }

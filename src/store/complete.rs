@@ -3,16 +3,17 @@
 //! and the reply to the client. Either all of it is written or none of it.
 
 use super::messages::{self, Claimant, Enqueued};
-use super::scans::{Scan, ScanStatus};
-use super::{bulk_insert, col, json_list, Backend, Cell, Store, Ty};
+use super::scans::Scan;
+use super::{bulk_insert, col, json_list, named, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
-use crate::domain::ci::{Finding, MetadataKeys, Results};
+use crate::domain::ci::{CompleteReply, Finding, MetadataKeys, Results};
 use crate::domain::lifecycle::{self, Known, Opened, Prior, State};
 use crate::domain::mode::RuleMode;
 use crate::domain::payload::{self, FindingFacts};
-use crate::ids;
+use crate::domain::scan::ScanStatus;
+use crate::ids::{self, DeploymentId, ProjectId};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -27,12 +28,12 @@ pub enum Completion {
     /// claimed for this process's worker, to hand over.
     Completed {
         notified: usize,
-        reply: Value,
+        reply: CompleteReply,
         queued: Enqueued,
     },
     /// The scan had already ended (a retry, or a race lost to another call). A completed
     /// scan carries the reply that was given the first time.
-    AlreadyEnded(ScanStatus, Option<Value>),
+    AlreadyEnded(ScanStatus, Option<CompleteReply>),
 }
 
 /// An identity already known to the project.
@@ -80,22 +81,17 @@ impl Store {
             .bind(scan.id)
             .fetch_one(&mut *tx)
             .await?;
-        let status: String = col(&row, "status")?;
-        if status != "running" {
+        let status: ScanStatus = named(&row, "status")?;
+        if status != ScanStatus::Running {
             let reply: Option<String> = col(&row, "complete_response")?;
             tx.rollback().await?;
-            let status = match status.as_str() {
-                "completed" => ScanStatus::Completed,
-                "error" => ScanStatus::Error,
-                _ => ScanStatus::Abandoned,
-            };
             return Ok(Completion::AlreadyEnded(
                 status,
                 reply.map(|r| serde_json::from_str(&r)).transpose()?,
             ));
         }
         // A scan that uploaded no results changes no finding.
-        let applied = match col::<Option<Vec<u8>>>(&row, "results")? {
+        let mut applied = match col::<Option<Vec<u8>>>(&row, "results")? {
             Some(compressed) => {
                 let body = lz4_flex::decompress_size_prepended(&compressed)?;
                 let results: Results = serde_json::from_slice(&body)?;
@@ -104,16 +100,7 @@ impl Store {
             None => Applied::default(),
         };
 
-        let reply = if applied.override_ids.is_empty() {
-            json!({"success": true})
-        } else {
-            json!({
-                "success": true,
-                "app_block_override": true,
-                "app_block_reason": "a rule was switched to Block mode while this scan ran",
-                "app_blocking_match_based_ids": applied.override_ids,
-            })
-        };
+        let reply = CompleteReply::new(std::mem::take(&mut applied.override_ids));
         let mut ended = scan.clone();
         ended.completed_at = Some(now);
         ended.exit_code = Some(exit_code);
@@ -150,7 +137,7 @@ impl Store {
         .bind(applied.notified_objects.len() as i64)
         .bind(&scan_object)
         .bind(finding_payload)
-        .bind(reply.to_string())
+        .bind(serde_json::to_string(&reply)?)
         .bind(scan.id)
         .execute(&mut *tx)
         .await?;
@@ -464,7 +451,7 @@ async fn load_prior(
 async fn load_identities(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    project_id: i64,
+    project_id: ProjectId,
     keys: &[&str],
 ) -> anyhow::Result<HashMap<String, Identity>> {
     let mut out = HashMap::new();
@@ -496,7 +483,7 @@ async fn load_identities(
 async fn store_metadata<'r>(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    deployment_id: i64,
+    deployment_id: DeploymentId,
     rows: &[(&'r Finding, State)],
 ) -> anyhow::Result<HashMap<&'r str, Metadata>> {
     let mut by_raw: HashMap<&str, (String, Metadata)> = HashMap::new();

@@ -2,12 +2,13 @@
 
 use super::{col, Store};
 use crate::clock;
+use crate::ids::DeploymentId;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Deployment {
-    pub id: i64,
+    pub id: DeploymentId,
     pub slug: String,
     pub name: String,
 }

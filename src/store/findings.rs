@@ -1,14 +1,18 @@
 //! Reading findings (with filters, per scan) and triaging them.
 
-use super::{col, in_list, Store};
+use super::{col, in_list, named, Store};
 use crate::clock::{self, Micros};
+use crate::domain::findings::{Change, FindingFilter, Severity, Status, TriageState};
+use crate::domain::lifecycle::State;
+use crate::domain::mode::RuleMode;
+use crate::ids::{DeploymentId, FindingId, ProjectId, PublicScanId, ScanId};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 
 /// A finding on one ref, with its project-level identity facts.
 #[derive(Debug, Clone)]
 pub struct FindingRow {
-    pub id: i64,
+    pub id: FindingId,
     pub project: String,
     pub repo_url: Option<String>,
     pub git_ref: String,
@@ -21,24 +25,24 @@ pub struct FindingRow {
     pub end_line: i64,
     pub end_column: i64,
     pub message: String,
-    pub severity: i64,
+    pub severity: Severity,
     pub metadata: Value,
-    pub mode: String,
+    pub mode: RuleMode,
     pub policy_slug: Option<String>,
     /// The scan-time state: open, fixed, ignored (nosemgrep), removed.
-    pub state: String,
+    pub state: State,
     /// What a person sees: the state, or the triage state of an open finding.
-    pub status: String,
-    pub triage_state: String,
+    pub status: Status,
+    pub triage_state: TriageState,
     pub triage_reason: Option<String>,
     pub triage_comment: Option<String>,
     pub triaged_at: Option<Micros>,
-    pub first_seen_scan_id: Option<String>,
+    pub first_seen_scan_id: Option<PublicScanId>,
     pub created_at: Micros,
     pub relevant_since: Micros,
     pub state_updated_at: Micros,
     /// The scan's change for this finding, when listed per scan.
-    pub change: Option<String>,
+    pub change: Option<Change>,
     pub notify: bool,
 }
 
@@ -71,13 +75,13 @@ fn from_row(r: &AnyRow, with_change: bool) -> anyhow::Result<FindingRow> {
         end_line: col(r, "end_line")?,
         end_column: col(r, "end_col")?,
         message: col(r, "message")?,
-        severity: col(r, "severity")?,
+        severity: Severity::from_level(col(r, "severity")?),
         metadata: serde_json::from_str(&metadata)?,
-        mode: col(r, "mode")?,
+        mode: named(r, "mode")?,
         policy_slug: col(r, "policy_slug")?,
-        state: col(r, "state")?,
-        status: col(r, "status")?,
-        triage_state: col(r, "triage_state")?,
+        state: named(r, "state")?,
+        status: named(r, "status")?,
+        triage_state: named(r, "triage_state")?,
         triage_reason: col(r, "triage_reason")?,
         triage_comment: col(r, "triage_comment")?,
         triaged_at: col(r, "triaged_at")?,
@@ -85,28 +89,13 @@ fn from_row(r: &AnyRow, with_change: bool) -> anyhow::Result<FindingRow> {
         created_at: col(r, "created_at")?,
         relevant_since: col(r, "relevant_since")?,
         state_updated_at: col(r, "state_updated_at")?,
-        change: if with_change { col(r, "change")? } else { None },
+        change: if with_change {
+            Some(named(r, "change")?)
+        } else {
+            None
+        },
         notify: with_change && col::<i64>(r, "notify")? != 0,
     })
-}
-
-/// Filters of the findings list. Empty lists filter nothing.
-#[derive(Debug, Clone, Default)]
-pub struct FindingFilter {
-    pub repos: Vec<String>,
-    pub git_ref: Option<String>,
-    /// open, fixed, ignored, removed, reviewing, fixing, provisionally_ignored. Empty:
-    /// everything but removed.
-    pub statuses: Vec<String>,
-    pub severities: Vec<i64>,
-    pub rules: Vec<String>,
-    pub policies: Vec<String>,
-    pub modes: Vec<String>,
-    pub since: Option<Micros>,
-    /// One row per identity across refs (the most recently created).
-    pub dedup: bool,
-    pub page: i64,
-    pub page_size: i64,
 }
 
 /// A parameter of a dynamically built query.
@@ -122,10 +111,10 @@ struct Where {
 }
 
 impl Where {
-    fn new(first: i64) -> Where {
+    fn new(deployment_id: DeploymentId) -> Where {
         Where {
             sql: "WHERE f.deployment_id = $1".into(),
-            params: vec![Param::Int(first)],
+            params: vec![Param::Int(deployment_id.0)],
         }
     }
 
@@ -169,11 +158,17 @@ fn texts(v: &[String]) -> Vec<Param> {
     v.iter().map(|s| Param::Text(s.clone())).collect()
 }
 
+fn names<T: Copy>(v: &[T], name: impl Fn(T) -> &'static str) -> Vec<Param> {
+    v.iter()
+        .map(|s| Param::Text(name(*s).to_string()))
+        .collect()
+}
+
 impl Store {
     /// Findings of a deployment, newest first.
     pub async fn list_findings(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         f: &FindingFilter,
     ) -> anyhow::Result<Vec<FindingRow>> {
         let mut w = Where::new(deployment_id);
@@ -183,7 +178,7 @@ impl Store {
         }
         w.any_of(
             "f.severity",
-            f.severities.iter().map(|s| Param::Int(*s)).collect(),
+            f.severities.iter().map(|s| Param::Int(s.level())).collect(),
         );
         w.any_of("f.rule_id", texts(&f.rules));
         w.any_of("f.policy_slug", texts(&f.policies));
@@ -211,7 +206,7 @@ impl Store {
                 " WHERE x.status IN ({})",
                 in_list(f.statuses.len(), start)
             ));
-            w.params.extend(texts(&f.statuses));
+            w.params.extend(names(&f.statuses, Status::as_str));
         }
         let size = f.page_size.clamp(1, 10_000);
         sql.push_str(&format!(
@@ -225,17 +220,14 @@ impl Store {
     /// The findings a scan changed; `changes` empty means all of them.
     pub async fn scan_findings(
         &self,
-        deployment_id: i64,
-        scan_id: i64,
-        changes: &[&str],
+        deployment_id: DeploymentId,
+        scan_id: ScanId,
+        changes: &[Change],
         notified_only: bool,
     ) -> anyhow::Result<Vec<FindingRow>> {
         let mut w = Where::new(deployment_id);
-        w.eq("c.scan_id", Param::Int(scan_id));
-        w.any_of(
-            "c.change",
-            changes.iter().map(|c| Param::Text(c.to_string())).collect(),
-        );
+        w.eq("c.scan_id", Param::Int(scan_id.0));
+        w.any_of("c.change", names(changes, Change::as_str));
         if notified_only {
             w.sql.push_str(" AND c.notify = 1");
         }
@@ -252,12 +244,12 @@ impl Store {
     /// a finding across refs. Returns the ids that exist in this deployment.
     pub async fn triage(
         &self,
-        deployment_id: i64,
-        finding_ids: &[i64],
-        state: &str,
+        deployment_id: DeploymentId,
+        finding_ids: &[FindingId],
+        state: TriageState,
         reason: Option<&str>,
         comment: Option<&str>,
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> anyhow::Result<Vec<FindingId>> {
         if finding_ids.is_empty() {
             return Ok(vec![]);
         }
@@ -271,12 +263,12 @@ impl Store {
         );
         let mut q = sqlx::query(&sql).bind(deployment_id);
         for id in finding_ids {
-            q = q.bind(*id);
+            q = q.bind(id.0);
         }
         let rows = q.fetch_all(&mut *tx).await?;
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
-            found.push(col::<i64>(row, "id")?);
+            found.push(col::<FindingId>(row, "id")?);
             sqlx::query(
                 "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at, \
                  triage_state, triage_reason, triage_comment, triaged_at) \
@@ -289,7 +281,7 @@ impl Store {
             .bind(col::<String>(row, "identity")?)
             .bind(col::<String>(row, "public_id")?)
             .bind(col::<i64>(row, "created_at")?)
-            .bind(state)
+            .bind(state.as_str())
             .bind(reason)
             .bind(comment)
             .bind(now)
@@ -304,7 +296,7 @@ impl Store {
     /// Triage-ignored ids of a project, handed to the client in the scan config.
     pub async fn triage_ignored_ids(
         &self,
-        project_id: i64,
+        project_id: ProjectId,
     ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let rows = sqlx::query(
             "SELECT DISTINCT f.syntactic_id, f.match_based_id FROM identities i \
@@ -330,7 +322,10 @@ impl Store {
     }
 
     /// Projects of a deployment: `(id, name, repo_url, created_at, last_scan_at)`.
-    pub async fn list_projects(&self, deployment_id: i64) -> anyhow::Result<Vec<ProjectRow>> {
+    pub async fn list_projects(
+        &self,
+        deployment_id: DeploymentId,
+    ) -> anyhow::Result<Vec<ProjectRow>> {
         let rows = sqlx::query(
             "SELECT id, name, repo_url, created_at, last_scan_at FROM projects \
              WHERE deployment_id = $1 ORDER BY name",
@@ -355,7 +350,7 @@ impl Store {
 /// A project (repository).
 #[derive(Debug, Clone)]
 pub struct ProjectRow {
-    pub id: i64,
+    pub id: ProjectId,
     pub name: String,
     pub repo_url: Option<String>,
     pub created_at: Micros,

@@ -1,39 +1,20 @@
 //! Webhook integrations and which rule modes notify them.
 
 use super::{col, Store};
-use crate::clock::{self, Micros};
-use crate::delivery::signing;
+use crate::clock;
+use crate::domain::integration::{Integration, ROTATION_OVERLAP_MICROS};
 use crate::domain::mode::RuleMode;
-use crate::ids;
+use crate::ids::{self, DeploymentId, IntegrationId};
 use sqlx::any::AnyRow;
 
-/// How long a rotated-out secret keeps signing beside the new one.
-pub const ROTATION_OVERLAP_MICROS: Micros = 24 * 3600 * 1_000_000;
-
-/// A webhook target.
-#[derive(Debug, Clone)]
-pub struct Integration {
-    pub id: i64,
-    pub public_id: String,
-    pub name: String,
-    pub url: String,
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
-    pub secret: String,
-    pub old_secret: Option<String>,
-    pub old_secret_until: Option<Micros>,
-    pub failing_since: Option<Micros>,
-    pub modes: Vec<RuleMode>,
-    pub created_at: Micros,
-    pub updated_at: Micros,
-}
-
-const COLUMNS: &str = "i.id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
+const COLUMNS: &str =
+    "i.id, i.deployment_id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
     i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at";
 
 fn from_row(r: &AnyRow) -> anyhow::Result<Integration> {
     Ok(Integration {
         id: col(r, "id")?,
+        deployment_id: col(r, "deployment_id")?,
         public_id: col(r, "public_id")?,
         name: col(r, "name")?,
         url: col(r, "url")?,
@@ -61,13 +42,13 @@ impl Store {
     /// Creates an enabled integration signing with `secret` (a fresh one when `None`).
     pub async fn create_integration(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         name: &str,
         url: &str,
         secret: Option<&str>,
     ) -> anyhow::Result<Integration> {
         let now = clock::now();
-        let public_id = format!("int_{}", ids::random_base62(20));
+        let public_id = IntegrationId::generate();
         sqlx::query(
             "INSERT INTO integrations (public_id, deployment_id, name, url, enabled, secret, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $6)",
@@ -76,7 +57,7 @@ impl Store {
         .bind(deployment_id)
         .bind(name)
         .bind(url)
-        .bind(secret.map_or_else(signing::new_secret, str::to_string))
+        .bind(secret.map_or_else(ids::new_signing_secret, str::to_string))
         .bind(now)
         .execute(self.writer())
         .await?;
@@ -86,7 +67,10 @@ impl Store {
     }
 
     /// Every integration of the deployment with the modes that notify it, oldest first.
-    pub async fn list_integrations(&self, deployment_id: i64) -> anyhow::Result<Vec<Integration>> {
+    pub async fn list_integrations(
+        &self,
+        deployment_id: DeploymentId,
+    ) -> anyhow::Result<Vec<Integration>> {
         let sql = format!(
             "SELECT {COLUMNS}, mi.mode FROM integrations i \
              LEFT JOIN mode_integrations mi ON mi.integration_id = i.id \
@@ -127,21 +111,21 @@ impl Store {
 
     pub async fn integration(
         &self,
-        deployment_id: i64,
-        public_id: &str,
+        deployment_id: DeploymentId,
+        public_id: &IntegrationId,
     ) -> anyhow::Result<Option<Integration>> {
         Ok(self
             .list_integrations(deployment_id)
             .await?
             .into_iter()
-            .find(|i| i.public_id == public_id))
+            .find(|i| &i.public_id == public_id))
     }
 
     /// Applies a change; enabling clears the failure streak and the reason it was disabled.
     pub async fn update_integration(
         &self,
-        deployment_id: i64,
-        public_id: &str,
+        deployment_id: DeploymentId,
+        public_id: &IntegrationId,
         change: &IntegrationChange<'_>,
     ) -> anyhow::Result<Option<Integration>> {
         let enabled = change.enabled.map(i64::from).unwrap_or(-1);
@@ -166,8 +150,8 @@ impl Store {
     /// Deletes an integration and its mode links; its delivery log stays.
     pub async fn delete_integration(
         &self,
-        deployment_id: i64,
-        public_id: &str,
+        deployment_id: DeploymentId,
+        public_id: &IntegrationId,
     ) -> anyhow::Result<bool> {
         let mut tx = self.writer().begin().await?;
         sqlx::query(
@@ -191,8 +175,8 @@ impl Store {
     /// A new secret; the old one keeps signing beside it for 24 hours.
     pub async fn rotate_secret(
         &self,
-        deployment_id: i64,
-        public_id: &str,
+        deployment_id: DeploymentId,
+        public_id: &IntegrationId,
     ) -> anyhow::Result<Option<Integration>> {
         let now = clock::now();
         sqlx::query(
@@ -200,7 +184,7 @@ impl Store {
              updated_at = $3 WHERE deployment_id = $4 AND public_id = $5",
         )
         .bind(now + ROTATION_OVERLAP_MICROS)
-        .bind(signing::new_secret())
+        .bind(ids::new_signing_secret())
         .bind(now)
         .bind(deployment_id)
         .bind(public_id)
@@ -212,11 +196,11 @@ impl Store {
     /// Makes a rule mode notify (or stop notifying) integrations. Unknown ids are returned.
     pub async fn set_mode_notifies(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         mode: RuleMode,
-        public_ids: &[String],
+        public_ids: &[IntegrationId],
         notify: bool,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<Vec<IntegrationId>> {
         let all = self.list_integrations(deployment_id).await?;
         let mut unknown = Vec::new();
         let mut tx = self.writer().begin().await?;

@@ -2,12 +2,12 @@
 //! scan's outcome; workers claim due ones with a lease (`FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL), so a killed worker's claims are taken again once the lease runs out.
 
-use super::integrations::Integration;
-use super::{bulk_insert, col, Backend, Cell, Store, Ty};
+use super::{bulk_insert, col, named, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
-use crate::delivery::sender::Outcome;
+use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
-use crate::ids;
+use crate::domain::outbox::{EventKind, MessageStatus, Next, Outcome};
+use crate::ids::{DeploymentId, IntegrationId, MessageId, ScanId};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
@@ -15,34 +15,13 @@ use sqlx::{Any, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What a message carries; sent as a header so receivers can route without parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Scan,
-    Finding,
-    Test,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Scan => "semgrep_scan",
-            Kind::Finding => "semgrep_finding",
-            Kind::Test => "test",
-        }
-    }
-}
-
-/// The states of a message, in the order it moves through them.
-pub const STATES: [&str; 4] = ["pending", "delivering", "delivered", "failed"];
-
 /// Most `semgrep_finding` objects in one message; a larger set is split.
 pub const FINDINGS_PER_MESSAGE: usize = 500;
 
 /// A message to enqueue: its body is `payloads[payload]` of its [`Outbox`].
 pub struct NewMessage {
     pub integration_id: i64,
-    pub kind: Kind,
+    pub kind: EventKind,
     pub payload: usize,
 }
 
@@ -57,8 +36,8 @@ pub struct Outbox {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
-    pub public_id: String,
-    pub kind: String,
+    pub public_id: MessageId,
+    pub kind: EventKind,
     /// The bytes every attempt sends and signs, shared with the messages of the same body.
     pub body: Bytes,
     pub attempts: i64,
@@ -70,11 +49,12 @@ pub struct Claimed {
 /// A message as the delivery log shows it.
 #[derive(Debug, Clone)]
 pub struct MessageRow {
-    pub public_id: String,
-    pub integration: String,
-    pub scan_id: Option<i64>,
-    pub kind: String,
-    pub status: String,
+    pub public_id: MessageId,
+    /// `None` once the integration was deleted (its log stays).
+    pub integration: Option<IntegrationId>,
+    pub scan_id: Option<ScanId>,
+    pub kind: EventKind,
+    pub status: MessageStatus,
     pub attempts: i64,
     pub next_attempt_at: Micros,
     pub created_at: Micros,
@@ -102,14 +82,6 @@ pub struct AttemptRecord {
     pub next: Next,
 }
 
-/// What follows an attempt.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Next {
-    Delivered,
-    RetryAt(Micros),
-    Failed,
-}
-
 /// The messages of a scan outcome: `semgrep_scan` to every enabled integration, and the
 /// notified findings whose mode notifies an integration, split into arrays. Integrations
 /// notified of the same modes share their arrays' payloads.
@@ -127,7 +99,7 @@ pub fn messages_for_scan(
         }
         out.messages.push(NewMessage {
             integration_id: i.id,
-            kind: Kind::Scan,
+            kind: EventKind::Scan,
             payload: 0,
         });
         let payloads = match arrays.iter().find(|(modes, _)| same_modes(modes, &i.modes)) {
@@ -150,7 +122,7 @@ pub fn messages_for_scan(
         out.messages
             .extend(payloads.into_iter().map(|payload| NewMessage {
                 integration_id: i.id,
-                kind: Kind::Finding,
+                kind: EventKind::Finding,
                 payload,
             }));
     }
@@ -196,8 +168,8 @@ pub struct Enqueued {
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    deployment_id: i64,
-    scan_id: Option<i64>,
+    deployment_id: DeploymentId,
+    scan_id: Option<ScanId>,
     outbox: &Outbox,
     integrations: &[Integration],
     claimant: Option<&dyn Claimant>,
@@ -225,7 +197,11 @@ pub async fn enqueue(
         }
     }
     let now = clock::now();
-    let public_ids: Vec<String> = outbox.messages.iter().map(|_| new_message_id()).collect();
+    let public_ids: Vec<MessageId> = outbox
+        .messages
+        .iter()
+        .map(|_| MessageId::generate())
+        .collect();
     let rows: Vec<Vec<Cell>> = outbox
         .messages
         .iter()
@@ -236,14 +212,15 @@ pub async fn enqueue(
                 pid.as_str().into(),
                 deployment_id.into(),
                 m.integration_id.into(),
-                scan_id.map_or(Cell::Null, Cell::Int),
+                scan_id.map_or(Cell::Null, Cell::from),
                 m.kind.as_str().into(),
                 payload_ids[m.payload].into(),
                 if lease.is_some() {
-                    "delivering"
+                    MessageStatus::Delivering
                 } else {
-                    "pending"
+                    MessageStatus::Pending
                 }
+                .as_str()
                 .into(),
                 lease.map_or(Cell::Null, Cell::Int),
                 now.into(),
@@ -282,7 +259,7 @@ pub async fn enqueue(
             pending,
         });
     }
-    let ids: HashMap<String, i64> = inserted
+    let ids: HashMap<MessageId, i64> = inserted
         .iter()
         .map(|r| Ok((col(r, "public_id")?, col(r, "id")?)))
         .collect::<anyhow::Result<_>>()?;
@@ -309,7 +286,7 @@ pub async fn enqueue(
         claimed.push(Claimed {
             id,
             public_id: pid,
-            kind: m.kind.as_str().to_string(),
+            kind: m.kind,
             body: bodies[m.payload].clone(),
             attempts: 0,
             integration: integration.clone(),
@@ -317,11 +294,6 @@ pub async fn enqueue(
         });
     }
     Ok(Enqueued { claimed, pending })
-}
-
-/// `msg_` + 24 base62 characters: the `webhook-id`, stable across retries.
-pub fn new_message_id() -> String {
-    format!("msg_{}", ids::random_base62(24))
 }
 
 /// How many of `rows` belong to an integration.
@@ -351,8 +323,8 @@ fn message_from_row(r: &AnyRow) -> anyhow::Result<MessageRow> {
         public_id: col(r, "public_id")?,
         integration: col(r, "integration")?,
         scan_id: col(r, "scan_id")?,
-        kind: col(r, "kind")?,
-        status: col(r, "status")?,
+        kind: named(r, "kind")?,
+        status: named(r, "status")?,
         attempts: col(r, "attempts")?,
         next_attempt_at: col(r, "next_attempt_at")?,
         created_at: col(r, "created_at")?,
@@ -361,7 +333,7 @@ fn message_from_row(r: &AnyRow) -> anyhow::Result<MessageRow> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "m.public_id, COALESCE(i.public_id, '(deleted)') AS integration, \
+const MESSAGE_COLUMNS: &str = "m.public_id, i.public_id AS integration, \
     m.scan_id, m.kind, \
     m.status, m.attempts, m.next_attempt_at, m.created_at, m.delivered_at, p.body";
 
@@ -461,7 +433,7 @@ impl Store {
             out.push(Claimed {
                 id: col(row, "id")?,
                 public_id: col(row, "public_id")?,
-                kind: col(row, "kind")?,
+                kind: named(row, "kind")?,
                 body: body.clone(),
                 attempts: col(row, "attempts")?,
                 integration: integration.clone(),
@@ -535,12 +507,12 @@ impl Store {
         let moves: Vec<Value> = records
             .iter()
             .map(|r| {
-                let (status, next_at, delivered_at) = match r.next {
-                    Next::Delivered => ("delivered", r.attempted_at, Some(r.attempted_at)),
-                    Next::RetryAt(at) => ("pending", at, None),
-                    Next::Failed => ("failed", r.attempted_at, None),
+                let (next_at, delivered_at) = match r.next {
+                    Next::Delivered => (r.attempted_at, Some(r.attempted_at)),
+                    Next::RetryAt(at) => (at, None),
+                    Next::Failed => (r.attempted_at, None),
                 };
-                json!({"id": r.message_id, "status": status, "next_at": next_at,
+                json!({"id": r.message_id, "status": r.next.status().as_str(), "next_at": next_at,
                        "delivered_at": delivered_at})
             })
             .collect();
@@ -636,10 +608,10 @@ impl Store {
     /// (internal scan id).
     pub async fn list_messages(
         &self,
-        deployment_id: i64,
-        integration: Option<&str>,
-        status: Option<&str>,
-        scan_id: Option<i64>,
+        deployment_id: DeploymentId,
+        integration: Option<&IntegrationId>,
+        status: Option<MessageStatus>,
+        scan_id: Option<ScanId>,
         limit: i64,
     ) -> anyhow::Result<Vec<MessageRow>> {
         let sql = format!(
@@ -652,9 +624,9 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(deployment_id)
-            .bind(integration.unwrap_or_default())
-            .bind(status.unwrap_or_default())
-            .bind(scan_id.unwrap_or(0))
+            .bind(integration.map_or("", IntegrationId::as_str))
+            .bind(status.map_or("", MessageStatus::as_str))
+            .bind(scan_id.map_or(0, |s| s.0))
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
@@ -664,8 +636,8 @@ impl Store {
     /// One message and its attempts.
     pub async fn message(
         &self,
-        deployment_id: i64,
-        public_id: &str,
+        deployment_id: DeploymentId,
+        public_id: &MessageId,
     ) -> anyhow::Result<Option<(MessageRow, Vec<AttemptRow>)>> {
         let sql = format!(
             "SELECT m.id, {MESSAGE_COLUMNS} FROM messages m \
@@ -705,7 +677,11 @@ impl Store {
 
     /// Queues a message again, due now (same `webhook-id`). False if unknown. Test
     /// notifications are not resent: the Test action sends a new one.
-    pub async fn resend(&self, deployment_id: i64, public_id: &str) -> anyhow::Result<bool> {
+    pub async fn resend(
+        &self,
+        deployment_id: DeploymentId,
+        public_id: &MessageId,
+    ) -> anyhow::Result<bool> {
         let done = sqlx::query(
             "UPDATE messages SET status = 'pending', next_attempt_at = $1, lease_until = NULL \
              WHERE deployment_id = $2 AND public_id = $3 AND kind <> $4",
@@ -713,7 +689,7 @@ impl Store {
         .bind(clock::now())
         .bind(deployment_id)
         .bind(public_id)
-        .bind(Kind::Test.as_str())
+        .bind(EventKind::Test.as_str())
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -722,8 +698,8 @@ impl Store {
     /// Queues again every failed message of an integration created since `since`.
     pub async fn recover(
         &self,
-        deployment_id: i64,
-        integration_public_id: &str,
+        deployment_id: DeploymentId,
+        integration_public_id: &IntegrationId,
         since: Micros,
     ) -> anyhow::Result<u64> {
         let done = sqlx::query(
@@ -745,16 +721,15 @@ impl Store {
     pub async fn record_test(
         &self,
         integration: &Integration,
-        deployment_id: i64,
-        public_id: &str,
+        public_id: &MessageId,
         body: &str,
         attempted_at: Micros,
         outcome: &Outcome,
     ) -> anyhow::Result<()> {
         let status = if outcome.delivered() {
-            "delivered"
+            MessageStatus::Delivered
         } else {
-            "failed"
+            MessageStatus::Failed
         };
         let mut tx = self.writer().begin().await?;
         let payload_id = insert_payload(&mut tx, body).await?;
@@ -764,11 +739,11 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8) RETURNING id",
         )
         .bind(public_id)
-        .bind(deployment_id)
+        .bind(integration.deployment_id)
         .bind(integration.id)
-        .bind(Kind::Test.as_str())
+        .bind(EventKind::Test.as_str())
         .bind(payload_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(attempted_at)
         .bind(outcome.delivered().then_some(attempted_at))
         .fetch_one(&mut *tx)
@@ -790,12 +765,12 @@ impl Store {
     }
 
     /// Messages by status, for readiness and metrics.
-    pub async fn queue_depth(&self) -> anyhow::Result<Vec<(String, i64)>> {
+    pub async fn queue_depth(&self) -> anyhow::Result<Vec<(MessageStatus, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM messages GROUP BY status")
             .fetch_all(self.pool())
             .await?;
         rows.iter()
-            .map(|r| Ok((col(r, "status")?, col(r, "n")?)))
+            .map(|r| Ok((named(r, "status")?, col(r, "n")?)))
             .collect()
     }
 }
@@ -807,7 +782,8 @@ mod tests {
     fn integration(id: i64, enabled: bool, modes: &[RuleMode]) -> Integration {
         Integration {
             id,
-            public_id: format!("int_{id}"),
+            public_id: IntegrationId::generate(),
+            deployment_id: DeploymentId(1),
             name: format!("integration {id}"),
             url: "https://hooks.example.com/".into(),
             enabled,
@@ -838,7 +814,7 @@ mod tests {
         findings.push((Monitor, "{\"m\":0}".to_string()));
         let out = messages_for_scan(&integrations, "{\"semgrep_scan\":{}}", &findings);
 
-        let of = |id: i64| -> Vec<(Kind, usize)> {
+        let of = |id: i64| -> Vec<(EventKind, usize)> {
             out.messages
                 .iter()
                 .filter(|m| m.integration_id == id)
@@ -861,8 +837,12 @@ mod tests {
             3,
             "a scan object and two arrays (501 findings)"
         );
-        assert_eq!(of(1)[0], (Kind::Scan, 0));
-        assert_eq!(of(3)[0], (Kind::Scan, 0), "one scan object for everyone");
+        assert_eq!(of(1)[0], (EventKind::Scan, 0));
+        assert_eq!(
+            of(3)[0],
+            (EventKind::Scan, 0),
+            "one scan object for everyone"
+        );
         assert_ne!(of(1)[1].1, of(3)[1].1);
         assert_eq!(out.payloads.len(), 5);
         let array = |p: usize| serde_json::from_str::<Vec<Value>>(&out.payloads[p]).unwrap();

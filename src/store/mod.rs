@@ -206,6 +206,22 @@ impl From<i64> for Cell<'_> {
     }
 }
 
+macro_rules! id_cells {
+    ($($id:ty),+) => {
+        $(impl From<$id> for Cell<'_> {
+            fn from(v: $id) -> Self {
+                Cell::Int(v.0)
+            }
+        })+
+    };
+}
+id_cells!(
+    crate::ids::DeploymentId,
+    crate::ids::ProjectId,
+    crate::ids::ScanId,
+    crate::ids::FindingId
+);
+
 impl<'a> From<&'a str> for Cell<'a> {
     fn from(v: &'a str) -> Self {
         Cell::Text(v)
@@ -335,6 +351,16 @@ where
     use sqlx::Row;
     row.try_get(name)
         .with_context(|| format!("reading column {name}"))
+}
+
+/// Reads a text column holding the name of an enum value (a state, a kind).
+pub(crate) fn named<T>(row: &AnyRow, name: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    let text: String = col(row, name)?;
+    text.parse()
+        .map_err(|e: String| anyhow::anyhow!("column {name}: {e}"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use super::{col, Store};
 use crate::clock;
 use crate::domain::mode::{Membership, PolicyRef, RuleMode};
 use crate::domain::rules::Rule;
-use crate::ids::slugify;
+use crate::ids::{slugify, DeploymentId};
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ impl Store {
     /// all in one transaction.
     pub async fn add_rules(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         policy: Option<&str>,
         mode: RuleMode,
         rules: &[Rule],
@@ -89,7 +89,7 @@ impl Store {
     /// Changes a rule's mode in one policy (the only one it is in, when none is named).
     pub async fn set_rule_mode(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         rule_id: &str,
         policy: Option<&str>,
         mode: RuleMode,
@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// Every rule of the deployment with its memberships, ordered by rule id.
-    pub async fn list_rules(&self, deployment_id: i64) -> anyhow::Result<Vec<StoredRule>> {
+    pub async fn list_rules(&self, deployment_id: DeploymentId) -> anyhow::Result<Vec<StoredRule>> {
         let rows = sqlx::query(
             "SELECT r.rule_id, r.body, p.id AS policy_id, p.name, p.slug, p.is_default, pr.mode \
              FROM rules r \
@@ -173,7 +173,10 @@ impl Store {
     }
 
     /// Every policy of the deployment, with its rules.
-    pub async fn list_policies(&self, deployment_id: i64) -> anyhow::Result<Vec<PolicyRules>> {
+    pub async fn list_policies(
+        &self,
+        deployment_id: DeploymentId,
+    ) -> anyhow::Result<Vec<PolicyRules>> {
         let rows = sqlx::query(
             "SELECT p.id, p.name, p.slug, p.is_default, r.rule_id, pr.mode FROM policies p \
              LEFT JOIN policy_rules pr ON pr.policy_id = p.id \
@@ -211,7 +214,7 @@ impl Store {
 /// Finds or creates a policy by name (`None`: the default policy).
 async fn ensure_policy(
     tx: &mut Transaction<'static, Any>,
-    deployment_id: i64,
+    deployment_id: DeploymentId,
     name: Option<&str>,
 ) -> anyhow::Result<PolicyRef> {
     let (name, is_default) = match name {

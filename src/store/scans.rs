@@ -6,49 +6,18 @@ use super::{col, Store};
 use crate::clock::{self, Micros};
 use crate::domain::ci::{CreateScan, ProjectMetadata};
 use crate::domain::payload::{self, ScanFacts};
-use crate::ids;
-use serde::Serialize;
+use crate::domain::scan::ScanStatus;
+use crate::ids::{DeploymentId, ProjectId, PublicScanId, ScanId, ScanKey};
 use serde_json::Value;
 use sqlx::any::AnyRow;
-
-/// A scan's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScanStatus {
-    Running,
-    Completed,
-    Error,
-    Abandoned,
-}
-
-impl ScanStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScanStatus::Running => "running",
-            ScanStatus::Completed => "completed",
-            ScanStatus::Error => "error",
-            ScanStatus::Abandoned => "abandoned",
-        }
-    }
-
-    fn parse(s: &str) -> anyhow::Result<ScanStatus> {
-        Ok(match s {
-            "running" => ScanStatus::Running,
-            "completed" => ScanStatus::Completed,
-            "error" => ScanStatus::Error,
-            "abandoned" => ScanStatus::Abandoned,
-            other => anyhow::bail!("unknown scan status {other:?}"),
-        })
-    }
-}
 
 /// A stored scan (without its uploaded results, which can be large).
 #[derive(Debug, Clone)]
 pub struct Scan {
-    pub id: i64,
-    pub public_id: String,
-    pub deployment_id: i64,
-    pub project_id: i64,
+    pub id: ScanId,
+    pub public_id: PublicScanId,
+    pub deployment_id: DeploymentId,
+    pub project_id: ProjectId,
     pub project: String,
     pub unique_id: String,
     pub git_ref: String,
@@ -74,8 +43,8 @@ impl Scan {
     /// The `semgrep_scan` object for this scan as it stands.
     pub fn semgrep_scan(&self) -> Value {
         payload::semgrep_scan(&ScanFacts {
-            public_id: &self.public_id,
-            deployment_id: self.deployment_id,
+            public_id: self.public_id.as_str(),
+            deployment_id: self.deployment_id.0,
             started_at: self.started_at,
             completed_at: self.completed_at,
             exit_code: self.exit_code,
@@ -111,7 +80,9 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
         cli_version: col(r, "cli_version")?,
         meta: serde_json::from_str(&meta)?,
         ignored_files: serde_json::from_str(&ignored)?,
-        status: ScanStatus::parse(&col::<String>(r, "status")?)?,
+        status: col::<String>(r, "status")?
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         started_at: col(r, "started_at")?,
         completed_at: col(r, "completed_at")?,
         exit_code: col(r, "exit_code")?,
@@ -130,20 +101,24 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
 #[derive(Debug, Clone, Default)]
 pub struct ScanFilter {
     pub project: Option<String>,
-    pub project_id: Option<i64>,
+    pub project_id: Option<ProjectId>,
     pub git_ref: Option<String>,
     pub is_full_scan: Option<bool>,
     pub since: Option<Micros>,
     pub statuses: Vec<ScanStatus>,
     /// Only scans with an id below this (pagination, newest first).
-    pub before_id: Option<i64>,
+    pub before_id: Option<ScanId>,
     pub limit: i64,
 }
 
 impl Store {
     /// Creates the scan (and its project on first sight) or returns the one that already
     /// has this `unique_id`: the client retries this call with the same id.
-    pub async fn create_scan(&self, deployment_id: i64, req: &CreateScan) -> anyhow::Result<Scan> {
+    pub async fn create_scan(
+        &self,
+        deployment_id: DeploymentId,
+        req: &CreateScan,
+    ) -> anyhow::Result<Scan> {
         let now = clock::now();
         let meta = &req.project_metadata;
         let mut tx = self.writer().begin().await?;
@@ -165,7 +140,7 @@ impl Store {
         .bind(&meta.repository)
         .fetch_one(&mut *tx)
         .await?;
-        let project_id: i64 = col(&project, "id")?;
+        let project_id: ProjectId = col(&project, "id")?;
         let ignored: String = col(&project, "ignored_files")?;
         sqlx::query(
             "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
@@ -173,7 +148,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10) \
              ON CONFLICT (deployment_id, unique_id) DO NOTHING",
         )
-        .bind(ids::public_scan_id())
+        .bind(PublicScanId::generate())
         .bind(deployment_id)
         .bind(project_id)
         .bind(&req.scan_metadata.unique_id)
@@ -193,7 +168,7 @@ impl Store {
 
     pub async fn scan_by_unique_id(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         unique_id: &str,
     ) -> anyhow::Result<Option<Scan>> {
         let sql = format!(
@@ -209,16 +184,23 @@ impl Store {
     }
 
     /// A scan by numeric id or public id, inside one deployment.
-    pub async fn scan(&self, deployment_id: i64, id: &str) -> anyhow::Result<Option<Scan>> {
-        let numeric = id.parse::<i64>().ok();
+    pub async fn scan(
+        &self,
+        deployment_id: DeploymentId,
+        key: &ScanKey,
+    ) -> anyhow::Result<Option<Scan>> {
+        let (numeric, public) = match key {
+            ScanKey::Numeric(id) => (id.0, ""),
+            ScanKey::Public(p) => (-1, p.as_str()),
+        };
         let sql = format!(
             "SELECT {SCAN_COLUMNS} FROM scans s JOIN projects p ON p.id = s.project_id \
              WHERE s.deployment_id = $1 AND (s.id = $2 OR s.public_id = $3)"
         );
         let row = sqlx::query(&sql)
             .bind(deployment_id)
-            .bind(numeric.unwrap_or(-1))
-            .bind(id)
+            .bind(numeric)
+            .bind(public)
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
@@ -227,7 +209,7 @@ impl Store {
     /// Newest first.
     pub async fn list_scans(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         f: &ScanFilter,
     ) -> anyhow::Result<Vec<Scan>> {
         let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
@@ -251,11 +233,11 @@ impl Store {
         let mut q = sqlx::query(&sql)
             .bind(deployment_id)
             .bind(f.project.clone().unwrap_or_default())
-            .bind(f.project_id.unwrap_or(-1))
+            .bind(f.project_id.map_or(-1, |p| p.0))
             .bind(f.git_ref.clone().unwrap_or_default())
             .bind(f.is_full_scan.map(i64::from).unwrap_or(-1))
             .bind(f.since.unwrap_or(i64::MIN))
-            .bind(f.before_id.unwrap_or(i64::MAX));
+            .bind(f.before_id.map_or(i64::MAX, |s| s.0));
         for s in statuses {
             q = q.bind(s);
         }
@@ -265,7 +247,7 @@ impl Store {
 
     /// Keeps the uploaded results of a running scan, replacing an earlier upload.
     /// Returns false when the scan is no longer running.
-    pub async fn store_results(&self, scan_id: i64, body: &[u8]) -> anyhow::Result<bool> {
+    pub async fn store_results(&self, scan_id: ScanId, body: &[u8]) -> anyhow::Result<bool> {
         // Uploads are large, repetitive JSON: LZ4 shrinks them several times over for a few
         // milliseconds, which is far less than writing (and re-reading) the raw bytes.
         let compressed = lz4_flex::compress_prepend_size(body);
@@ -355,7 +337,7 @@ impl Store {
     /// Stores a fail-open report from the client.
     pub async fn record_failure(
         &self,
-        deployment_id: i64,
+        deployment_id: DeploymentId,
         request_id: Option<&str>,
         exit_code: Option<i64>,
         body: &str,
@@ -374,7 +356,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn count_failures(&self, deployment_id: i64) -> anyhow::Result<i64> {
+    pub async fn count_failures(&self, deployment_id: DeploymentId) -> anyhow::Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM failures WHERE deployment_id = $1")
             .bind(deployment_id)
             .fetch_one(self.pool())

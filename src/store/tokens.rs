@@ -2,12 +2,15 @@
 
 use super::deployments::Deployment;
 use super::{col, Store};
-use crate::{clock, ids};
+use crate::clock;
+use crate::ids::{self, DeploymentId};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// What `semgrep ci` needs: the CI protocol endpoints only.
@@ -27,7 +30,11 @@ impl Scope {
 
 impl Store {
     /// Creates a token and returns it; only its hash is kept.
-    pub async fn create_token(&self, deployment_id: i64, scope: Scope) -> anyhow::Result<String> {
+    pub async fn create_token(
+        &self,
+        deployment_id: DeploymentId,
+        scope: Scope,
+    ) -> anyhow::Result<String> {
         let token = ids::new_token();
         sqlx::query(
             "INSERT INTO tokens (deployment_id, scope, token_hash, created_at) \

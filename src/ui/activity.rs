@@ -4,12 +4,14 @@
 use super::layout::{
     badge, csrf, empty, maybe_when, page, query_value, semgrep_command, when, Section,
 };
-use super::{done, local_path, Posted, Session, UiResult};
-use crate::app::AppState;
+use super::{done, local_path, parse_id, Posted, Session, UiResult};
+use crate::domain::findings::{FindingFilter, Status, TriageState};
+use crate::domain::lifecycle::State as FindingState;
 use crate::domain::mode::RuleMode;
+use crate::domain::query::QueryPairs;
 use crate::error::AppError;
-use crate::http::extract::QueryPairs;
-use crate::http::v1::{finding_filter, severity_name};
+use crate::ids::{FindingId, ScanId, ScanKey};
+use crate::state::AppState;
 use crate::store::findings::FindingRow;
 use crate::store::scans::{Scan, ScanFilter};
 use crate::store::sessions::UiSession;
@@ -51,7 +53,7 @@ fn scan_kind(s: &Scan) -> &'static str {
 pub async fn scans(Session(s): Session, State(st): State<AppState>, q: QueryPairs) -> UiResult {
     let project = q.one("project").filter(|v| !v.is_empty());
     let git_ref = q.one("ref").filter(|v| !v.is_empty());
-    let before_id = q.int("before")?;
+    let before_id = q.int("before")?.map(ScanId);
     let filter = ScanFilter {
         project: project.map(str::to_string),
         git_ref: git_ref.map(str::to_string),
@@ -97,7 +99,7 @@ pub async fn scans(Session(s): Session, State(st): State<AppState>, q: QueryPair
 }
 
 /// The next page of the scans list, keeping its filters.
-fn older(before: i64, project: Option<&str>, git_ref: Option<&str>) -> String {
+fn older(before: ScanId, project: Option<&str>, git_ref: Option<&str>) -> String {
     let mut link = format!("/scans?before={before}");
     if let Some(p) = project {
         link.push_str(&format!("&project={}", query_value(p)));
@@ -121,9 +123,10 @@ pub async fn scan(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> UiResult {
+    let key: ScanKey = parse_id(&id, "scan")?;
     let sc = st
         .store
-        .scan(s.deployment.id, &id)
+        .scan(s.deployment.id, &key)
         .await?
         .ok_or_else(|| AppError::not_found("scan"))?;
     let object = sc.scan_payload.clone().unwrap_or_else(|| sc.semgrep_scan());
@@ -165,9 +168,9 @@ pub async fn scan(
                 thead { tr { th { "Message" } th { "Integration" } th { "Kind" } th { "Status" } th { "Attempts" } } }
                 tbody { @for m in &messages { tr {
                     td { a href={ "/deliveries/" (m.public_id) } { code { (m.public_id) } } }
-                    td { code { (m.integration) } }
+                    td { @match &m.integration { Some(i) => code { (i) }, None => "(deleted)" } }
                     td { (m.kind) }
-                    td { (badge(&m.status)) }
+                    td { (badge(m.status.as_str())) }
                     td { (m.attempts) }
                 } } }
             } }
@@ -179,11 +182,11 @@ pub async fn scan(
             div.table-wrap { table {
                 thead { tr { th { "Change" } th { "Notified" } th { "Rule" } th { "Location" } th { "Status" } } }
                 tbody { @for f in changed.iter().take(SHOWN) { tr {
-                    td { (f.change.as_deref().unwrap_or_default()) }
+                    td { (f.change.map_or("", |c| c.as_str())) }
                     td { @if f.notify { "yes" } @else { "no" } }
                     td { a href={ "/rules/" (query_value(&f.rule_id)) } { code { (f.rule_id) } } }
                     td { code { (f.path) ":" (f.line) } }
-                    td { (badge(&f.status)) }
+                    td { (badge(f.status.as_str())) }
                 } } }
             } }
             @if changed.len() > SHOWN { p.hint { "The first " (SHOWN) " of " (changed.len()) " are shown." } }
@@ -232,10 +235,10 @@ fn triage_form(s: &UiSession, f: &FindingRow, back: &str) -> Markup {
         form.row method="post" action=(action) {
             (csrf(s))
             input type="hidden" name="back" value=(back);
-            @if f.status == "ignored" {
+            @if f.status == Status::Ignored {
                 input type="hidden" name="action" value="reopen";
                 button.secondary type="submit" aria-label={ "Reopen finding " (f.id) } { "Reopen" }
-            } @else if f.state == "open" {
+            } @else if f.state == FindingState::Open {
                 input type="hidden" name="action" value="ignore";
                 label.visually-hidden for={ "reason-" (f.id) } { "Reason" }
                 select id={ "reason-" (f.id) } name="reason" {
@@ -250,7 +253,7 @@ fn triage_form(s: &UiSession, f: &FindingRow, back: &str) -> Markup {
 }
 
 pub async fn findings(Session(s): Session, State(st): State<AppState>, q: QueryPairs) -> UiResult {
-    let filter = finding_filter(&page_query(&q))?;
+    let filter = FindingFilter::from_query(&page_query(&q))?;
     let rows = st.store.list_findings(s.deployment.id, &filter).await?;
     let projects = st.store.list_projects(s.deployment.id).await?;
     let mut project_options: Vec<(&str, &str)> = vec![("", "Any")];
@@ -290,11 +293,11 @@ pub async fn findings(Session(s): Session, State(st): State<AppState>, q: QueryP
                     th { "Status" } th { "Mode" } th { "First seen" } th { "Triage" } } }
                 tbody { @for f in &rows { tr id={ "finding-" (f.id) } {
                     td { a href={ "/rules/" (query_value(&f.rule_id)) } { code { (f.rule_id) } } br; span.hint { (f.message) } }
-                    td { (severity_name(f.severity)) }
+                    td { (f.severity) }
                     td { code { (f.path) ":" (f.line) } }
                     td { (f.project) }
                     td { code { (f.git_ref) } }
-                    td { (badge(&f.status)) }
+                    td { (badge(f.status.as_str())) }
                     td { (f.mode) }
                     td { (when(f.created_at)) }
                     td { (triage_form(&s, f, &back)) }
@@ -318,11 +321,12 @@ fn page_link(q: &QueryPairs, page: i64) -> String {
     format!("/findings?{}", out.finish())
 }
 
-pub async fn triage(State(st): State<AppState>, Path(id): Path<i64>, form: Posted) -> UiResult {
+pub async fn triage(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let s = &form.session;
+    let id: FindingId = parse_id(&id, "finding")?;
     let (state, notice) = match form.get("action") {
-        Some("ignore") => ("ignored", "ignored"),
-        Some("reopen") => ("reopened", "reopened"),
+        Some("ignore") => (TriageState::Ignored, "ignored"),
+        Some("reopen") => (TriageState::Reopened, "reopened"),
         _ => {
             return Err(
                 AppError::bad_request("invalid_form", "action must be ignore or reopen").into(),

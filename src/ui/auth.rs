@@ -2,9 +2,9 @@
 
 use super::layout::{bare, form_error};
 use super::{cookie, local_path, Posted, UiResult, SESSION_COOKIE};
-use crate::app::AppState;
-use crate::http::extract::QueryPairs;
+use crate::domain::query::QueryPairs;
 use crate::ids;
+use crate::state::AppState;
 use crate::store::sessions::SESSION_LIFETIME_MICROS;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -18,8 +18,8 @@ mod layout;
 mod policies;
 mod settings;
 
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::sessions::UiSession;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
@@ -119,6 +119,12 @@ pub type UiResult<T = Response> = Result<T, UiError>;
 impl From<AppError> for UiError {
     fn from(e: AppError) -> Self {
         UiError(e)
+    }
+}
+
+impl From<crate::domain::query::QueryError> for UiError {
+    fn from(e: crate::domain::query::QueryError) -> Self {
+        UiError(e.into())
     }
 }
 
@@ -297,6 +303,13 @@ impl FromRequest<AppState> for Posted {
             files,
         })
     }
+}
+
+/// An id from a path, or the not-found page of `what`: a value that does not parse names
+/// nothing that exists. (Pages parse their ids after the session is checked, so that a
+/// signed-out visitor is sent to sign in whatever the path holds.)
+pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, UiError> {
+    raw.parse().map_err(|_| UiError(AppError::not_found(what)))
 }
 
 /// A same-site path to return to, or `fallback`: only `/…` paths, never `//host`.

@@ -4,11 +4,12 @@
 
 use super::layout::{badge, csrf, empty, form_error, page, Section};
 use super::{done, Posted, Session, UiResult};
-use crate::app::AppState;
 use crate::domain::mode::{self, RuleMode};
+use crate::domain::query::QueryPairs;
+use crate::domain::rules::parse_files;
 use crate::error::AppError;
-use crate::http::admin::parse_rule_files;
-use crate::http::extract::QueryPairs;
+use crate::ids::IntegrationId;
+use crate::state::AppState;
 use crate::store::rules::{ModeChangeError, DEFAULT_POLICY};
 use crate::store::sessions::UiSession;
 use axum::extract::{Path, State};
@@ -147,7 +148,8 @@ pub async fn upload(State(st): State<AppState>, form: Posted) -> UiResult {
             "The policy name needs letters or digits.",
         ))
     } else {
-        parse_rule_files(form.files.iter().map(|(_, n, c)| (n.as_str(), c.as_str())))
+        parse_files(form.files.iter().map(|(_, n, c)| (n.as_str(), c.as_str())))
+            .map_err(AppError::from)
     };
     let rules = match parsed {
         Ok(r) => r,
@@ -255,20 +257,22 @@ pub async fn save_mode(
     let m = m
         .parse::<RuleMode>()
         .map_err(|e| AppError::client(StatusCode::NOT_FOUND, "not_found", e))?;
-    let chosen = form.all("integration");
     let all = st.store.list_integrations(s.deployment.id).await?;
-    if let Some(unknown) = chosen
-        .iter()
-        .find(|c| !all.iter().any(|i| &i.public_id == *c))
-    {
-        return Err(AppError::client(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no integration {unknown}; reload the page"),
-        )
-        .into());
+    let mut chosen: Vec<IntegrationId> = Vec::new();
+    for raw in form.all("integration") {
+        match all.iter().find(|i| i.public_id.as_str() == raw) {
+            Some(i) => chosen.push(i.public_id.clone()),
+            None => {
+                return Err(AppError::client(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no integration {raw}; reload the page"),
+                )
+                .into())
+            }
+        }
     }
-    let off: Vec<String> = all
+    let off: Vec<IntegrationId> = all
         .iter()
         .map(|i| i.public_id.clone())
         .filter(|id| !chosen.contains(id))

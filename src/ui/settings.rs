@@ -3,26 +3,29 @@
 //! integration's delivery log with Resend and recover.
 
 use super::layout::{badge, csrf, empty, form_error, maybe_when, page, when, Section};
-use super::{done, Posted, Session, UiError, UiResult};
-use crate::app::AppState;
+use super::{done, parse_id, Posted, Session, UiError, UiResult};
 use crate::clock::{self, iso};
-use crate::delivery::signing;
+use crate::delivery::test_notification::{self, Target, TestResult};
+use crate::domain::integration::Integration;
+use crate::domain::outbox::{EventKind, MessageStatus};
+use crate::domain::query::QueryPairs;
 use crate::domain::webhook::{check_name, WebhookUrl};
 use crate::error::AppError;
-use crate::http::extract::QueryPairs;
-use crate::http::integrations::{run_test, TestResult};
-use crate::store::integrations::{Integration, IntegrationChange};
-use crate::store::messages::STATES;
+use crate::ids::{self, IntegrationId, MessageId};
+use crate::state::AppState;
+use crate::store::integrations::IntegrationChange;
 use crate::store::sessions::UiSession;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 
+/// The session's integration named by a path, or the not-found page.
 async fn load(st: &AppState, s: &UiSession, id: &str) -> UiResult<Integration> {
+    let id: IntegrationId = parse_id(id, "integration")?;
     Ok(st
         .store
-        .integration(s.deployment.id, id)
+        .integration(s.deployment.id, &id)
         .await?
         .ok_or_else(|| AppError::not_found("integration"))?)
 }
@@ -202,7 +205,7 @@ fn add_page(s: &UiSession, secret: &str, f: &FormState, status: StatusCode) -> R
 pub async fn add_form(Session(s): Session) -> UiResult {
     Ok(add_page(
         &s,
-        &signing::new_secret(),
+        &ids::new_signing_secret(),
         &FormState::default(),
         StatusCode::OK,
     ))
@@ -215,39 +218,25 @@ fn check(name: &str, url: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), url.to_string()))
 }
 
-/// Tests a URL with secrets, before or after saving.
-async fn try_url(
+/// Posts the test notification to a typed URL: an integration being added (with the
+/// secret it will be saved with) or a saved one (logged in its delivery log).
+async fn test_url(
     st: &AppState,
-    base: Integration,
     url: &str,
-    log_under: Option<i64>,
+    saved: Option<&Integration>,
+    secret: &str,
 ) -> UiResult<Result<TestResult, String>> {
     let url = match WebhookUrl::parse(url) {
-        Ok(u) => u.to_string(),
+        Ok(u) => u,
         Err(e) => return Ok(Err(format!("Webhook URL: {e}"))),
     };
-    let i = Integration { url, ..base };
-    Ok(Ok(run_test(st, &i, log_under).await?))
-}
-
-/// An integration that is not saved yet, for the Test button of the Add form.
-fn unsaved(name: &str, secret: &str) -> Integration {
-    let now = clock::now();
-    Integration {
-        id: 0,
-        public_id: "unsaved".into(),
-        name: name.into(),
-        url: String::new(),
-        enabled: true,
-        disabled_reason: None,
-        secret: secret.into(),
-        old_secret: None,
-        old_secret_until: None,
-        failing_since: None,
-        modes: vec![],
-        created_at: now,
-        updated_at: now,
-    }
+    let target = match saved {
+        Some(i) => Target::saved(i, &url, clock::now()),
+        None => Target::unsaved(&url, secret),
+    };
+    Ok(Ok(
+        test_notification::send(&st.store, &st.sender, target).await?
+    ))
 }
 
 /// Test or Save of the Add form. The form carries the secret the integration will sign
@@ -256,12 +245,12 @@ pub async fn add(State(st): State<AppState>, form: Posted) -> UiResult {
     let s = &form.session;
     let secret = form
         .get("secret")
-        .filter(|v| signing::is_valid_secret(v))
-        .map_or_else(signing::new_secret, str::to_string);
+        .filter(|v| ids::is_signing_secret(v))
+        .map_or_else(ids::new_signing_secret, str::to_string);
     let mut f = FormState::typed(&form);
     let (name, url) = (f.name, f.url);
     if form.get("action") == Some("test") {
-        f.test = Some(try_url(&st, unsaved(name, &secret), url, None).await?);
+        f.test = Some(test_url(&st, url, None, &secret).await?);
         return Ok(add_page(s, &secret, &f, StatusCode::OK));
     }
     match check(name, url) {
@@ -362,7 +351,7 @@ pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Post
     let mut f = FormState::typed(&form);
     let (name, url) = (f.name, f.url);
     if form.get("action") == Some("test") {
-        f.test = Some(try_url(&st, i.clone(), url, Some(s.deployment.id)).await?);
+        f.test = Some(test_url(&st, url, Some(&i), &i.secret).await?);
         return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));
     }
     match check(name, url) {
@@ -377,15 +366,19 @@ pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Post
                 enabled: None,
             };
             st.store
-                .update_integration(s.deployment.id, &id, &change)
+                .update_integration(s.deployment.id, &i.public_id, &change)
                 .await?
                 .ok_or_else(|| AppError::not_found("integration"))?;
-            Ok(done(&format!("/settings/integrations/{id}"), "saved"))
+            Ok(done(
+                &format!("/settings/integrations/{}", i.public_id),
+                "saved",
+            ))
         }
     }
 }
 
 pub async fn enable(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let id: IntegrationId = parse_id(&id, "integration")?;
     let on = match form.get("enabled") {
         Some("true") => true,
         Some("false") => false,
@@ -414,6 +407,7 @@ pub async fn enable(State(st): State<AppState>, Path(id): Path<String>, form: Po
 }
 
 pub async fn rotate(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let id: IntegrationId = parse_id(&id, "integration")?;
     st.store
         .rotate_secret(form.session.deployment.id, &id)
         .await?
@@ -459,6 +453,7 @@ pub async fn confirm_delete(
 }
 
 pub async fn delete(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let id: IntegrationId = parse_id(&id, "integration")?;
     if !st
         .store
         .delete_integration(form.session.deployment.id, &id)
@@ -476,17 +471,10 @@ pub async fn deliveries(
     q: QueryPairs,
 ) -> UiResult {
     let i = load(&st, &s, &id).await?;
-    let status = q.one("status").filter(|v| !v.is_empty());
-    if status.is_some_and(|v| !STATES.contains(&v)) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "status must be pending, delivering, delivered or failed",
-        )
-        .into());
-    }
+    let status: Option<MessageStatus> = q.parsed("status")?;
     let rows = st
         .store
-        .list_messages(s.deployment.id, Some(&id), status, None, 200)
+        .list_messages(s.deployment.id, Some(&i.public_id), status, None, 200)
         .await?;
     let path = format!("/settings/integrations/{id}/deliveries");
     let since_default = iso(clock::now() - 24 * 3600 * 1_000_000);
@@ -494,7 +482,7 @@ pub async fn deliveries(
         p { "To " code { (i.url) } " · " a href={ "/settings/integrations/" (id) } { "Integration settings" } }
         nav.filters aria-label="Filter by status" {
             a href=(path) { "All" }
-            @for v in STATES { a href={ (path) "?status=" (v) } { (v) } }
+            @for v in MessageStatus::ALL { a href={ (path) "?status=" (v) } { (v) } }
         }
         @if rows.is_empty() {
             (empty("No messages to show.", html! {
@@ -508,7 +496,7 @@ pub async fn deliveries(
                 tbody { @for m in &rows { tr {
                     td { a href={ "/deliveries/" (m.public_id) } { code { (m.public_id) } } }
                     td { (m.kind) }
-                    td { (badge(&m.status)) }
+                    td { (badge(m.status.as_str())) }
                     td { (m.attempts) }
                     td { (when(m.created_at)) }
                     td { (maybe_when(m.delivered_at)) }
@@ -530,7 +518,7 @@ pub async fn deliveries(
 
 pub async fn recover(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let s = &form.session;
-    load(&st, s, &id).await?;
+    let i = load(&st, s, &id).await?;
     let since = form
         .get("since")
         .and_then(clock::parse_since)
@@ -540,7 +528,10 @@ pub async fn recover(State(st): State<AppState>, Path(id): Path<String>, form: P
                 "Failed since: give an RFC 3339 time such as 2026-01-31T09:00:00Z, or epoch seconds.",
             )
         })?;
-    let n = st.store.recover(s.deployment.id, &id, since).await?;
+    let n = st
+        .store
+        .recover(s.deployment.id, &i.public_id, since)
+        .await?;
     st.wake.notify_one();
     Ok(done(
         &format!("/settings/integrations/{id}/deliveries"),
@@ -554,6 +545,7 @@ pub async fn delivery(
     Path(id): Path<String>,
     q: QueryPairs,
 ) -> UiResult {
+    let id: MessageId = parse_id(&id, "delivery")?;
     let (m, attempts) = st
         .store
         .message(s.deployment.id, &id)
@@ -566,17 +558,19 @@ pub async fn delivery(
     let body = html! {
         dl.facts {
             dt { "Integration" } dd {
-                @if m.integration == "(deleted)" { "(deleted)" }
-                @else { a href={ "/settings/integrations/" (m.integration) "/deliveries" } { code { (m.integration) } } }
+                @match &m.integration {
+                    None => "(deleted)",
+                    Some(i) => a href={ "/settings/integrations/" (i) "/deliveries" } { code { (i) } },
+                }
             }
             dt { "Kind" } dd { (m.kind) }
-            dt { "Status" } dd { (badge(&m.status)) }
+            dt { "Status" } dd { (badge(m.status.as_str())) }
             dt { "webhook-id" } dd { code { (m.public_id) } }
             dt { "Created" } dd { (when(m.created_at)) }
             dt { "Delivered" } dd { (maybe_when(m.delivered_at)) }
-            @if m.status == "pending" { dt { "Next attempt" } dd { (when(m.next_attempt_at)) } }
+            @if m.status == MessageStatus::Pending { dt { "Next attempt" } dd { (when(m.next_attempt_at)) } }
         }
-        @if m.kind != "test" {
+        @if m.kind != EventKind::Test {
             form.row method="post" action={ "/deliveries/" (m.public_id) "/resend" } {
                 (csrf(&s))
                 button type="submit" { "Resend" }
@@ -611,6 +605,7 @@ pub async fn delivery(
 }
 
 pub async fn resend(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
+    let id: MessageId = parse_id(&id, "delivery")?;
     if !st.store.resend(form.session.deployment.id, &id).await? {
         return Err(UiError::from(AppError::not_found("delivery")));
     }

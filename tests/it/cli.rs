@@ -214,7 +214,15 @@ async fn integration_commands(db: Db) {
     let (ok, out, _) = client(&["deliveries", "list", "--json"]);
     assert!(ok);
     let log: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(log["deliveries"][0]["integration_id"], "(deleted)");
+    assert_eq!(
+        log["deliveries"][0]["id"].as_str().map(|i| &i[..4]),
+        Some("msg_")
+    );
+    assert_eq!(
+        log["deliveries"][0]["integration_id"],
+        Value::Null,
+        "a deleted integration is named by no id"
+    );
     app.stop().await;
 }
 on_both!(integration_commands);

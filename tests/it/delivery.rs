@@ -6,10 +6,12 @@ use crate::harness::{fixture, Db, TestApp};
 use crate::on_both;
 use crate::receiver::Receiver;
 use reqwest::{Method, StatusCode};
+use scanhook::clock::Clock;
 use scanhook::clock::Micros;
 use scanhook::delivery::guard::Guard;
 use scanhook::delivery::sender::Sender;
-use scanhook::delivery::worker::{Clock, DeliveryConfig, Worker};
+use scanhook::delivery::worker::{DeliveryConfig, Worker};
+use scanhook::domain::outbox::MessageStatus;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -86,7 +88,7 @@ pub(crate) async fn drained(app: &TestApp) {
         let depth = app.store().queue_depth().await.unwrap();
         if !depth
             .iter()
-            .any(|(s, n)| (s == "pending" || s == "delivering") && *n > 0)
+            .any(|(s, n)| matches!(s, MessageStatus::Pending | MessageStatus::Delivering) && *n > 0)
         {
             return;
         }
@@ -602,7 +604,8 @@ async fn messages_claimed_as_they_are_queued(db: Db) {
     )
     .await;
     let dep = store.first_deployment().await.unwrap().unwrap();
-    let scan = store.scan(dep.id, &id.to_string()).await.unwrap().unwrap();
+    let key: scanhook::ids::ScanKey = id.to_string().parse().unwrap();
+    let scan = store.scan(dep.id, &key).await.unwrap().unwrap();
     let now = scanhook::clock::now();
     let lease = now + 60 * SEC;
     let claim = move |integration: i64, _n: usize| (integration == claimed_for).then_some(lease);

@@ -328,10 +328,13 @@ async fn full_lifecycle(db: Db) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let depth = app.store().queue_depth().await.unwrap();
-        if !depth
-            .iter()
-            .any(|(s, n)| (s == "pending" || s == "delivering") && *n > 0)
-        {
+        if !depth.iter().any(|(s, n)| {
+            matches!(
+                s,
+                scanhook::domain::outbox::MessageStatus::Pending
+                    | scanhook::domain::outbox::MessageStatus::Delivering
+            ) && *n > 0
+        }) {
             break;
         }
         assert!(

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod architecture;
 mod bad_input;
 mod ci_protocol;
 mod cli;

@@ -60,7 +60,10 @@ async fn message_bodies_survive_the_move_to_payloads(db: Db) {
     store.migrate().await.unwrap();
     for n in [1, 2] {
         let (m, _) = store
-            .message(1, &format!("msg_{n}"))
+            .message(
+                scanhook::ids::DeploymentId(1),
+                &format!("msg_{n}").parse().unwrap(),
+            )
             .await
             .unwrap()
             .expect("the message is still there");

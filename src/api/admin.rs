@@ -1,0 +1,165 @@
+//! scanhook's own management API: rules, policies and rule modes, tokens.
+
+use crate::domain::mode::{self, PolicyRef, RuleMode};
+use crate::store::rules::{PolicyRules, StoredRule};
+use crate::store::tokens::Scope;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /api/v1/rules`: rule files as written, stored all or none.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AddRulesIn {
+    pub files: Vec<RuleFileIn>,
+    /// The policy to put them in, created if missing (default: the Rule Board).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// monitor (default), comment or block.
+    #[serde(default)]
+    #[schema(value_type = Option<RuleMode>)]
+    pub mode: Option<String>,
+}
+
+/// One rule file.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RuleFileIn {
+    /// Its name, for error messages.
+    pub name: String,
+    /// Its YAML, with a top-level `rules:` list.
+    pub content: String,
+}
+
+/// What `POST /api/v1/rules` stored.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RulesAdded {
+    pub policy: PolicyRef,
+    pub mode: RuleMode,
+    /// The ids of the stored rules.
+    pub rules: Vec<String>,
+}
+
+/// `GET /api/v1/rules`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RuleList {
+    pub rules: Vec<RuleOut>,
+}
+
+/// A rule with its effective mode and the policies it is in.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RuleOut {
+    pub rule_id: String,
+    /// The strongest mode of its policies (Block > Comment > Monitor).
+    pub mode: Option<RuleMode>,
+    /// The policy that decides that mode.
+    pub policy: Option<PolicyRef>,
+    pub policies: Vec<Membership>,
+    /// The rule as written.
+    pub rule: Value,
+}
+
+/// A rule's mode in one policy.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Membership {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+    pub mode: RuleMode,
+}
+
+impl From<&StoredRule> for RuleOut {
+    fn from(r: &StoredRule) -> Self {
+        let decided = mode::effective(&r.memberships);
+        RuleOut {
+            rule_id: r.rule_id.clone(),
+            mode: decided.map(|m| m.mode),
+            policy: decided.map(|m| m.policy.clone()),
+            policies: r
+                .memberships
+                .iter()
+                .map(|m| Membership {
+                    id: m.policy.id,
+                    name: m.policy.name.clone(),
+                    slug: m.policy.slug.clone(),
+                    mode: m.mode,
+                })
+                .collect(),
+            rule: r.body.clone(),
+        }
+    }
+}
+
+/// `PUT /api/v1/rules/{rule_id}/mode`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SetModeIn {
+    /// monitor, comment or block.
+    #[schema(value_type = RuleMode)]
+    pub mode: String,
+    /// The policy to change it in (needed when the rule is in several).
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// A rule's new mode.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModeSet {
+    pub rule_id: String,
+    pub policy: PolicyRef,
+    pub mode: RuleMode,
+}
+
+/// `GET /api/v1/policies`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyList {
+    pub policies: Vec<PolicyOut>,
+}
+
+/// A policy with its rules and their modes.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyOut {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+    /// The Rule Board, where rules go when no policy is named.
+    pub is_default: bool,
+    pub rules: Vec<PolicyRule>,
+}
+
+/// A rule of a policy.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyRule {
+    pub rule_id: String,
+    pub mode: RuleMode,
+}
+
+impl From<&PolicyRules> for PolicyOut {
+    fn from(p: &PolicyRules) -> Self {
+        PolicyOut {
+            id: p.policy.id,
+            name: p.policy.name.clone(),
+            slug: p.policy.slug.clone(),
+            is_default: p.is_default,
+            rules: p
+                .rules
+                .iter()
+                .map(|(rule_id, mode)| PolicyRule {
+                    rule_id: rule_id.clone(),
+                    mode: *mode,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateTokenIn {
+    pub scope: Scope,
+}
+
+/// A new token: shown in this answer only (the server keeps its hash).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenCreated {
+    pub token: String,
+    pub scope: Scope,
+    /// The deployment's slug.
+    pub deployment: String,
+}

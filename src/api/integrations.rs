@@ -1,0 +1,230 @@
+//! Integrations (Settings › Integrations), the rule modes that notify them, and the
+//! delivery log.
+
+use crate::clock::{iso, Micros};
+use crate::delivery::test_notification::TestResult;
+use crate::domain::integration::Integration;
+use crate::domain::mode::RuleMode;
+use crate::domain::outbox::{EventKind, MessageStatus};
+use crate::ids::{IntegrationId, MessageId, ScanId};
+use crate::store::messages::{AttemptRow, MessageRow};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// `POST /api/v1/integrations`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IntegrationIn {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// http or https, without credentials.
+    pub url: String,
+}
+
+/// `PATCH /api/v1/integrations/{id}`: what is given changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IntegrationPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Enabling clears the failure streak and the reason it was disabled.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// An integration as admins see it (with its signing secret).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IntegrationOut {
+    pub id: IntegrationId,
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    /// Why it was disabled by scanhook (410 Gone, failing continuously).
+    pub disabled_reason: Option<String>,
+    /// `whsec_…`: the Standard Webhooks signing secret.
+    pub secret: String,
+    /// Until when the rotated-out secret also signs.
+    pub previous_secret_valid_until: Option<String>,
+    /// The rule modes that notify it of findings.
+    pub modes: Vec<RuleMode>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl IntegrationOut {
+    pub fn new(i: &Integration, now: Micros) -> IntegrationOut {
+        IntegrationOut {
+            id: i.public_id.clone(),
+            name: i.name.clone(),
+            url: i.url.clone(),
+            enabled: i.enabled,
+            disabled_reason: i.disabled_reason.clone(),
+            secret: i.secret.clone(),
+            previous_secret_valid_until: i.previous_secret(now).map(|(_, until)| iso(until)),
+            modes: i.modes.clone(),
+            created_at: iso(i.created_at),
+            updated_at: iso(i.updated_at),
+        }
+    }
+}
+
+/// `GET /api/v1/integrations`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IntegrationList {
+    pub integrations: Vec<IntegrationOut>,
+}
+
+/// `DELETE /api/v1/integrations/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub deleted: IntegrationId,
+}
+
+/// What the Test action did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TestOut {
+    /// The test message's `webhook-id` (in the delivery log).
+    pub message_id: MessageId,
+    /// A 2xx answered.
+    pub delivered: bool,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    /// The first 4 KiB of the answer.
+    pub response: Option<String>,
+    /// Why no answer came (refused address, timeout, connection error).
+    pub error: Option<String>,
+}
+
+impl From<TestResult> for TestOut {
+    fn from(r: TestResult) -> Self {
+        TestOut {
+            message_id: r.message_id,
+            delivered: r.delivered,
+            status: r.status,
+            latency_ms: r.latency_ms,
+            response: r.response,
+            error: r.error,
+        }
+    }
+}
+
+/// `POST /api/v1/integrations/{id}/recover`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecoverIn {
+    /// Failed messages created since then: epoch seconds or RFC 3339.
+    pub since: String,
+}
+
+/// How many messages were queued again.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Requeued {
+    pub requeued: u64,
+}
+
+/// `GET /api/v1/modes`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModeList {
+    pub modes: Vec<ModeIntegrations>,
+}
+
+/// The integrations a rule mode notifies.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModeIntegrations {
+    pub mode: RuleMode,
+    pub integrations: Vec<IntegrationId>,
+}
+
+/// `POST /api/v1/modes/{mode}/notify` and `/unnotify`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotifyIn {
+    /// At least one integration id.
+    pub integration_ids: Vec<IntegrationId>,
+}
+
+/// A rule mode's notifications, changed.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModeNotifies {
+    pub mode: RuleMode,
+    /// True after `notify`, false after `unnotify`.
+    pub notify: bool,
+    pub integration_ids: Vec<IntegrationId>,
+}
+
+/// `GET /api/v1/deliveries`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+/// A message of the delivery log.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryOut {
+    /// Its `webhook-id`, the same on every attempt.
+    pub id: MessageId,
+    /// Null once the integration was deleted (its log stays).
+    pub integration_id: Option<IntegrationId>,
+    pub scan_id: Option<ScanId>,
+    pub kind: EventKind,
+    pub status: MessageStatus,
+    pub attempts: i64,
+    /// When a pending message is tried next.
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl From<&MessageRow> for DeliveryOut {
+    fn from(m: &MessageRow) -> Self {
+        DeliveryOut {
+            id: m.public_id.clone(),
+            integration_id: m.integration.clone(),
+            scan_id: m.scan_id,
+            kind: m.kind,
+            status: m.status,
+            attempts: m.attempts,
+            next_attempt_at: (m.status == MessageStatus::Pending).then(|| iso(m.next_attempt_at)),
+            created_at: iso(m.created_at),
+            delivered_at: m.delivered_at.map(iso),
+        }
+    }
+}
+
+/// One message with its body and every attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub message: DeliveryOut,
+    /// The exact body every attempt sends.
+    #[schema(value_type = serde_json::Value)]
+    pub body: Box<RawValue>,
+    pub attempt_log: Vec<AttemptOut>,
+}
+
+/// One logged attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptOut {
+    pub at: String,
+    pub status: Option<i64>,
+    pub latency_ms: f64,
+    /// The first 4 KiB of the answer.
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<&AttemptRow> for AttemptOut {
+    fn from(a: &AttemptRow) -> Self {
+        AttemptOut {
+            at: iso(a.attempted_at),
+            status: a.status_code,
+            latency_ms: a.latency_us as f64 / 1000.0,
+            response: a.response_excerpt.clone(),
+            error: a.error.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/deliveries/{msg_id}/resend`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Resent {
+    pub resent: MessageId,
+}

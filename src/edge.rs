@@ -1,0 +1,103 @@
+//! The request edge that the JSON API (`http/`) and the web UI (`ui/`) share: query
+//! strings as [`QueryPairs`], path parameters parsed into their types, and JSON bodies with
+//! errors that say what is wrong and where. Every refusal is an [`AppError`] 4xx.
+
+use crate::domain::query::QueryPairs;
+use crate::error::AppError;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        Ok(QueryPairs::parse(parts.uri.query().unwrap_or_default()))
+    }
+}
+
+/// Path parameters parsed into `T` (ids, modes). A value that does not parse names
+/// nothing that exists: 404, naming the parameter.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(AppError::client(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("nothing is found at this path: {}", e.body_text()),
+            )),
+            Err(e) => Err(AppError::Internal(anyhow::anyhow!(
+                "path parameters: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// A JSON body parsed into `T`, or a 400/413/415 that says what is wrong and where. The
+/// raw bytes come along for handlers that keep the body as sent.
+pub struct JsonBody<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let json_content = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.starts_with("application/json") || ct.ends_with("+json"));
+        if !json_content {
+            return Err(AppError::client(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_)
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                AppError::client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than this endpoint accepts",
+                )
+            }
+            other => AppError::bad_request("unreadable_body", other.body_text()),
+        })?;
+        let value = parse_json(&bytes)?;
+        Ok(JsonBody(value, bytes))
+    }
+}
+
+/// Parses JSON, naming the path of the offending value in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            AppError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        } else if path == "." {
+            AppError::bad_request("invalid_body", inner.to_string())
+        } else {
+            AppError::bad_request("invalid_body", format!("{path}: {inner}"))
+        }
+    })
+}

@@ -1,0 +1,25 @@
+//! What every request handler can reach, HTTP API and web UI alike.
+
+use crate::config::Config;
+use crate::delivery::metrics::Metrics;
+use crate::delivery::sender::Sender;
+use crate::delivery::worker::Handoff;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The shared state of the serving process.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    /// The delivery path's HTTP client (also used by the synchronous Test action).
+    pub sender: Sender,
+    /// Wakes this process's delivery worker when messages were queued.
+    pub wake: Arc<Notify>,
+    /// Hands this process's worker the messages a handler claimed as it queued them
+    /// (`None` with `--no-deliver`).
+    pub handoff: Option<Handoff>,
+    /// This process's delivery counters (empty with `--no-deliver`).
+    pub metrics: Arc<Metrics>,
+}

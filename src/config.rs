@@ -1,6 +1,9 @@
-//! Configuration of the server roles: defaults, then `SCANHOOK_*` environment variables,
-//! then flags (clap resolves the last two). Everything is validated here, at start-up,
-//! so a bad setting stops the process with a message that names it.
+//! Configuration of the server roles, in layers: defaults, then an optional TOML file
+//! (`--config` / `SCANHOOK_CONFIG`), then `SCANHOOK_*` environment variables, then flags
+//! (clap resolves the last two). Every setting has one name everywhere: the flag
+//! `--delivery-timeout`, the variable `SCANHOOK_DELIVERY_TIMEOUT`, the file key
+//! `delivery_timeout`. Everything is validated here, at start-up, so a bad setting stops
+//! the process with a message that names it and where it came from.
 
 use crate::clock::parse_duration;
 use crate::delivery::guard::Guard;
@@ -8,107 +11,345 @@ use crate::delivery::schedule::Schedule;
 use crate::delivery::worker::DeliveryConfig;
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where the database is: shared by `serve`, `migrate` and `token`.
+/// Every setting: its name (the file key; the flag and the variable are derived from it),
+/// its default as it would be typed, and what it means. `docs/CONFIG.md` is this table.
+pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    ("listen", Some("127.0.0.1:8080"), "address to listen on"),
+    (
+        "public_url",
+        None,
+        "the URL users and semgrep ci reach this server at (default http://LISTEN)",
+    ),
+    (
+        "data_dir",
+        Some("./scanhook-data"),
+        "directory of the SQLite database file scanhook.db",
+    ),
+    (
+        "database_url",
+        None,
+        "sqlite://PATH or postgres://…; wins over data_dir",
+    ),
+    (
+        "deployment",
+        Some("scanhook"),
+        "slug of the deployment made on first start",
+    ),
+    (
+        "abandon_after",
+        Some("2h"),
+        "scans with no /complete or /error by then are abandoned",
+    ),
+    (
+        "max_results_mb",
+        Some("256"),
+        "largest accepted /results body, in MiB",
+    ),
+    (
+        "no_deliver",
+        Some("false"),
+        "serve the API only; scanhook worker processes deliver",
+    ),
+    (
+        "retry_schedule",
+        Some("5s,5m,30m,2h,5h,10h,10h"),
+        "delays between delivery attempts (±20 % jitter)",
+    ),
+    (
+        "deliver_allow_cidrs",
+        Some(""),
+        "non-global networks that may be delivered to, comma-separated",
+    ),
+    (
+        "delivery_timeout",
+        Some("15s"),
+        "timeout of one delivery attempt",
+    ),
+    (
+        "delivery_concurrency",
+        Some("8"),
+        "requests in flight per integration",
+    ),
+    (
+        "disable_after",
+        Some("5d"),
+        "an integration failing continuously this long is disabled",
+    ),
+];
+
+/// The flag of a setting: `delivery_timeout` → `--delivery-timeout`.
+pub fn flag(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}
+
+/// The environment variable of a setting: `delivery_timeout` → `SCANHOOK_DELIVERY_TIMEOUT`.
+pub fn env_var(key: &str) -> String {
+    format!("SCANHOOK_{}", key.to_ascii_uppercase())
+}
+
+/// The configuration file, read once: its keys as the text they would be typed as.
+#[derive(Debug, Clone, Default)]
+pub struct File {
+    path: Option<PathBuf>,
+    values: toml::Table,
+}
+
+impl File {
+    /// Reads and checks `path`: TOML, known keys only, values of a simple type.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<File> {
+        let Some(path) = path else {
+            return Ok(File::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the config file {} (--config / SCANHOOK_CONFIG): {e}",
+                path.display()
+            )
+        })?;
+        File::parse(path, &text)
+    }
+
+    fn parse(path: &Path, text: &str) -> anyhow::Result<File> {
+        let values: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("config file {}: not valid TOML: {e}", path.display())
+        })?;
+        for (key, value) in &values {
+            if !SETTINGS.iter().any(|(k, _, _)| k == key) {
+                let known: Vec<&str> = SETTINGS.iter().map(|(k, _, _)| *k).collect();
+                anyhow::bail!(
+                    "config file {}: unknown key `{key}`; the keys are {}",
+                    path.display(),
+                    known.join(", ")
+                );
+            }
+            if as_text(value).is_none() {
+                anyhow::bail!(
+                    "config file {}: `{key}` must be a string, a number, a boolean or a list of strings",
+                    path.display()
+                );
+            }
+        }
+        Ok(File {
+            path: Some(path.to_path_buf()),
+            values,
+        })
+    }
+
+    /// The value of setting `key`: `given` (a flag or its variable) if set, else the file's,
+    /// else the default; parsed by `parse`, whose error is prefixed with where the value
+    /// came from.
+    pub fn get<T>(
+        &self,
+        key: &'static str,
+        given: Option<&str>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> anyhow::Result<Option<T>> {
+        let (text, from) = match (given, self.values.get(key)) {
+            (Some(v), _) => (v.to_string(), format!("{} / {}", flag(key), env_var(key))),
+            (None, Some(v)) => (
+                as_text(v).expect("checked at load"),
+                format!(
+                    "config file {}: `{key}`",
+                    self.path.as_deref().unwrap_or(Path::new("?")).display()
+                ),
+            ),
+            (None, None) => match default(key) {
+                Some(d) => (d.to_string(), format!("the default of {}", flag(key))),
+                None => return Ok(None),
+            },
+        };
+        parse(&text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{from}: {e}"))
+    }
+
+    /// Like [`File::get`] for a setting that has a default.
+    pub fn value<T>(
+        &self,
+        key: &'static str,
+        given: Option<&str>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        self.get(key, given, parse)?
+            .ok_or_else(|| anyhow::anyhow!("{} has no default", flag(key)))
+    }
+}
+
+fn default(key: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .and_then(|(_, d, _)| *d)
+}
+
+/// A TOML value as the text a flag would take: lists become comma-separated.
+fn as_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
+        _ => None,
+    }
+}
+
+fn text(s: &str) -> Result<String, String> {
+    Ok(s.to_string())
+}
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
+/// Where the database is, and the config file: shared by every role that opens the
+/// database (`serve`, `worker`, `migrate`, `token`).
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// Directory that holds the SQLite database file (`scanhook.db`).
-    #[arg(long, env = "SCANHOOK_DATA_DIR", default_value = "./scanhook-data")]
-    pub data_dir: PathBuf,
+    /// A TOML file of settings, each key named as its flag (`delivery_timeout = "15s"`);
+    /// flags and environment variables win over it.
+    #[arg(long, env = "SCANHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory that holds the SQLite database file (`scanhook.db`) [default: ./scanhook-data].
+    #[arg(long, env = "SCANHOOK_DATA_DIR")]
+    pub data_dir: Option<String>,
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`; wins over --data-dir.
     #[arg(long, env = "SCANHOOK_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
 impl DatabaseArgs {
+    /// The config file these arguments name (empty without one).
+    pub fn file(&self) -> anyhow::Result<File> {
+        File::load(self.config.as_deref())
+    }
+
     /// The database URL to connect to, creating the data directory for SQLite.
     pub fn resolve(&self) -> anyhow::Result<String> {
-        if let Some(url) = &self.database_url {
-            return Ok(url.clone());
+        self.resolve_with(&self.file()?)
+    }
+
+    fn resolve_with(&self, file: &File) -> anyhow::Result<String> {
+        if let Some(url) = file.get("database_url", self.database_url.as_deref(), text)? {
+            return Ok(url);
         }
-        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+        let dir = PathBuf::from(file.value("data_dir", self.data_dir.as_deref(), text)?);
+        std::fs::create_dir_all(&dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the data directory {}: {e} (set --data-dir or SCANHOOK_DATA_DIR)",
-                self.data_dir.display()
+                dir.display()
             )
         })?;
-        Ok(format!(
-            "sqlite://{}",
-            self.data_dir.join("scanhook.db").display()
-        ))
+        Ok(format!("sqlite://{}", dir.join("scanhook.db").display()))
     }
 }
 
 /// Delivery flags, shared by `serve` and `worker`.
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryArgs {
-    /// Delays between delivery attempts, comma-separated (±20 % jitter).
-    #[arg(
-        long,
-        env = "SCANHOOK_RETRY_SCHEDULE",
-        default_value = "5s,5m,30m,2h,5h,10h,10h"
-    )]
-    pub retry_schedule: String,
+    /// Delays between delivery attempts, comma-separated (±20 % jitter)
+    /// [default: 5s,5m,30m,2h,5h,10h,10h].
+    #[arg(long, env = "SCANHOOK_RETRY_SCHEDULE")]
+    pub retry_schedule: Option<String>,
     /// CIDRs that may be delivered to although not global (e.g. 10.0.0.0/8), comma-separated.
-    #[arg(long, env = "SCANHOOK_DELIVER_ALLOW_CIDRS", default_value = "")]
-    pub deliver_allow_cidrs: String,
-    /// Timeout of one delivery attempt.
-    #[arg(long, env = "SCANHOOK_DELIVERY_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
-    pub delivery_timeout: Duration,
-    /// Requests in flight per integration.
-    #[arg(long, env = "SCANHOOK_DELIVERY_CONCURRENCY", default_value_t = 8)]
-    pub delivery_concurrency: usize,
-    /// Disable an integration that has failed continuously this long.
-    #[arg(long, env = "SCANHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
-    pub disable_after: Duration,
+    #[arg(long, env = "SCANHOOK_DELIVER_ALLOW_CIDRS")]
+    pub deliver_allow_cidrs: Option<String>,
+    /// Timeout of one delivery attempt [default: 15s].
+    #[arg(long, env = "SCANHOOK_DELIVERY_TIMEOUT")]
+    pub delivery_timeout: Option<String>,
+    /// Requests in flight per integration [default: 8].
+    #[arg(long, env = "SCANHOOK_DELIVERY_CONCURRENCY")]
+    pub delivery_concurrency: Option<String>,
+    /// Disable an integration that has failed continuously this long [default: 5d].
+    #[arg(long, env = "SCANHOOK_DISABLE_AFTER")]
+    pub disable_after: Option<String>,
 }
 
 impl DeliveryArgs {
-    pub fn resolve(&self) -> anyhow::Result<(DeliveryConfig, Vec<ipnet::IpNet>)> {
-        let schedule = Schedule::parse(&self.retry_schedule)
-            .map_err(|e| anyhow::anyhow!("--retry-schedule / SCANHOOK_RETRY_SCHEDULE: {e}"))?;
-        let allow = Guard::parse_allow_list(&self.deliver_allow_cidrs).map_err(|e| {
-            anyhow::anyhow!("--deliver-allow-cidrs / SCANHOOK_DELIVER_ALLOW_CIDRS: {e}")
+    pub fn resolve(&self, file: &File) -> anyhow::Result<(DeliveryConfig, Vec<ipnet::IpNet>)> {
+        let schedule = file.value("retry_schedule", self.retry_schedule.as_deref(), |s| {
+            Schedule::parse(s)
         })?;
-        anyhow::ensure!(
-            self.delivery_concurrency >= 1,
-            "--delivery-concurrency must be at least 1"
-        );
+        let allow = file.value(
+            "deliver_allow_cidrs",
+            self.deliver_allow_cidrs.as_deref(),
+            Guard::parse_allow_list,
+        )?;
+        let per_integration = file.value(
+            "delivery_concurrency",
+            self.delivery_concurrency.as_deref(),
+            |s| match number::<usize>(s)? {
+                0 => Err("must be at least 1".into()),
+                n => Ok(n),
+            },
+        )?;
         let config = DeliveryConfig {
             schedule,
-            timeout: self.delivery_timeout,
-            per_integration: self.delivery_concurrency,
-            disable_after: self.disable_after,
+            timeout: file.value(
+                "delivery_timeout",
+                self.delivery_timeout.as_deref(),
+                positive_duration,
+            )?,
+            per_integration,
+            disable_after: file.value(
+                "disable_after",
+                self.disable_after.as_deref(),
+                positive_duration,
+            )?,
             ..DeliveryConfig::default()
         };
         Ok((config, allow))
     }
 }
 
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 /// Flags of `scanhook serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "SCANHOOK_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SCANHOOK_LISTEN")]
+    pub listen: Option<String>,
     /// The URL users and `semgrep ci` reach this server at (used in links such as
-    /// `semgrep.url`). Default: http://LISTEN.
+    /// `semgrep.url`) [default: http://LISTEN].
     #[arg(long, env = "SCANHOOK_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Scans without /complete or /error for this long are marked abandoned (e.g. 90m, 2h).
-    #[arg(long, env = "SCANHOOK_ABANDON_AFTER", default_value = "2h", value_parser = parse_duration)]
-    pub abandon_after: Duration,
-    /// Largest accepted /results body, in MiB.
-    #[arg(long, env = "SCANHOOK_MAX_RESULTS_MB", default_value_t = 256)]
-    pub max_results_mb: usize,
-    /// Slug of the deployment created on first start of an empty database.
-    #[arg(long, env = "SCANHOOK_DEPLOYMENT", default_value = "scanhook")]
-    pub deployment: String,
+    /// Scans without /complete or /error for this long are marked abandoned (e.g. 90m, 2h)
+    /// [default: 2h].
+    #[arg(long, env = "SCANHOOK_ABANDON_AFTER")]
+    pub abandon_after: Option<String>,
+    /// Largest accepted /results body, in MiB [default: 256].
+    #[arg(long, env = "SCANHOOK_MAX_RESULTS_MB")]
+    pub max_results_mb: Option<String>,
+    /// Slug of the deployment created on first start of an empty database
+    /// [default: scanhook].
+    #[arg(long, env = "SCANHOOK_DEPLOYMENT")]
+    pub deployment: Option<String>,
     /// Serve the API only; deliveries are left to `scanhook worker` processes.
-    #[arg(long, env = "SCANHOOK_NO_DELIVER")]
-    pub no_deliver: bool,
+    #[arg(long, env = "SCANHOOK_NO_DELIVER", num_args = 0..=1, default_missing_value = "true")]
+    pub no_deliver: Option<String>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     #[command(flatten)]
@@ -147,39 +388,184 @@ impl Config {
         }
     }
 
+    /// The configuration of `serve`: its flags and variables over its config file over
+    /// the defaults, every value checked.
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
-        let public_url = match &args.public_url {
-            Some(u) => {
-                let parsed = url::Url::parse(u).map_err(|e| {
-                    anyhow::anyhow!("--public-url / SCANHOOK_PUBLIC_URL {u:?} is not a URL: {e}")
-                })?;
-                anyhow::ensure!(
-                    matches!(parsed.scheme(), "http" | "https"),
-                    "--public-url must be an http(s) URL, got {u:?}"
-                );
-                u.trim_end_matches('/').to_string()
-            }
-            None => format!("http://{}", args.listen),
-        };
-        anyhow::ensure!(
-            args.max_results_mb >= 1,
-            "--max-results-mb must be at least 1"
-        );
-        anyhow::ensure!(
-            !crate::ids::slugify(&args.deployment).is_empty(),
-            "--deployment needs letters or digits"
-        );
-        let (delivery, allow_cidrs) = args.delivery.resolve()?;
+        Config::layered(args, &args.db.file()?)
+    }
+
+    fn layered(args: &ServeArgs, file: &File) -> anyhow::Result<Config> {
+        let listen: SocketAddr = file.value("listen", args.listen.as_deref(), |s| {
+            s.trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:8080"))
+        })?;
+        let public_url = file
+            .get("public_url", args.public_url.as_deref(), |u| {
+                let parsed = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(format!("{u:?} must be an http(s) URL"));
+                }
+                Ok(u.trim_end_matches('/').to_string())
+            })?
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let max_results_mb =
+            file.value(
+                "max_results_mb",
+                args.max_results_mb.as_deref(),
+                |s| match number::<usize>(s)? {
+                    n if (1..=4096).contains(&n) => Ok(n),
+                    _ => Err("must be 1 to 4096".into()),
+                },
+            )?;
+        let deployment =
+            file.value(
+                "deployment",
+                args.deployment.as_deref(),
+                |s| match crate::ids::slugify(s) {
+                    slug if slug.is_empty() => Err(format!("{s:?} needs letters or digits")),
+                    slug => Ok(slug),
+                },
+            )?;
+        let (delivery, allow_cidrs) = args.delivery.resolve(file)?;
         Ok(Config {
-            deliver: !args.no_deliver,
+            deliver: !file.value("no_deliver", args.no_deliver.as_deref(), boolean)?,
             delivery,
             allow_cidrs,
-            listen: args.listen,
+            listen,
             public_url,
-            database_url: args.db.resolve()?,
-            abandon_after: args.abandon_after,
-            max_results_bytes: args.max_results_mb * 1024 * 1024,
-            deployment: crate::ids::slugify(&args.deployment),
+            database_url: args.db.resolve_with(file)?,
+            abandon_after: file.value(
+                "abandon_after",
+                args.abandon_after.as_deref(),
+                positive_duration,
+            )?,
+            max_results_bytes: max_results_mb * 1024 * 1024,
+            deployment,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        let mut argv = vec!["scanhook"];
+        argv.extend(flags);
+        Cli::try_parse_from(argv).unwrap().serve
+    }
+
+    fn file(text: &str) -> File {
+        File::parse(Path::new("scanhook.toml"), text).unwrap()
+    }
+
+    fn dir() -> (tempfile::TempDir, String) {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("data").display().to_string();
+        (d, s)
+    }
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let (_d, data) = dir();
+        let c = Config::layered(&args(&["--data-dir", &data]), &File::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.delivery.timeout, Duration::from_secs(15));
+        assert!(c.deliver);
+        assert!(c.database_url.ends_with("scanhook.db"));
+
+        let f = file(&format!(
+            "listen = \"127.0.0.1:9000\"\ndelivery_timeout = \"3s\"\ndelivery_concurrency = 2\n\
+             deliver_allow_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\nno_deliver = true\n\
+             data_dir = {data:?}\n"
+        ));
+        let c = Config::layered(&args(&[]), &f).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.public_url, "http://127.0.0.1:9000");
+        assert_eq!(c.delivery.timeout, Duration::from_secs(3));
+        assert_eq!(c.delivery.per_integration, 2);
+        assert_eq!(c.allow_cidrs.len(), 2);
+        assert!(!c.deliver);
+
+        let c = Config::layered(
+            &args(&["--delivery-timeout", "9s", "--no-deliver=false"]),
+            &f,
+        )
+        .unwrap();
+        assert_eq!(c.delivery.timeout, Duration::from_secs(9), "the flag wins");
+        assert!(c.deliver);
+        assert_eq!(
+            c.delivery.per_integration, 2,
+            "the rest still from the file"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_where_it_came_from() {
+        let (_d, data) = dir();
+        let e = File::parse(Path::new("/etc/scanhook.toml"), "delivery_timout = \"3s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/scanhook.toml") && e.contains("`delivery_timout`"),
+            "{e}"
+        );
+        assert!(e.contains("delivery_timeout"), "lists the keys: {e}");
+        let e = File::parse(Path::new("f.toml"), "listen = ")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid TOML"), "{e}");
+        let f = file(&format!("delivery_timeout = \"soon\"\ndata_dir = {data:?}"));
+        let e = Config::layered(&args(&[]), &f).unwrap_err().to_string();
+        assert!(
+            e.contains("config file scanhook.toml: `delivery_timeout`") && e.contains("soon"),
+            "{e}"
+        );
+        let e = Config::layered(
+            &args(&["--delivery-concurrency", "0", "--data-dir", &data]),
+            &File::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--delivery-concurrency / SCANHOOK_DELIVERY_CONCURRENCY"),
+            "{e}"
+        );
+        let e = Config::layered(
+            &args(&["--public-url", "ftp://x", "--data-dir", &data]),
+            &File::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--public-url") && e.contains("http(s)"), "{e}");
+        assert!(File::parse(Path::new("f.toml"), "listen = { a = 1 }").is_err());
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_a_variable_and_a_description() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for (key, _, what) in SETTINGS {
+            let long = key.replace('_', "-");
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long.as_str()))
+                .unwrap_or_else(|| panic!("no flag {}", flag(key)));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(env_var(key).as_str()),
+                "{key}"
+            );
+            assert!(!what.is_empty());
+        }
     }
 }

@@ -20,7 +20,8 @@ pub struct WorkerArgs {
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    let (config, allow) = args.delivery.resolve()?;
+    let file = args.db.file()?;
+    let (config, allow) = args.delivery.resolve(&file)?;
     let store = Store::connect(&args.db.resolve()?).await?;
     store.migrate().await?;
     let sender = Sender::new(Guard::new(allow), config.timeout)?;

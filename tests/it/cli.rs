@@ -98,7 +98,7 @@ async fn token_and_rules_commands(db: Db) {
 on_both!(token_and_rules_commands);
 
 /// `scanhook serve` on an empty data directory: prints an admin token once, serves, and
-/// stops cleanly on SIGTERM.
+/// stops cleanly on SIGTERM. The second start takes the same settings from a config file.
 #[tokio::test]
 async fn serve_prints_a_token_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,11 +108,24 @@ async fn serve_prints_a_token_once_and_stops_on_sigterm() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let spawn = || {
-        scanhook()
-            .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
+    let config = dir.path().join("scanhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = {listen:?}\ndata_dir = {:?}\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let spawn = |from_file: bool| {
+        let mut cmd = scanhook();
+        if from_file {
+            cmd.args(["serve", "--config"]).arg(&config);
+        } else {
+            cmd.args(["serve", "--listen", &listen, "--data-dir"])
+                .arg(dir.path());
+        }
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
@@ -130,7 +143,7 @@ async fn serve_prints_a_token_once_and_stops_on_sigterm() {
         }
     };
     for first in [true, false] {
-        let child = spawn();
+        let child = spawn(!first);
         wait_up().await;
         let ready = http
             .get(format!("http://{listen}/readyz"))
@@ -150,7 +163,7 @@ async fn serve_prints_a_token_once_and_stops_on_sigterm() {
         assert_eq!(
             stdout.contains("shk_"),
             first,
-            "token printed on first start only: {stdout}"
+            "token printed on first start only (the file names the same database): {stdout}"
         );
         if first {
             assert!(
@@ -160,6 +173,34 @@ async fn serve_prints_a_token_once_and_stops_on_sigterm() {
         }
     }
     assert!(dir.path().join("scanhook.db").exists());
+}
+
+/// A config file with a mistake stops `serve` before it listens, naming the key.
+#[test]
+fn a_bad_config_file_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    for (text, names) in [
+        ("delivery_timout = \"3s\"\n", "`delivery_timout`"),
+        ("delivery_timeout = \"soon\"\n", "`delivery_timeout`"),
+        ("max_results_mb = 0\n", "`max_results_mb`"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let (ok, _, err) = run(scanhook()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path()));
+        assert!(!ok, "{text}");
+        assert!(
+            err.contains(names) && err.contains("bad.toml"),
+            "{text}: {err}"
+        );
+    }
+    let (ok, _, err) = run(scanhook()
+        .args(["serve", "--config"])
+        .arg(dir.path().join("missing.toml")));
+    assert!(!ok && err.contains("missing.toml"), "{err}");
 }
 
 async fn integration_commands(db: Db) {

@@ -100,13 +100,14 @@ impl Metrics {
 
     /// Records one attempt: `status` is the HTTP status, `None` for a network error.
     pub fn attempt(&self, integration: &str, status: Option<u16>, latency: Duration) {
+        let delivered = status.is_some_and(|s| (200..300).contains(&s));
         let outcome = match status {
-            Some(s) if (200..300).contains(&s) => "delivered",
+            _ if delivered => "delivered",
             Some(_) => "http_failure",
             None => "error",
         };
         self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
-        if outcome != "delivered" {
+        if !delivered {
             self.failures
                 .get_or_create(&IntegrationLabel {
                     integration: integration.to_string(),
@@ -118,7 +119,7 @@ impl Metrics {
 
     /// The exposition text, with the queue depth by state passed in.
     pub fn render(&self, queue: &[(MessageStatus, i64)]) -> String {
-        for state in MessageStatus::ALL {
+        for &state in MessageStatus::ALL {
             let n = queue
                 .iter()
                 .find(|(s, _)| *s == state)

@@ -8,6 +8,7 @@
 //! it regresses (fixed on this ref, then back); never when triaged as ignored.
 
 use super::ci::Results;
+use super::findings::Change;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -88,6 +89,31 @@ pub enum Opened {
     Reopened,
     /// Known from another ref (a merged PR), new on this one.
     FromOtherRef,
+}
+
+impl Opened {
+    /// The change the scan's log records, `None` for a finding that stays open.
+    pub fn change(self) -> Option<Change> {
+        match self {
+            Opened::New => Some(Change::New),
+            Opened::StillOpen => None,
+            Opened::Regression => Some(Change::Regression),
+            Opened::Reopened => Some(Change::Reopened),
+            Opened::FromOtherRef => Some(Change::FromOtherRef),
+        }
+    }
+}
+
+impl State {
+    /// The change that closing a finding into this state records.
+    pub fn closing(self) -> Option<Change> {
+        match self {
+            State::Open => None,
+            State::Fixed => Some(Change::Fixed),
+            State::Ignored => Some(Change::Ignored),
+            State::Removed => Some(Change::Removed),
+        }
+    }
 }
 
 /// The decision for one uploaded finding, by its index in `Results::findings`.

@@ -2,6 +2,7 @@
 //! through, what one delivery attempt did and what follows it. No I/O: `store/` persists
 //! these, `delivery/` produces attempts.
 
+use super::findings::named_enum;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -22,33 +23,11 @@ pub enum EventKind {
     Test,
 }
 
-impl EventKind {
-    pub const ALL: [EventKind; 3] = [EventKind::Scan, EventKind::Finding, EventKind::Test];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Scan => "semgrep_scan",
-            EventKind::Finding => "semgrep_finding",
-            EventKind::Test => "test",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown event kind {s:?}"))
-    }
-}
+named_enum!(EventKind, "event kind", {
+    Scan => "semgrep_scan",
+    Finding => "semgrep_finding",
+    Test => "test",
+});
 
 /// The states of a message, in the order it moves through them.
 #[derive(
@@ -76,43 +55,12 @@ pub enum MessageStatus {
     Failed,
 }
 
-impl MessageStatus {
-    pub const ALL: [MessageStatus; 4] = [
-        MessageStatus::Pending,
-        MessageStatus::Delivering,
-        MessageStatus::Delivered,
-        MessageStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageStatus::Pending => "pending",
-            MessageStatus::Delivering => "delivering",
-            MessageStatus::Delivered => "delivered",
-            MessageStatus::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for MessageStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for MessageStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        MessageStatus::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown message status {s:?}: use pending, delivering, delivered or failed"
-                )
-            })
-    }
-}
+named_enum!(MessageStatus, "message status", {
+    Pending => "pending",
+    Delivering => "delivering",
+    Delivered => "delivered",
+    Failed => "failed",
+});
 
 /// What one attempt did.
 #[derive(Debug, Clone, Default)]
@@ -165,11 +113,11 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for k in EventKind::ALL {
-            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
         for s in MessageStatus::ALL {
-            assert_eq!(s.as_str().parse::<MessageStatus>(), Ok(s));
+            assert_eq!(s.as_str().parse::<MessageStatus>(), Ok(*s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         assert!("sent".parse::<MessageStatus>().is_err());

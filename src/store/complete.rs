@@ -7,7 +7,8 @@ use super::scans::Scan;
 use super::{bulk_insert, col, json_list, named, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
 use crate::domain::ci::{CompleteReply, Finding, MetadataKeys, Results};
-use crate::domain::lifecycle::{self, Known, Opened, Prior, State};
+use crate::domain::findings::{Change, TriageState};
+use crate::domain::lifecycle::{self, Known, Prior, State};
 use crate::domain::mode::RuleMode;
 use crate::domain::payload::{self, FindingFacts};
 use crate::domain::scan::ScanStatus;
@@ -255,12 +256,13 @@ async fn apply(
     let row_ids = upsert_findings(tx, backend, scan, &writes, &metadata, now).await?;
 
     // Close what the scan no longer reports.
-    let mut changes: Vec<(i64, &'static str, bool)> = Vec::new();
+    let mut changes: Vec<(i64, Change, bool)> = Vec::new();
     let mut applied = Applied {
         uploaded: results.findings.len() as i64,
         ..Applied::default()
     };
     for state in [State::Fixed, State::Ignored, State::Removed] {
+        let change = state.closing().expect("a closed state");
         let keys: Vec<&str> = decision
             .closed
             .iter()
@@ -281,7 +283,7 @@ async fn apply(
                 .bind(&scan.git_ref)
                 .bind(serde_json::to_string(chunk)?);
             for row in q.fetch_all(&mut **tx).await? {
-                changes.push((col(&row, "id")?, state.as_str(), false));
+                changes.push((col(&row, "id")?, change, false));
                 if state == State::Fixed {
                     applied.fixed += 1;
                 }
@@ -301,12 +303,8 @@ async fn apply(
                 applied.override_ids.push(m.clone());
             }
         }
-        let change = match d.how {
-            Opened::StillOpen => continue,
-            Opened::New => "new",
-            Opened::Regression => "regression",
-            Opened::Reopened => "reopened",
-            Opened::FromOtherRef => "from_other_ref",
+        let Some(change) = d.how.change() else {
+            continue;
         };
         applied.opened += 1;
         // Every opening changes the row's state, so the upsert wrote it.
@@ -348,7 +346,7 @@ async fn apply(
     for &i in &decision.ignores {
         let key = results.ignores[i].key();
         if let (false, Some(&id)) = (closed.contains(key), row_ids.get(key)) {
-            changes.push((id, "nosemgrep", false));
+            changes.push((id, Change::Nosemgrep, false));
         }
     }
     let change_rows: Vec<Vec<Cell>> = changes
@@ -357,7 +355,7 @@ async fn apply(
             vec![
                 scan.id.into(),
                 (*id).into(),
-                (*change).into(),
+                change.as_str().into(),
                 (*notify as i64).into(),
             ]
         })
@@ -430,7 +428,7 @@ async fn load_prior(
             let identity = Identity {
                 first_seen_scan_id,
                 first_seen_at: col(row, "first_seen_at")?,
-                triage_ignored: col::<String>(row, "triage_state")? == "ignored",
+                triage_ignored: named::<TriageState>(row, "triage_state")? == TriageState::Ignored,
             };
             identities.insert(key.clone(), identity);
         }
@@ -470,7 +468,8 @@ async fn load_identities(
                 Identity {
                     first_seen_scan_id: col(&row, "first_seen_scan_id")?,
                     first_seen_at: col(&row, "first_seen_at")?,
-                    triage_ignored: col::<String>(&row, "triage_state")? == "ignored",
+                    triage_ignored: named::<TriageState>(&row, "triage_state")?
+                        == TriageState::Ignored,
                 },
             );
         }

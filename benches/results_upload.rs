@@ -6,7 +6,7 @@
 
 use scanhook::app;
 use scanhook::config::Config;
-use scanhook::store::tokens::Scope;
+use scanhook::domain::tokens::Scope;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;

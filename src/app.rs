@@ -7,10 +7,11 @@ use crate::delivery::guard::Guard;
 use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
 use crate::delivery::worker::Worker;
+use crate::domain::throttle::Throttle;
+use crate::domain::tokens::Scope;
 use crate::error::error_response;
 use crate::http::ops::Document;
 use crate::state::AppState;
-use crate::store::tokens::Scope;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -91,14 +92,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         wake,
         metrics,
         handoff,
+        sign_ins: Arc::new(Throttle::new(
+            crate::state::SIGN_IN_FAILURES,
+            crate::state::SIGN_IN_WINDOW,
+            10_000,
+        )),
     };
 
     let router = router(state.clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }

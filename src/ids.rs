@@ -130,6 +130,15 @@ public_id!(
     "msg_p5jXN8AQM9LWM0D4loKWxJek"
 );
 
+public_id!(
+    /// An API token's public id (not the secret): `tok_` and 20 base62 characters.
+    TokenId,
+    "tok_",
+    20,
+    "^tok_[A-Za-z0-9]{1,64}$",
+    "tok_8ZkQ2mW4cR7tY1bN5xLd"
+);
+
 /// A scan's public id: 12 base62 characters, the shape of the seed's `"xnkPGY8VL20o"`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type, utoipa::ToSchema,

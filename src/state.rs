@@ -4,7 +4,9 @@ use crate::config::Config;
 use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
 use crate::delivery::worker::Handoff;
+use crate::domain::throttle::Throttle;
 use crate::store::Store;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -22,4 +24,11 @@ pub struct AppState {
     pub handoff: Option<Handoff>,
     /// This process's delivery counters (empty with `--no-deliver`).
     pub metrics: Arc<Metrics>,
+    /// Failed web UI sign-ins per client address.
+    pub sign_ins: Arc<Throttle<IpAddr>>,
 }
+
+/// Failed sign-ins one client address may make per [`SIGN_IN_WINDOW`].
+pub const SIGN_IN_FAILURES: usize = 10;
+/// The window of [`SIGN_IN_FAILURES`].
+pub const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);

@@ -1,8 +1,11 @@
 //! scanhook's own management API: rules, policies and rule modes, tokens.
 
+use crate::clock::{iso, Micros};
 use crate::domain::mode::{self, PolicyRef, RuleMode};
+use crate::domain::tokens::{Scope, TokenState};
+use crate::ids::TokenId;
 use crate::store::rules::{PolicyRules, StoredRule};
-use crate::store::tokens::Scope;
+use crate::store::tokens::TokenRow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -153,13 +156,75 @@ impl From<&PolicyRules> for PolicyOut {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateTokenIn {
     pub scope: Scope,
+    /// What it is for (default: "ci token" or "admin token").
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How long it lasts, e.g. `90d` (1 minute to 10 years; default: until revoked).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// For a CI token: the repositories it may scan, as globs (`acme/*`); default every
+    /// project of the deployment.
+    #[serde(default)]
+    pub repos: Option<Vec<String>>,
 }
 
-/// A new token: shown in this answer only (the server keeps its hash).
+/// A new token: the secret is in this answer only (the server keeps its hash).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenCreated {
+    /// The secret, `shk_…`.
     pub token: String,
+    /// Its id, to list and revoke it by.
+    pub id: TokenId,
     pub scope: Scope,
     /// The deployment's slug.
     pub deployment: String,
+    pub name: String,
+    pub expires_at: Option<String>,
+    pub repos: Option<Vec<String>>,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenOut>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenOut {
+    pub id: TokenId,
+    pub name: String,
+    pub scope: Scope,
+    pub state: TokenState,
+    pub created_at: String,
+    /// Within a minute.
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// A CI token's repository globs (null: every project).
+    pub repos: Option<Vec<String>>,
+}
+
+impl TokenOut {
+    pub fn new(t: &TokenRow, now: Micros) -> TokenOut {
+        TokenOut {
+            id: t.public_id.clone(),
+            name: t.name.clone(),
+            scope: t.scope,
+            state: t.state(now),
+            created_at: iso(t.created_at),
+            last_used_at: t.last_used_at.map(iso),
+            expires_at: t.expires_at.map(iso),
+            revoked_at: t.revoked_at.map(iso),
+            repos: t.repos.clone(),
+        }
+    }
+}
+
+/// `DELETE /api/v1/tokens/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenRevoked {
+    pub revoked: TokenId,
+    /// It had been revoked before.
+    pub already: bool,
 }

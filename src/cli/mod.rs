@@ -22,7 +22,10 @@ use std::process::ExitCode;
 #[command(
     name = "scanhook",
     version,
-    about = "Self-hosted findings hub for `semgrep ci`"
+    about = "Self-hosted findings hub for `semgrep ci`",
+    after_help = "Logs go to stderr. Their filter is SCANHOOK_LOG, else RUST_LOG \
+        (e.g. RUST_LOG=debug, or RUST_LOG=info,scanhook=debug); the default is info for \
+        serve and worker, warn for the other commands."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,7 +40,7 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Run the database migrations and exit.
     Migrate(crate::config::DatabaseArgs),
-    /// Manage API tokens (works directly on the database).
+    /// Create, list and revoke API tokens (on the database, or with --server through the API).
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Manage rules and their modes (a client of a running server).
@@ -95,13 +98,65 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, so that stdout stays for what a command prints (tokens, JSON).
+/// Logs go to stderr, so that stdout stays for what a command prints (tokens, JSON). The
+/// filter is `SCANHOOK_LOG`, else `RUST_LOG`, else the role's default. Every line passes
+/// through [`EscapedStderr`]: what a client sent can never start a line of its own.
 fn init_tracing(server: bool) {
     let default = if server { "info,sqlx=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCANHOOK_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(|| EscapedStderr(std::io::stderr()))
         .try_init();
+}
+
+/// Writes log records with their control characters escaped (`\n` → `\x0a`, ESC →
+/// `\x1b`, NUL → `\x00`), but for the newline that ends each record: a log line is one
+/// record, whatever a field holds. The formatter writes each record whole, in one call.
+pub struct EscapedStderr<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for EscapedStderr<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(&escape_controls(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `buf` with every control byte but a final newline (and tabs) written as `\xNN`.
+pub fn escape_controls(buf: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    for (i, &b) in buf.iter().enumerate() {
+        let last_newline = b == b'\n' && i + 1 == buf.len();
+        if (b < 0x20 && b != b'\t' && !last_newline) || b == 0x7f {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn a_record_stays_one_line() {
+        let forged = b"scan started git_ref=main\n2026-12-01T00:00:00Z  INFO web UI session opened\x1b[2J\0\n";
+        let out = String::from_utf8(escape_controls(forged)).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(out.ends_with('\n'));
+        assert!(
+            out.contains("main\\x0a2026") && out.contains("\\x1b[2J\\x00"),
+            "{out}"
+        );
+        assert_eq!(escape_controls(b"a\tb\n"), b"a\tb\n");
+    }
 }

@@ -71,6 +71,97 @@ fn yes() -> bool {
     true
 }
 
+/// Longest `scan_metadata.unique_id`.
+pub const MAX_UNIQUE_ID: usize = 200;
+/// Longest repository name.
+pub const MAX_REPOSITORY: usize = 512;
+/// Longest ref name.
+pub const MAX_REF: usize = 1024;
+/// Longest of every other metadata string.
+pub const MAX_METADATA_TEXT: usize = 4096;
+
+impl CreateScan {
+    /// Checks what serde cannot: lengths, and characters that would forge log lines or
+    /// hide in what the UI shows. Repository and ref names hold no control or formatting
+    /// character at all; free text (titles, author names) no NUL, no control character but
+    /// tab and line breaks, no bidi override.
+    pub fn check(&self) -> Result<(), String> {
+        let uid = &self.scan_metadata.unique_id;
+        if uid.trim().is_empty() || uid.len() > MAX_UNIQUE_ID || super::text::has_hidden(uid) {
+            return Err(format!(
+                "scan_metadata.unique_id must be 1 to {MAX_UNIQUE_ID} characters without control characters"
+            ));
+        }
+        let m = &self.project_metadata;
+        if m.repository.trim().is_empty()
+            || m.repository.len() > MAX_REPOSITORY
+            || super::text::has_hidden(&m.repository)
+        {
+            return Err(format!(
+                "project_metadata.repository must be 1 to {MAX_REPOSITORY} characters without control or formatting characters"
+            ));
+        }
+        if let Some(b) = &m.branch {
+            if b.is_empty() || b.len() > MAX_REF || super::text::has_hidden(b) {
+                return Err(format!(
+                    "project_metadata.branch must be 1 to {MAX_REF} characters without control or formatting characters"
+                ));
+            }
+        }
+        let names = [
+            ("scan_environment", &m.scan_environment),
+            ("repo_url", &m.repo_url),
+            ("commit", &m.commit),
+            ("commit_timestamp", &m.commit_timestamp),
+            ("ci_job_url", &m.ci_job_url),
+            ("on", &m.on),
+            ("pull_request_id", &m.pull_request_id),
+            ("commit_author_image_url", &m.commit_author_image_url),
+            (
+                "pull_request_author_image_url",
+                &m.pull_request_author_image_url,
+            ),
+        ];
+        for (key, value) in names {
+            if let Some(v) = value {
+                if v.len() > MAX_METADATA_TEXT || super::text::has_hidden(v) {
+                    return Err(format!(
+                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} characters without control or formatting characters"
+                    ));
+                }
+            }
+        }
+        let texts = [
+            ("commit_title", &m.commit_title),
+            ("commit_author_email", &m.commit_author_email),
+            ("commit_author_name", &m.commit_author_name),
+            ("commit_author_username", &m.commit_author_username),
+            (
+                "pull_request_author_username",
+                &m.pull_request_author_username,
+            ),
+            ("pull_request_title", &m.pull_request_title),
+        ];
+        for (key, value) in texts {
+            if let Some(v) = value {
+                if v.len() > MAX_METADATA_TEXT || super::text::has_forbidden_in_text(v) {
+                    return Err(format!(
+                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} characters without NUL, control (but tab and line breaks) or bidi characters"
+                    ));
+                }
+            }
+        }
+        if let Some(v) = &self.scan_metadata.cli_version {
+            if v.len() > 200 || super::text::has_hidden(v) {
+                return Err(
+                    "scan_metadata.cli_version must be at most 200 plain characters".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ProjectMetadata {
     /// The scanned ref; scans without a branch (detached HEAD outside CI) share one.
     pub fn git_ref(&self) -> String {
@@ -166,8 +257,45 @@ impl Finding {
         if !self.metadata.get().starts_with('{') {
             return Err(at("`metadata` must be an object"));
         }
+        let depth = nesting_depth(self.metadata.get());
+        if depth > MAX_METADATA_DEPTH {
+            return Err(at(&format!(
+                "`metadata` is nested {depth} levels deep; at most {MAX_METADATA_DEPTH}"
+            )));
+        }
         Ok(())
     }
+}
+
+/// Deepest nesting of a finding's metadata. Everything that `/results` accepts, `/complete`
+/// must be able to read back, and JSON readers stop at a depth (serde_json at 128).
+pub const MAX_METADATA_DEPTH: usize = 64;
+
+/// How deeply arrays and objects nest in a JSON text (brackets inside strings do not count).
+pub fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// `{}`, the metadata of a finding that has none.
@@ -268,4 +396,18 @@ pub struct ScanError {
     pub exit_code: i64,
     #[serde(default)]
     pub stderr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        assert_eq!(nesting_depth("{}"), 1);
+        assert_eq!(nesting_depth(r#"{"a":[{"b":"[[[{{{"}]}"#), 3);
+        assert_eq!(nesting_depth(r#"{"a":"\"[[["}"#), 1);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(nesting_depth(&deep), 200);
+    }
 }

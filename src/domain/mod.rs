@@ -9,10 +9,15 @@
 //! - [`findings`]: severities, changes, triage states, statuses and the findings filters.
 //! - [`scan`]: a scan's lifecycle state.
 //! - [`query`]: query strings as pairs with typed readers.
+//! - [`globs`]: glob lists for repositories, refs, rules and paths.
+//! - [`tokens`]: token scopes and the checks a new token passes.
+//! - [`throttle`]: failed attempts per key, bounded.
+//! - [`text`]: what names and free text may hold.
 //! - [`outbox`]: event kinds, message states, attempt outcomes.
 
 pub mod ci;
 pub mod findings;
+pub mod globs;
 pub mod integration;
 pub mod lifecycle;
 pub mod mode;
@@ -21,4 +26,7 @@ pub mod payload;
 pub mod query;
 pub mod rules;
 pub mod scan;
+pub mod text;
+pub mod throttle;
+pub mod tokens;
 pub mod webhook;

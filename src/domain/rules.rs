@@ -122,8 +122,11 @@ pub fn parse_files<'a>(
 fn check_rule(rule: &Value) -> Result<(), String> {
     let obj = rule.as_object().ok_or("a rule must be a mapping")?;
     let id = obj["id"].as_str().unwrap_or_default();
-    if id.len() > 200 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("`id` must be at most 200 characters with no white space".into());
+    if id.len() > 200 || id.chars().any(char::is_whitespace) || super::text::has_hidden(id) {
+        return Err(
+            "`id` must be at most 200 characters with no white space, control or formatting characters"
+                .into(),
+        );
     }
     let mode = match obj.get("mode") {
         None => "search",

@@ -42,13 +42,9 @@ impl fmt::Display for WebhookUrl {
     }
 }
 
-/// An integration's name: 1 to 200 characters, no control characters.
+/// An integration's name: 1 to 200 characters, nothing hidden ([`super::text::check_name`]).
 pub fn check_name(name: &str) -> Result<&str, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err("the name must be 1 to 200 characters without control characters".into());
-    }
-    Ok(name)
+    super::text::check_name(name)
 }
 
 #[cfg(test)]

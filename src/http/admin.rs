@@ -3,15 +3,19 @@
 use super::extract::Admin;
 use crate::api::admin::{
     AddRulesIn, CreateTokenIn, ModeSet, PolicyList, PolicyOut, RuleList, RuleOut, RulesAdded,
-    SetModeIn, TokenCreated,
+    SetModeIn, TokenCreated, TokenList, TokenOut, TokenRevoked,
 };
 use crate::api::{AdminRefusals, Conflict, Refusals};
+use crate::clock;
 use crate::domain::mode::RuleMode;
 use crate::domain::rules;
+use crate::domain::tokens::NewToken;
 use crate::edge::{JsonBody, Path};
 use crate::error::{AppError, AppResult};
+use crate::ids::TokenId;
 use crate::state::AppState;
 use crate::store::rules::ModeChangeError;
+use crate::store::tokens::Revoked;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -24,7 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_rule))
         .routes(routes!(set_mode))
         .routes(routes!(list_policies))
-        .routes(routes!(create_token))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
 /// A rule mode as a request names it, or a 400 `invalid_mode`.
@@ -51,15 +56,15 @@ async fn add_rules(
             "files must list at least one rule file",
         ));
     }
-    if body
-        .policy
-        .as_deref()
-        .is_some_and(|p| crate::ids::slugify(p).is_empty())
-    {
-        return Err(AppError::bad_request(
-            "invalid_body",
-            "policy needs letters or digits",
-        ));
+    if let Some(p) = body.policy.as_deref() {
+        crate::domain::text::check_name(p)
+            .map_err(|e| AppError::bad_request("invalid_body", format!("policy: {e}")))?;
+        if crate::ids::slugify(p).is_empty() {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "policy needs letters or digits",
+            ));
+        }
     }
     let all = rules::parse_files(
         body.files
@@ -164,13 +169,58 @@ async fn create_token(
     State(st): State<AppState>,
     JsonBody(body, _): JsonBody<CreateTokenIn>,
 ) -> AppResult<(StatusCode, Json<TokenCreated>)> {
-    let token = st.store.create_token(d.id, body.scope).await?;
+    let new = NewToken::new(
+        body.scope,
+        body.name.as_deref(),
+        body.expires_in.as_deref(),
+        body.repos.as_deref(),
+        clock::now(),
+    )
+    .map_err(|e| AppError::bad_request("invalid_body", e))?;
+    let (token, row) = st.store.issue_token(d.id, &new).await?;
+    tracing::info!(token.id = %row.public_id, scope = %row.scope, "token created");
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
             token,
-            scope: body.scope,
+            id: row.public_id,
+            scope: row.scope,
             deployment: d.slug,
+            name: row.name,
+            expires_at: row.expires_at.map(clock::iso),
+            repos: row.repos,
         }),
     ))
+}
+
+/// The deployment's tokens, newest first (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, description = "Every token, with its state", body = TokenList), Refusals, AdminRefusals))]
+async fn list_tokens(Admin(d): Admin, State(st): State<AppState>) -> AppResult<Json<TokenList>> {
+    let now = clock::now();
+    let tokens = st.store.list_tokens(d.id).await?;
+    Ok(Json(TokenList {
+        tokens: tokens.iter().map(|t| TokenOut::new(t, now)).collect(),
+    }))
+}
+
+/// Revoke a token: its next request gets 401 and its web UI sessions end now.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+    params(("id" = TokenId, Path, description = "The token's id (not its secret)")),
+    responses((status = 200, description = "Revoked", body = TokenRevoked), Refusals, AdminRefusals))]
+async fn revoke_token(
+    Admin(d): Admin,
+    State(st): State<AppState>,
+    Path(id): Path<TokenId>,
+) -> AppResult<Json<TokenRevoked>> {
+    let already = match st.store.revoke_token(d.id, &id).await? {
+        Revoked::Now => false,
+        Revoked::Already => true,
+        Revoked::NoSuchToken => return Err(AppError::not_found("token")),
+    };
+    tracing::info!(token.id = %id, "token revoked");
+    Ok(Json(TokenRevoked {
+        revoked: id,
+        already,
+    }))
 }

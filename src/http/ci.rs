@@ -26,6 +26,9 @@ use std::collections::HashSet;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// Largest fail-open report (a traceback and a little context; real ones are a few KiB).
+pub const MAX_FAILURE_REPORT: usize = 256 * 1024;
+
 pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
     let results = OpenApiRouter::new()
         .routes(routes!(upload_results))
@@ -40,35 +43,42 @@ pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(scan_error))
         .routes(routes!(current_deployment))
         .routes(routes!(deepbinary))
-        .routes(routes!(fail_open_report))
         .layer(middleware::from_fn(super::declared_length_limit(
             super::MAX_BODY,
         )));
-    results.merge(rest)
+    let failure = OpenApiRouter::new()
+        .routes(routes!(fail_open_report))
+        .layer(DefaultBodyLimit::max(MAX_FAILURE_REPORT))
+        .layer(middleware::from_fn(super::declared_length_limit(
+            MAX_FAILURE_REPORT,
+        )));
+    results.merge(rest).merge(failure)
 }
 
 /// Start a scan (semgrep ci). Idempotent on `scan_metadata.unique_id`.
 #[utoipa::path(post, path = "/api/cli/v2/scans", tag = "semgrep-ci",
     security(("bearer" = [])), request_body = CreateScan,
-    responses((status = 200, description = "The scan, new or the one with this unique_id", body = ScanCreated), Refusals))]
+    responses(
+        (status = 200, description = "The scan, new or the one with this unique_id", body = ScanCreated),
+        (status = 403, description = "The token's project scope does not include this repository", body = ErrorBody),
+        Refusals,
+    ))]
 async fn create_scan(
     auth: Auth,
     State(st): State<AppState>,
     JsonBody(req, _): JsonBody<CreateScan>,
 ) -> AppResult<Json<ScanCreated>> {
-    let uid = &req.scan_metadata.unique_id;
-    if uid.trim().is_empty() || uid.len() > 200 {
-        return Err(AppError::bad_request(
-            "invalid_body",
-            "scan_metadata.unique_id must be 1 to 200 characters",
-        ));
-    }
+    req.check()
+        .map_err(|e| AppError::bad_request("invalid_body", e))?;
     let repo = &req.project_metadata.repository;
-    if repo.trim().is_empty() || repo.len() > 512 {
-        return Err(AppError::bad_request(
-            "invalid_body",
-            "project_metadata.repository must be 1 to 512 characters",
-        ));
+    if !auth.reaches(repo) {
+        return Err(AppError::forbidden(format!(
+            "this token may not scan {repo:?}: it reaches only repositories matching {}",
+            auth.repos
+                .as_ref()
+                .map(|g| g.patterns().join(", "))
+                .unwrap_or_default()
+        )));
     }
     let scan = st.store.create_scan(auth.deployment.id, &req).await?;
     tracing::info!(scan.id = %scan.public_id, project = %scan.project, git_ref = %scan.git_ref, "scan started");
@@ -96,6 +106,7 @@ async fn scan_config(
         .store
         .scan_by_unique_id(auth.deployment.id, &unique_id)
         .await?
+        .filter(|s| auth.reaches(&s.project))
         .ok_or_else(|| AppError::not_found("scan"))?;
     let rules: Vec<Value> = st
         .store
@@ -123,13 +134,15 @@ async fn scan_config(
     }))
 }
 
-/// The scan named in the path, inside the caller's deployment. The client names scans by
-/// their numeric id.
+/// The scan named in the path, inside the caller's deployment and the token's projects
+/// (a scan of another project does not exist for it). The client names scans by their
+/// numeric id.
 async fn scan_in_path(st: &AppState, auth: &Auth, id: &str) -> AppResult<Scan> {
     let id: ScanId = id.parse().map_err(|_| AppError::not_found("scan"))?;
     st.store
         .scan(auth.deployment.id, &ScanKey::Numeric(id))
         .await?
+        .filter(|s| auth.reaches(&s.project))
         .ok_or_else(|| AppError::not_found("scan"))
 }
 

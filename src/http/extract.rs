@@ -1,9 +1,11 @@
 //! Bearer-token auth: who is calling, and whether they may.
 
+use crate::domain::globs::Globs;
+use crate::domain::tokens::Scope;
 use crate::error::AppError;
+use crate::ids::TokenId;
 use crate::state::AppState;
 use crate::store::deployments::Deployment;
-use crate::store::tokens::Scope;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
@@ -12,6 +14,16 @@ use axum::http::request::Parts;
 pub struct Auth {
     pub deployment: Deployment,
     pub scope: Scope,
+    pub token: TokenId,
+    /// The projects a CI token may reach (`None`: every project of its deployment).
+    pub repos: Option<Globs>,
+}
+
+impl Auth {
+    /// Whether this token may reach the project (repository) `name`.
+    pub fn reaches(&self, name: &str) -> bool {
+        self.repos.as_ref().is_none_or(|g| g.matches(name))
+    }
 }
 
 /// A request authenticated by an admin token.
@@ -38,9 +50,14 @@ impl FromRequestParts<AppState> for Auth {
                 AppError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
         match state.store.authenticate(token).await? {
-            Some((deployment, scope)) => Ok(Auth { deployment, scope }),
+            Some(a) => Ok(Auth {
+                deployment: a.deployment,
+                scope: a.scope,
+                token: a.token,
+                repos: a.repos,
+            }),
             None => Err(AppError::unauthorized(
-                "invalid token: create one with `scanhook token create`",
+                "invalid, expired or revoked token: create one with `scanhook token create`",
             )),
         }
     }

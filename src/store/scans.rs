@@ -97,6 +97,9 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
     })
 }
 
+/// Fail-open reports kept per deployment.
+pub const FAILURES_KEPT: i64 = 1000;
+
 /// Filters of the scans search.
 #[derive(Debug, Clone, Default)]
 pub struct ScanFilter {
@@ -334,7 +337,9 @@ impl Store {
         Ok(n)
     }
 
-    /// Stores a fail-open report from the client.
+    /// Stores a fail-open report from the client, keeping the deployment's newest
+    /// [`FAILURES_KEPT`] (a client that reports in a loop rotates its own reports out, it
+    /// does not fill the disk).
     pub async fn record_failure(
         &self,
         deployment_id: DeploymentId,
@@ -351,6 +356,14 @@ impl Store {
         .bind(exit_code)
         .bind(body)
         .bind(clock::now())
+        .execute(self.writer())
+        .await?;
+        sqlx::query(
+            "DELETE FROM failures WHERE deployment_id = $1 AND id <= \
+             (SELECT id FROM failures WHERE deployment_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(deployment_id)
+        .bind(FAILURES_KEPT)
         .execute(self.writer())
         .await?;
         Ok(())

@@ -1,24 +1,25 @@
 //! Signing in with an admin token and signing out.
 
 use super::layout::{bare, form_error};
-use super::{cookie, local_path, Posted, UiResult, SESSION_COOKIE};
+use super::{cookie, local_path, session_cookie, session_cookie_name, Posted, UiResult};
 use crate::domain::query::QueryPairs;
 use crate::ids;
 use crate::state::AppState;
 use crate::store::sessions::SESSION_LIFETIME_MICROS;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::html;
+use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 /// The double-submit cookie that guards the sign-in form itself.
 const LOGIN_COOKIE: &str = "scanhook_login";
 
 fn secure(st: &AppState) -> &'static str {
-    if st.config.public_url.starts_with("https://") {
+    if super::https(st) {
         "; Secure"
     } else {
         ""
@@ -59,7 +60,14 @@ pub async fn form(State(st): State<AppState>, q: QueryPairs) -> Response {
     login_page(&st, &next, None, StatusCode::OK)
 }
 
-pub async fn sign_in(State(st): State<AppState>, parts: Parts, body: Bytes) -> UiResult {
+/// Signs in with an admin token. Failed attempts are throttled per client address: after
+/// [`crate::state::SIGN_IN_FAILURES`] within the window, 429 until the oldest ages out.
+pub async fn sign_in(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+    body: Bytes,
+) -> UiResult {
     let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -80,6 +88,24 @@ pub async fn sign_in(State(st): State<AppState>, parts: Parts, body: Bytes) -> U
             StatusCode::FORBIDDEN,
         ));
     }
+    let now = crate::clock::now();
+    if let Err(wait) = st.sign_ins.check(&peer.ip(), now) {
+        let mut r = login_page(
+            &st,
+            &next,
+            Some(&format!(
+                "Too many failed sign-ins from this address. Try again in {} s.",
+                wait.as_secs().max(1)
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+                .map_err(anyhow::Error::from)?,
+        );
+        return Ok(r);
+    }
     let token = field("token");
     if token.is_empty() {
         return Ok(login_page(
@@ -90,6 +116,8 @@ pub async fn sign_in(State(st): State<AppState>, parts: Parts, body: Bytes) -> U
         ));
     }
     let Some((id, session)) = st.store.open_session(token).await? else {
+        st.sign_ins.failed(&peer.ip(), now);
+        tracing::warn!(client = %peer.ip(), "web UI sign-in refused: not an admin token");
         return Ok(login_page(
             &st,
             &next,
@@ -97,12 +125,9 @@ pub async fn sign_in(State(st): State<AppState>, parts: Parts, body: Bytes) -> U
             StatusCode::UNAUTHORIZED,
         ));
     };
-    tracing::info!(deployment = %session.deployment.slug, "web UI session opened");
-    let session_cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_LIFETIME_MICROS / 1_000_000,
-        secure(&st)
-    );
+    st.sign_ins.succeeded(&peer.ip());
+    tracing::info!(deployment = %session.deployment.slug, token.id = %session.token, "web UI session opened");
+    let session_cookie = session_cookie(&st, &id, SESSION_LIFETIME_MICROS / 1_000_000);
     let clear_login = format!("{LOGIN_COOKIE}=; Path=/login; Max-Age=0");
     let mut response = Redirect::to(&next).into_response();
     let headers = response.headers_mut();
@@ -117,14 +142,11 @@ pub async fn sign_in(State(st): State<AppState>, parts: Parts, body: Bytes) -> U
 
 /// Ends the session; the form's CSRF token was checked by [`Posted`].
 pub async fn sign_out(State(st): State<AppState>, parts: Parts, _form: Posted) -> UiResult {
-    if let Some(id) = cookie(&parts, SESSION_COOKIE) {
+    if let Some(id) = cookie(&parts, session_cookie_name(&st)) {
         st.store.close_session(id).await?;
     }
     Ok((
-        [(
-            header::SET_COOKIE,
-            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-        )],
+        [(header::SET_COOKIE, session_cookie(&st, "", 0))],
         Redirect::to("/login"),
     )
         .into_response())

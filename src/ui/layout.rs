@@ -42,6 +42,7 @@ pub enum Section {
     Policies,
     RuleModes,
     Integrations,
+    Tokens,
 }
 
 const NAV: &[(Section, &str, &str)] = &[
@@ -55,6 +56,7 @@ const NAV: &[(Section, &str, &str)] = &[
         "/settings/integrations",
         "Settings › Integrations",
     ),
+    (Section::Tokens, "/settings/tokens", "Settings › Tokens"),
 ];
 
 /// The text of a notice code put in the URL by a redirect after a successful form.
@@ -77,6 +79,7 @@ fn notice(code: &str) -> Option<String> {
         ("notify", _) => "Notifications saved.".into(),
         ("ignored", _) => "Finding ignored.".into(),
         ("reopened", _) => "Finding reopened.".into(),
+        ("revoked", _) => "Token revoked: its next request is refused, its sessions have ended.".into(),
         _ => return None,
     })
 }

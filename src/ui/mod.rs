@@ -17,6 +17,7 @@ mod auth;
 mod layout;
 mod policies;
 mod settings;
+mod tokens;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -30,8 +31,36 @@ use axum::routing::{get, post};
 use axum::Router;
 use subtle::ConstantTimeEq;
 
-/// The session cookie's name.
+/// The session cookie's name over http.
 pub const SESSION_COOKIE: &str = "scanhook_session";
+
+/// Over https, the session cookie's name: with the `__Host-` prefix a browser keeps it only
+/// if it is `Secure`, for path `/` and without a `Domain`, so neither a plain-http page nor
+/// another host under the same domain can plant or widen it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-scanhook_session";
+
+/// Whether this server is reached over https (its public URL says so).
+pub fn https(st: &AppState) -> bool {
+    st.config.public_url.starts_with("https://")
+}
+
+/// The session cookie's name on this server.
+pub fn session_cookie_name(st: &AppState) -> &'static str {
+    if https(st) {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// A `Set-Cookie` value for the session (an empty value with age 0 ends it).
+pub fn session_cookie(st: &AppState, value: &str, max_age_secs: i64) -> String {
+    format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{}",
+        session_cookie_name(st),
+        if https(st) { "; Secure" } else { "" }
+    )
+}
 
 pub fn router() -> Router<AppState> {
     ui_routes().layer(axum::middleware::from_fn(page_headers))
@@ -106,6 +135,8 @@ fn ui_routes() -> Router<AppState> {
             "/settings/integrations/{id}/recover",
             post(settings::recover),
         )
+        .route("/settings/tokens", get(tokens::list).post(tokens::create))
+        .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
         .route("/deliveries/{id}", get(settings::delivery))
         .route("/deliveries/{id}/resend", post(settings::resend))
 }
@@ -173,7 +204,7 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        let found = match cookie(parts, SESSION_COOKIE) {
+        let found = match cookie(parts, session_cookie_name(st)) {
             Some(id) => st
                 .store
                 .session(id)
@@ -312,12 +343,29 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, UiErro
     raw.parse().map_err(|_| UiError(AppError::not_found(what)))
 }
 
-/// A same-site path to return to, or `fallback`: only `/…` paths, never `//host`.
+/// A same-origin path to return to, or `fallback`. Only an absolute path of this site is
+/// taken: it starts with one `/` (not `//host`, not `/\\host`) and holds no control
+/// character, white space or backslash anywhere — browsers drop tabs and newlines from
+/// URLs, so `/\t/evil.example/` would become `//evil.example/` — and no `%` escape of one.
 pub fn local_path(candidate: Option<&str>, fallback: &str) -> String {
     match candidate {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        Some(p) if is_local_path(p) => p.into(),
         _ => fallback.into(),
     }
+}
+
+fn is_local_path(p: &str) -> bool {
+    let lower = p.to_ascii_lowercase();
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && p.len() <= 2048
+        && !p
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+        && !["%09", "%0a", "%0d", "%5c", "%00", "%2f%2f"]
+            .iter()
+            .any(|escaped| lower.contains(escaped))
+        && !lower.starts_with("/%2f")
 }
 
 /// A redirect after a successful POST, with a notice code the next page turns into text.

@@ -147,6 +147,11 @@ pub async fn upload(State(st): State<AppState>, form: Posted) -> UiResult {
             "invalid_form",
             "The policy name needs letters or digits.",
         ))
+    } else if let Some(Err(e)) = policy.map(crate::domain::text::check_name) {
+        Err(AppError::bad_request(
+            "invalid_form",
+            format!("Policy: {e}"),
+        ))
     } else {
         parse_files(form.files.iter().map(|(_, n, c)| (n.as_str(), c.as_str())))
             .map_err(AppError::from)

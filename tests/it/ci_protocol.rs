@@ -297,12 +297,12 @@ async fn a_token_never_reaches_another_deployment(db: Db) {
         .unwrap();
     let admin2 = app
         .store()
-        .create_token(other.id, scanhook::store::tokens::Scope::Admin)
+        .create_token(other.id, scanhook::domain::tokens::Scope::Admin)
         .await
         .unwrap();
     let ci2 = app
         .store()
-        .create_token(other.id, scanhook::store::tokens::Scope::Ci)
+        .create_token(other.id, scanhook::domain::tokens::Scope::Ci)
         .await
         .unwrap();
     let first = &app.slug;

@@ -267,3 +267,83 @@ async fn integration_commands(db: Db) {
     app.stop().await;
 }
 on_both!(integration_commands);
+
+async fn token_lifecycle_commands(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let on_db = |args: &[&str]| {
+        let mut c = scanhook();
+        c.args(args).arg("--database-url").arg(&app.database_url);
+        run(&mut c)
+    };
+    let (ok, out, err) = on_db(&[
+        "token",
+        "create",
+        "--scope",
+        "ci",
+        "--name",
+        "acme builds",
+        "--expires-in",
+        "30d",
+        "--repos",
+        "acme/*,tools/*",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["repos"], serde_json::json!(["acme/*", "tools/*"]));
+    let secret = made["token"].as_str().unwrap().to_string();
+    let (ok, out, _) = on_db(&["token", "list", "--json"]);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let listed = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        (listed["state"].as_str(), listed["name"].as_str()),
+        (Some("active"), Some("acme builds"))
+    );
+    assert!(!out.contains(&secret), "a listing never shows a secret");
+    let (ok, out, _) = on_db(&["token", "list"]);
+    assert!(
+        ok && out.contains(&id) && out.contains("acme/*,tools/*"),
+        "{out}"
+    );
+    let (ok, _, err) = on_db(&["token", "create", "--scope", "admin", "--repos", "acme/*"]);
+    assert!(!ok && err.contains("only CI tokens"), "{err}");
+
+    // Through the API, with an admin token.
+    let via_api = |args: &[&str]| {
+        let mut c = scanhook();
+        c.args(args)
+            .args(["--server", &app.base, "--token", &app.admin]);
+        run(&mut c)
+    };
+    let (ok, out, err) = via_api(&["token", "revoke", &id]);
+    assert!(ok && out.contains("revoked"), "{out}{err}");
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/api/cli/v2/scans/x/config",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token is refused"
+    );
+    let (ok, out, _) = on_db(&["token", "revoke", &id]);
+    assert!(ok && out.contains("already revoked"), "{out}");
+    let (ok, out, _) = via_api(&["token", "list", "--json"]);
+    assert!(ok);
+    assert!(out.contains(&id) && out.contains("\"revoked\""), "{out}");
+    let (ok, _, err) = on_db(&["token", "revoke", "tok_nope"]);
+    assert!(!ok && err.contains("no token"), "{err}");
+    app.stop().await;
+}
+on_both!(token_lifecycle_commands);

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use scanhook::app::{self, Running};
 use scanhook::config::Config;
-use scanhook::store::tokens::Scope;
+use scanhook::domain::tokens::Scope;
 use serde_json::Value;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -12,6 +12,7 @@ mod migrations;
 mod multinode;
 mod openapi;
 mod receiver;
+mod security;
 mod snapshots;
 mod ui;
 mod ui_browser;

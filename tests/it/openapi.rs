@@ -205,13 +205,34 @@ async fn every_operation_answers_as_documented(db: Db) {
         S::OK,
     )
     .await;
+    let token = w
+        .call(
+            M::POST,
+            "/api/v1/tokens",
+            "/api/v1/tokens",
+            admin,
+            Some(
+                &json!({"scope": "ci", "name": "builds", "expires_in": "30d", "repos": ["acme/*"]}),
+            ),
+            S::CREATED,
+        )
+        .await;
     w.call(
-        M::POST,
+        M::GET,
         "/api/v1/tokens",
         "/api/v1/tokens",
         admin,
-        Some(&json!({"scope": "ci"})),
-        S::CREATED,
+        None,
+        S::OK,
+    )
+    .await;
+    w.call(
+        M::DELETE,
+        "/api/v1/tokens/{id}",
+        &format!("/api/v1/tokens/{}", token["id"].as_str().unwrap()),
+        admin,
+        None,
+        S::OK,
     )
     .await;
 

@@ -8,28 +8,28 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 /// A signed-in browser: the session cookie and the page's CSRF token.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 /// What a page answered.
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
-    html: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) location: Option<String>,
+    pub(crate) html: String,
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-async fn answer(r: reqwest::Response) -> Answer {
+pub(crate) async fn answer(r: reqwest::Response) -> Answer {
     Answer {
         status: r.status(),
         location: r
@@ -41,13 +41,13 @@ async fn answer(r: reqwest::Response) -> Answer {
 }
 
 /// The `value` of the first `<input name="NAME">` in the page.
-fn input_value(html: &str, name: &str) -> Option<String> {
+pub(crate) fn input_value(html: &str, name: &str) -> Option<String> {
     let at = html.find(&format!("name=\"{name}\" value=\""))?;
     let rest = &html[at + name.len() + 15..];
     Some(rest[..rest.find('"')?].to_string())
 }
 
-fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get_all(SET_COOKIE)
         .iter()
@@ -57,7 +57,7 @@ fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// Submits the sign-in form with `token`; returns the answer and the session cookie.
-async fn sign_in_with(app: &TestApp, token: &str) -> (Answer, Option<String>) {
+pub(crate) async fn sign_in_with(app: &TestApp, token: &str) -> (Answer, Option<String>) {
     let http = client();
     let form = http
         .get(format!("{}/login", app.base))
@@ -82,8 +82,13 @@ async fn sign_in_with(app: &TestApp, token: &str) -> (Answer, Option<String>) {
 }
 
 impl Browser {
-    async fn sign_in(app: &TestApp) -> Browser {
-        let (a, cookie) = sign_in_with(app, &app.admin).await;
+    pub(crate) async fn sign_in(app: &TestApp) -> Browser {
+        Browser::sign_in_as(app, &app.admin).await
+    }
+
+    /// Signs in with another admin token.
+    pub(crate) async fn sign_in_as(app: &TestApp, token: &str) -> Browser {
+        let (a, cookie) = sign_in_with(app, token).await;
         assert_eq!(a.status, StatusCode::SEE_OTHER);
         assert_eq!(a.location.as_deref(), Some("/findings"));
         let mut b = Browser {
@@ -97,7 +102,7 @@ impl Browser {
         b
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -109,14 +114,14 @@ impl Browser {
     }
 
     /// A page that must render.
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let a = self.get(path).await;
         assert_eq!(a.status, StatusCode::OK, "GET {path}: {}", a.html);
         a.html
     }
 
     /// Posts a form with this session's CSRF token.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(fields);
         self.post_raw(path, &all).await
@@ -568,6 +573,7 @@ macro_rules! assert_page_snapshot {
                 (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "[time]"),
                 (r"whsec_[A-Za-z0-9+/=]+", "[secret]"),
                 (r"msg_[A-Za-z0-9]{24}", "[message]"),
+                (r"tok_[A-Za-z0-9]{20}", "[token-id]"),
                 (r#"name="csrf" value="[A-Za-z0-9]+""#, r#"name="csrf" value="[csrf]""#),
                 (r"\b[0-9a-f]{40}\b", "[sha]"),
                 (r"\d+(\.\d+)? ms", "[ms]"),
@@ -659,6 +665,7 @@ async fn every_page_renders(db: Db) {
             format!("/settings/integrations/{hook_id}/deliveries"),
         ),
         ("delivery", format!("/deliveries/{message}")),
+        ("tokens", "/settings/tokens".into()),
     ];
     for (name, path) in &pages {
         let html = b.page(path).await;

@@ -138,6 +138,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The secret key file of one benchmark database: `serve` and `worker` must share it.
+fn key_file(db: &str) -> String {
+    let name: String = db
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir()
+        .join(format!("scanhook-bench-{name}.key"))
+        .display()
+        .to_string()
+}
+
 async fn serve(db: &str, deliver: bool) -> (Child, String) {
     let port = free_port();
     let mut cmd = Command::new(BIN);
@@ -155,6 +167,7 @@ async fn serve(db: &str, deliver: bool) -> (Child, String) {
         "64",
     ])
     .env("SCANHOOK_LOG", "warn")
+    .env("SCANHOOK_SECRET_KEY_FILE", key_file(db))
     .stdout(Stdio::null())
     .stderr(Stdio::null());
     if !deliver {
@@ -293,6 +306,7 @@ async fn run(label: &str, db: &str, integrations: usize, messages: usize) {
         ])
         .args(["--delivery-concurrency", &concurrency()])
         .env("SCANHOOK_LOG", "warn")
+        .env("SCANHOOK_SECRET_KEY_FILE", key_file(db))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

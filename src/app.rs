@@ -11,6 +11,7 @@ use crate::domain::throttle::Throttle;
 use crate::domain::tokens::Scope;
 use crate::error::error_response;
 use crate::http::ops::Document;
+use crate::secrets::SecretKey;
 use crate::state::AppState;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -58,6 +59,8 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
+    let store = store.with_key(secret_key(config.secret_key_file.as_deref())?);
+    store.adopt_key().await?;
     let first_admin_token = bootstrap(&store, &config.deployment).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -148,6 +151,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::http::MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The key that seals secrets: the file's (made there if missing), or one for this run.
+pub fn secret_key(path: Option<&std::path::Path>) -> anyhow::Result<SecretKey> {
+    let Some(path) = path else {
+        return Ok(SecretKey::generate());
+    };
+    let (key, created) = SecretKey::read_or_create(path)?;
+    if created {
+        tracing::info!(file = %path.display(), fingerprint = key.fingerprint(), "made a new secret key; back it up with the database");
+    }
+    Ok(key)
 }
 
 /// On an empty database: creates the first deployment and an admin token for it.

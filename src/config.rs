@@ -34,6 +34,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "sqlite://PATH or postgres://…; wins over data_dir",
     ),
     (
+        "secret_key_file",
+        None,
+        "the key that seals integration secrets (default DATA_DIR/secret.key, made on first start)",
+    ),
+    (
         "deployment",
         Some("scanhook"),
         "slug of the deployment made on first start",
@@ -233,6 +238,11 @@ pub struct DatabaseArgs {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`; wins over --data-dir.
     #[arg(long, env = "SCANHOOK_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// The file of the key that seals integration secrets in the database; made on first
+    /// start if missing [default: DATA_DIR/secret.key]. Every process of one database needs
+    /// the same file.
+    #[arg(long, env = "SCANHOOK_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<String>,
 }
 
 impl DatabaseArgs {
@@ -246,18 +256,61 @@ impl DatabaseArgs {
         self.resolve_with(&self.file()?)
     }
 
+    /// [`DatabaseArgs::resolve`] with the config file already read.
+    pub fn resolve_with_file(&self, file: &File) -> anyhow::Result<String> {
+        self.resolve_with(file)
+    }
+
     fn resolve_with(&self, file: &File) -> anyhow::Result<String> {
         if let Some(url) = file.get("database_url", self.database_url.as_deref(), text)? {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let path = Path::new(path.split('?').next().unwrap_or(path));
+                if path.parent().is_some_and(Path::exists) {
+                    crate::files::private_file(path).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot make the database file {} private: {e}",
+                            path.display()
+                        )
+                    })?;
+                }
+            }
             return Ok(url);
         }
-        let dir = PathBuf::from(file.value("data_dir", self.data_dir.as_deref(), text)?);
-        std::fs::create_dir_all(&dir).map_err(|e| {
+        let dir = self.data_dir_with(file)?;
+        crate::files::private_dir(&dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the data directory {}: {e} (set --data-dir or SCANHOOK_DATA_DIR)",
                 dir.display()
             )
         })?;
-        Ok(format!("sqlite://{}", dir.join("scanhook.db").display()))
+        // SQLite gives its -wal and -shm files the mode of the database file.
+        let db = dir.join("scanhook.db");
+        crate::files::private_file(&db).map_err(|e| {
+            anyhow::anyhow!("cannot create the database file {}: {e}", db.display())
+        })?;
+        Ok(format!("sqlite://{}", db.display()))
+    }
+
+    fn data_dir_with(&self, file: &File) -> anyhow::Result<PathBuf> {
+        Ok(PathBuf::from(file.value(
+            "data_dir",
+            self.data_dir.as_deref(),
+            text,
+        )?))
+    }
+
+    /// Where the secret key is: the setting, else `secret.key` in the data directory.
+    pub fn secret_key_path(&self, file: &File) -> anyhow::Result<PathBuf> {
+        match file.get("secret_key_file", self.secret_key_file.as_deref(), text)? {
+            Some(p) => Ok(PathBuf::from(p)),
+            None => {
+                let dir = self.data_dir_with(file)?;
+                crate::files::private_dir(&dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+                })?;
+                Ok(dir.join("secret.key"))
+            }
+        }
     }
 }
 
@@ -370,6 +423,9 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Non-global networks that may be delivered to.
     pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// The key file that seals secrets (made if missing); `None`: a key made for this run
+    /// only (tests and benchmarks on throwaway databases).
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -385,6 +441,7 @@ impl Config {
             deliver: true,
             delivery: DeliveryConfig::default(),
             allow_cidrs: vec![],
+            secret_key_file: None,
         }
     }
 
@@ -435,6 +492,7 @@ impl Config {
             listen,
             public_url,
             database_url: args.db.resolve_with(file)?,
+            secret_key_file: Some(args.db.secret_key_path(file)?),
             abandon_after: file.value(
                 "abandon_after",
                 args.abandon_after.as_deref(),

@@ -3,6 +3,7 @@
 //! Map of the crate (read `docs/ARCHITECTURE.md` first), from the bottom up; a module only
 //! imports from modules above it in this list:
 //! - [`clock`], [`ids`]: time and the clock seam; typed ids, tokens and secrets.
+//! - [`secrets`], [`files`]: secrets sealed at rest under a key file; private files.
 //! - [`domain`]: pure logic without I/O: rules and modes, the finding lifecycle, the
 //!   webhook JSON objects, the CI protocol's request types, the outbox's values.
 //! - [`store`]: all SQL, on SQLite or PostgreSQL; persists what `domain` decides.
@@ -25,8 +26,10 @@ pub mod delivery;
 pub mod domain;
 pub mod edge;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod ids;
+pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod ui;

@@ -6,11 +6,13 @@
 //! - `rules` ([`rules`]): manage rules through a running server ([`client`]).
 //! - `integrations`, `modes`, `deliveries` ([`integrations`]): webhooks, likewise.
 //! - `openapi`: print the API's OpenAPI document.
+//! - `rotate-secret-key` ([`secret_key`]): re-seal the stored secrets under a new key.
 
 pub mod client;
 pub mod integrations;
 pub mod migrate;
 pub mod rules;
+pub mod secret_key;
 pub mod serve;
 pub mod token;
 pub mod worker;
@@ -57,6 +59,8 @@ enum Command {
     Deliveries(integrations::DeliveriesCommand),
     /// Print the OpenAPI document of the API (as served at /api/openapi.json).
     Openapi,
+    /// Re-seal the database's secrets under a new key (stop the servers first).
+    RotateSecretKey(secret_key::RotateArgs),
 }
 
 /// Parses the command line and runs the chosen role.
@@ -83,6 +87,7 @@ pub fn main() -> ExitCode {
             Command::Integrations(cmd) => integrations::run_integrations(cmd).await,
             Command::Modes(cmd) => integrations::run_modes(cmd).await,
             Command::Deliveries(cmd) => integrations::run_deliveries(cmd).await,
+            Command::RotateSecretKey(args) => secret_key::run(args).await,
             Command::Openapi => {
                 print!("{}", crate::http::openapi_json());
                 Ok(())

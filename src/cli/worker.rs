@@ -22,8 +22,12 @@ pub struct WorkerArgs {
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let file = args.db.file()?;
     let (config, allow) = args.delivery.resolve(&file)?;
-    let store = Store::connect(&args.db.resolve()?).await?;
+    let store = Store::connect(&args.db.resolve_with_file(&file)?).await?;
     store.migrate().await?;
+    let store = store.with_key(crate::app::secret_key(Some(
+        &args.db.secret_key_path(&file)?,
+    ))?);
+    store.adopt_key().await?;
     let sender = Sender::new(Guard::new(allow), config.timeout)?;
     let worker = Arc::new(Worker::new(
         store.clone(),

@@ -5,13 +5,15 @@ use crate::clock;
 use crate::domain::integration::{Integration, ROTATION_OVERLAP_MICROS};
 use crate::domain::mode::RuleMode;
 use crate::ids::{self, DeploymentId, IntegrationId};
+use crate::secrets::SecretKey;
 use sqlx::any::AnyRow;
 
 const COLUMNS: &str =
     "i.id, i.deployment_id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
     i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at";
 
-fn from_row(r: &AnyRow) -> anyhow::Result<Integration> {
+/// An integration as stored, its secrets opened with `key`.
+fn from_row(r: &AnyRow, key: &SecretKey) -> anyhow::Result<Integration> {
     Ok(Integration {
         id: col(r, "id")?,
         deployment_id: col(r, "deployment_id")?,
@@ -20,8 +22,10 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Integration> {
         url: col(r, "url")?,
         enabled: col::<i64>(r, "enabled")? != 0,
         disabled_reason: col(r, "disabled_reason")?,
-        secret: col(r, "secret")?,
-        old_secret: col(r, "old_secret")?,
+        secret: key.open(&col::<String>(r, "secret")?)?,
+        old_secret: col::<Option<String>>(r, "old_secret")?
+            .map(|s| key.open(&s))
+            .transpose()?,
         old_secret_until: col(r, "old_secret_until")?,
         failing_since: col(r, "failing_since")?,
         modes: vec![],
@@ -57,7 +61,10 @@ impl Store {
         .bind(deployment_id)
         .bind(name)
         .bind(url)
-        .bind(secret.map_or_else(ids::new_signing_secret, str::to_string))
+        .bind(
+            self.key()?
+                .seal(&secret.map_or_else(ids::new_signing_secret, str::to_string)),
+        )
         .bind(now)
         .execute(self.writer())
         .await?;
@@ -84,7 +91,7 @@ impl Store {
         for row in &rows {
             let id: i64 = col(row, "id")?;
             if out.last().map(|i| i.id) != Some(id) {
-                out.push(from_row(row)?);
+                out.push(from_row(row, self.key()?)?);
             }
             if let Some(mode) = col::<Option<String>>(row, "mode")? {
                 let last = out.last_mut().expect("pushed above");
@@ -106,7 +113,8 @@ impl Store {
             list.join(",")
         );
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
-        rows.iter().map(from_row).collect()
+        let key = self.key()?;
+        rows.iter().map(|r| from_row(r, key)).collect()
     }
 
     pub async fn integration(
@@ -184,7 +192,7 @@ impl Store {
              updated_at = $3 WHERE deployment_id = $4 AND public_id = $5",
         )
         .bind(now + ROTATION_OVERLAP_MICROS)
-        .bind(ids::new_signing_secret())
+        .bind(self.key()?.seal(&ids::new_signing_secret()))
         .bind(now)
         .bind(deployment_id)
         .bind(public_id)

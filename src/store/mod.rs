@@ -9,6 +9,7 @@
 //! - [`findings`]: reading and triaging findings.
 //! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
 //! - [`sessions`]: web UI sessions.
+//! - [`secrets`]: the key that seals this database's secrets.
 
 pub mod complete;
 pub mod deployments;
@@ -17,6 +18,7 @@ pub mod integrations;
 pub mod messages;
 pub mod rules;
 pub mod scans;
+pub mod secrets;
 pub mod sessions;
 pub mod tokens;
 
@@ -41,6 +43,8 @@ pub struct Store {
     /// same pool as reads.
     writer: AnyPool,
     backend: Backend,
+    /// Seals and opens the secrets it stores (integration signing secrets).
+    key: Option<std::sync::Arc<crate::secrets::SecretKey>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -78,6 +82,7 @@ impl Store {
                     pool,
                     writer,
                     backend,
+                    key: None,
                 })
             }
             Backend::Postgres => {
@@ -91,6 +96,7 @@ impl Store {
                     writer: pool.clone(),
                     pool,
                     backend,
+                    key: None,
                 })
             }
         }

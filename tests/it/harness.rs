@@ -47,6 +47,8 @@ pub struct TestApp {
     pub slug: String,
     pub running: Option<Running>,
     pub http: reqwest::Client,
+    /// The file of the key that seals this app's secrets.
+    pub key_file: std::path::PathBuf,
     pg: Option<PgDb>,
     _dir: tempfile::TempDir,
 }
@@ -106,6 +108,7 @@ impl TestApp {
         config.abandon_after = Duration::from_secs(3600);
         config.max_results_bytes = 64 * 1024 * 1024;
         config.allow_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+        config.secret_key_file = Some(dir.path().join("secret.key"));
         tweak(&mut config);
         let database_url = config.database_url.clone();
         let running = app::start(config, CancellationToken::new())
@@ -125,6 +128,7 @@ impl TestApp {
             slug: dep.slug,
             running: Some(running),
             http: reqwest::Client::new(),
+            key_file: dir.path().join("secret.key"),
             pg,
             _dir: dir,
         }

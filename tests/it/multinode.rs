@@ -21,7 +21,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_node(database_url: &str) -> Node {
+/// A `serve` process on the shared database. Every node of one database needs the same
+/// secret key file.
+async fn start_node(database_url: &str, key: &std::path::Path) -> Node {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_scanhook"))
         .args([
@@ -31,6 +33,8 @@ async fn start_node(database_url: &str) -> Node {
             "--database-url",
             database_url,
         ])
+        .arg("--secret-key-file")
+        .arg(key)
         .args([
             "--deliver-allow-cidrs",
             "127.0.0.0/8",
@@ -153,8 +157,10 @@ async fn two_nodes_share_the_queue_and_survive_kill_9() {
     url.set_path(&format!("/{name}"));
     let db = url.to_string();
 
-    let mut a = start_node(&db).await;
-    let mut b = start_node(&db).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("secret.key");
+    let mut a = start_node(&db, &key).await;
+    let mut b = start_node(&db, &key).await;
     let admin = token(&db, "admin");
     let ci = token(&db, "ci");
     let http = reqwest::Client::new();

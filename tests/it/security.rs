@@ -681,3 +681,155 @@ async fn clients_cannot_forge_log_lines() {
         "no raw escape sequence reaches the terminal"
     );
 }
+
+/// The `secret` column of every integration, as the database holds it.
+async fn stored_secrets(database_url: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(database_url).await.unwrap();
+    let rows = sqlx::query("SELECT secret FROM integrations ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    rows.iter().map(|r| r.get::<String, _>("secret")).collect()
+}
+
+async fn secrets_are_sealed_at_rest_and_rotate(db: Db) {
+    use scanhook::secrets::SecretKey;
+    use scanhook::store::Store;
+    let app = TestApp::spawn(db).await;
+    let mut plain = Vec::new();
+    for name in ["feed", "older"] {
+        let made = app
+            .admin_post(
+                "/api/v1/integrations",
+                &json!({"name": name, "url": "https://hooks.example.com/x"}),
+            )
+            .await;
+        plain.push(made["secret"].as_str().unwrap().to_string());
+    }
+    assert!(plain[0].starts_with("whsec_"), "admins still see it");
+    let stored = stored_secrets(&app.database_url).await;
+    assert!(stored.iter().all(|s| s.starts_with("enc1:")), "{stored:?}");
+    assert!(
+        !stored[0].contains(&plain[0][6..]),
+        "the database does not hold it in clear"
+    );
+
+    // Another key does not open this database.
+    let store = Store::connect(&app.database_url).await.unwrap();
+    let e = store
+        .clone()
+        .with_key(SecretKey::generate())
+        .adopt_key()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("same key file"), "{e}");
+
+    // A secret written in clear (before sealing existed) is sealed on the next start.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE integrations SET secret = $1 WHERE name = 'older'")
+            .bind(&plain[1])
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+    }
+    let key = SecretKey::read(&app.key_file).unwrap();
+    store.clone().with_key(key).adopt_key().await.unwrap();
+    let stored = stored_secrets(&app.database_url).await;
+    assert!(stored[1].starts_with("enc1:"), "{stored:?}");
+
+    // Rotation re-seals everything under the new key; the old one no longer opens it.
+    let new_key = app.key_file.with_file_name("new.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scanhook"))
+        .args(["rotate-secret-key", "--new-key-file"])
+        .arg(&new_key)
+        .arg("--secret-key-file")
+        .arg(&app.key_file)
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 integration secret(s) re-sealed"), "{err}");
+    let rotated = stored_secrets(&app.database_url).await;
+    assert!(rotated
+        .iter()
+        .zip(&stored)
+        .all(|(a, b)| a != b && a.starts_with("enc1:")));
+    let new = store.clone().with_key(SecretKey::read(&new_key).unwrap());
+    new.adopt_key().await.unwrap();
+    let dep = new.first_deployment().await.unwrap().unwrap();
+    let secrets: Vec<String> = new
+        .list_integrations(dep.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.secret)
+        .collect();
+    assert_eq!(secrets, plain, "the same secrets, under the new key");
+    let old = store.with_key(SecretKey::read(&app.key_file).unwrap());
+    assert!(old.adopt_key().await.is_err(), "the old key is refused");
+    app.stop().await;
+}
+on_both!(secrets_are_sealed_at_rest_and_rotate);
+
+/// The data directory and everything in it are its owner's only.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanhook"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for f in [
+        "scanhook.db",
+        "scanhook.db-wal",
+        "scanhook.db-shm",
+        "secret.key",
+    ] {
+        let p = data.join(f);
+        assert!(p.exists(), "{f}");
+        assert_eq!(mode(&p), 0o600, "{f}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,12 +1,17 @@
 //! The `scanhook` binary as users run it: `serve` on a fresh data directory, `token create`
-//! on the database, and the `rules` commands against a running server.
+//! on the database, the `rules` commands against a running server, and `serve` and
+//! `worker` delivering with proxy variables set or an outbound proxy configured.
 
 use crate::harness::{fixture, fixture_text, Db, TestApp};
 use crate::on_both;
+use crate::proxy::RecordingProxy;
+use crate::receiver::Receiver;
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn scanhook() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanhook"));
@@ -267,3 +272,145 @@ async fn integration_commands(db: Db) {
     app.stop().await;
 }
 on_both!(integration_commands);
+
+/// `scanhook serve` as a process on `data_dir`, in an environment of exactly `env`, with
+/// the admin token its first start printed.
+struct Served {
+    child: tokio::process::Child,
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+    // Held open: serve prints more after the token, and a closed pipe would fail it.
+    _stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Served {
+    async fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = data_dir.join(format!("serve-{port}.log"));
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scanhook"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The token is printed once serve listens, so it is also the sign that serve is up.
+        let token = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if let Some(t) = line.split_whitespace().find(|w| w.starts_with("shk_")) {
+                    return Some(t.to_string());
+                }
+            }
+            None
+        })
+        .await;
+        let Ok(Some(admin)) = token else {
+            panic!(
+                "serve printed no admin token: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Served {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin,
+            // The test's own proxy variables must not come between it and serve.
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            _stdout: stdout,
+        }
+    }
+
+    async fn post(&self, token: &str, path: &str, body: &Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Adds an integration at `url` and runs its Test: what the Test answered.
+    async fn test_action(&self, url: &str) -> Value {
+        let i = self
+            .post(
+                &self.admin,
+                "/api/v1/integrations",
+                &json!({"name": "Internal", "url": url}),
+            )
+            .await;
+        let id = i["id"].as_str().unwrap();
+        self.post(
+            &self.admin,
+            &format!("/api/v1/integrations/{id}/test"),
+            &json!({}),
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+fn assert_refused_by_the_guard(test: &Value) {
+    assert_eq!(test["delivered"], false, "{test}");
+    let error = test["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("refused") && error.contains("not a global address"),
+        "{test}"
+    );
+    assert_eq!(test["response"], Value::Null, "nothing read back: {test}");
+}
+
+fn port_of(url: &str) -> u16 {
+    url::Url::parse(url).unwrap().port().unwrap()
+}
+
+/// Proxy variables in serve's environment do not carry deliveries past the SSRF guard.
+/// (They did: the proxy resolved `localhost` instead of the guard, and the Test action
+/// read its answer back.) The delivery client ignores them and vets every target itself.
+#[tokio::test]
+async fn proxy_variables_do_not_carry_deliveries_past_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = RecordingProxy::start().await;
+    let rx = Receiver::start().await;
+    let port = port_of(&rx.url);
+    let env = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .map(|var| (var, proxy.url.as_str()));
+    let serve = Served::start(dir.path(), &[], &env).await;
+    for scheme in ["http", "https"] {
+        let test = serve
+            .test_action(&format!("{scheme}://localhost:{port}/hook"))
+            .await;
+        assert_refused_by_the_guard(&test);
+    }
+    assert_eq!(proxy.requests(), Vec::<String>::new(), "proxy contacted");
+    assert!(rx.received().is_empty());
+    serve.stop().await;
+}

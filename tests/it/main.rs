@@ -11,6 +11,7 @@ mod e2e_semgrep;
 mod migrations;
 mod multinode;
 mod openapi;
+mod proxy;
 mod receiver;
 mod snapshots;
 mod ui;

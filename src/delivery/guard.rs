@@ -41,6 +41,39 @@ impl Guard {
         })
     }
 
+    /// For a delivery through a proxy, which resolves `host` itself and may connect to any
+    /// of its addresses: why not, unless every address `host` resolves to here passes.
+    pub async fn refusal_of_name(&self, host: &str) -> Option<String> {
+        match tokio::net::lookup_host((host, 0)).await {
+            Ok(addrs) => self.refusal_of_all(host, addrs.map(|a| a.ip())),
+            Err(e) => Some(format!(
+                "refused to deliver to {host}: it does not resolve here, so it cannot be vetted: {e}"
+            )),
+        }
+    }
+
+    /// Why not deliver to `host`, unless `ips` (its addresses) are all allowed: one
+    /// refused address refuses the name, and so does none at all.
+    pub fn refusal_of_all(
+        &self,
+        host: &str,
+        ips: impl IntoIterator<Item = IpAddr>,
+    ) -> Option<String> {
+        let mut ips = ips.into_iter().peekable();
+        if ips.peek().is_none() {
+            return Some(format!(
+                "refused to deliver to {host}: it resolves to no address"
+            ));
+        }
+        ips.find_map(|ip| {
+            self.why_not(ip).map(|why| {
+                format!(
+                    "refused to deliver to {host}: its address {ip} is not a global address ({why}); allow it with --deliver-allow-cidrs"
+                )
+            })
+        })
+    }
+
     /// The registry entry that keeps `ip` out, unless the allow-list opens it.
     fn why_not(&self, ip: IpAddr) -> Option<String> {
         if self.allow.iter().any(|n| n.contains(&ip)) {
@@ -348,6 +381,43 @@ mod tests {
             why("2002:7f00:1::")
         );
         assert!(why("4000::1").contains("outside Global Unicast 2000::/3"));
+    }
+
+    /// Through a proxy, a name is refused if any of its addresses is: the proxy may pick any.
+    #[test]
+    fn through_a_proxy_every_address_of_a_name_must_pass() {
+        let g = Guard::default();
+        let addrs = |list: &[&str]| list.iter().map(|a| ip(a)).collect::<Vec<_>>();
+        assert_eq!(
+            g.refusal_of_all("hooks.example.com", addrs(&["8.8.8.8", "2606:4700::1111"])),
+            None
+        );
+        let why = g
+            .refusal_of_all("rebind.example.com", addrs(&["8.8.8.8", "10.0.0.1"]))
+            .unwrap();
+        assert!(
+            why.starts_with("refused to deliver to rebind.example.com: its address 10.0.0.1")
+                && why.contains("not a global address (Private-Use)"),
+            "{why}"
+        );
+        let why = g.refusal_of_all("empty.example.com", []).unwrap();
+        assert!(why.contains("no address"), "{why}");
+        let open = Guard::new(Guard::parse_allow_list("10.0.0.0/8").unwrap());
+        assert_eq!(
+            open.refusal_of_all("internal.example.com", addrs(&["10.0.0.1", "8.8.8.8"])),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn through_a_proxy_names_are_resolved_here_first() {
+        let why = Guard::default().refusal_of_name("localhost").await.unwrap();
+        assert!(
+            why.contains("localhost") && why.contains("(Loopback)"),
+            "{why}"
+        );
+        let open = Guard::new(Guard::parse_allow_list("127.0.0.0/8,::1/128").unwrap());
+        assert_eq!(open.refusal_of_name("localhost").await, None);
     }
 
     #[test]

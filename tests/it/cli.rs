@@ -4,7 +4,7 @@
 
 use crate::harness::{fixture, fixture_text, Db, TestApp};
 use crate::on_both;
-use crate::proxy::RecordingProxy;
+use crate::proxy::{RecordingProxy, ANSWER};
 use crate::receiver::Receiver;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -413,4 +413,158 @@ async fn proxy_variables_do_not_carry_deliveries_past_the_guard() {
     assert_eq!(proxy.requests(), Vec::<String>::new(), "proxy contacted");
     assert!(rx.received().is_empty());
     serve.stop().await;
+}
+
+/// With --outbound-proxy, deliveries go through that proxy, which resolves names itself;
+/// so the target's name is resolved here first and refused unless every address passes
+/// the guard: the proxy never hears of an internal target. Allowed, it goes through.
+#[tokio::test]
+async fn the_outbound_proxy_carries_only_vetted_targets() {
+    let (refusing, allowing) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let proxy = RecordingProxy::start().await;
+    let rx = Receiver::start().await;
+    let port = port_of(&rx.url);
+    let via = ["--outbound-proxy", proxy.url.as_str()];
+    let serve = Served::start(
+        refusing.path(),
+        &[&via[..], &["--deliver-allow-cidrs", ""]].concat(),
+        &[],
+    )
+    .await;
+    for host in ["localhost", "127.0.0.1", "[::ffff:7f00:1]"] {
+        let test = serve
+            .test_action(&format!("http://{host}:{port}/hook"))
+            .await;
+        assert_refused_by_the_guard(&test);
+    }
+    assert_eq!(proxy.requests(), Vec::<String>::new(), "proxy contacted");
+    serve.stop().await;
+
+    let serve = Served::start(
+        allowing.path(),
+        &[&via[..], &["--deliver-allow-cidrs", "127.0.0.0/8,::1/128"]].concat(),
+        &[],
+    )
+    .await;
+    let test = serve
+        .test_action(&format!("http://localhost:{port}/hook"))
+        .await;
+    assert_eq!(
+        (test["delivered"].as_bool(), test["response"].as_str()),
+        (Some(true), Some(ANSWER)),
+        "{test}"
+    );
+    assert_eq!(
+        proxy.requests(),
+        [format!("POST http://localhost:{port}/hook HTTP/1.1")]
+    );
+    assert!(
+        rx.received().is_empty(),
+        "only the proxy connects to targets"
+    );
+    serve.stop().await;
+}
+
+/// `scanhook worker` takes --outbound-proxy as serve does: a scan's messages, queued by
+/// `serve --no-deliver`, reach the proxy addressed to the integration's URL.
+#[tokio::test]
+async fn the_worker_delivers_through_the_outbound_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = RecordingProxy::start().await;
+    let serve = Served::start(dir.path(), &["--no-deliver"], &[]).await;
+    serve
+        .post(
+            &serve.admin,
+            "/api/v1/integrations",
+            &json!({"name": "Behind the proxy", "url": "http://localhost:9/hook"}),
+        )
+        .await;
+    let (ok, ci, err) = run(scanhook()
+        .args(["token", "create", "--scope", "ci", "--data-dir"])
+        .arg(dir.path()));
+    assert!(ok, "{err}");
+    let ci = ci.trim();
+    let id = serve
+        .post(
+            ci,
+            "/api/cli/v2/scans",
+            &fixture("01-post-scans.request.json"),
+        )
+        .await["info"]["id"]
+        .as_i64()
+        .unwrap();
+    for (step, body) in [
+        ("results", "03-post-results.request.json"),
+        ("complete", "04-post-complete.request.json"),
+    ] {
+        serve
+            .post(ci, &format!("/api/agent/scans/{id}/{step}"), &fixture(body))
+            .await;
+    }
+    let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_scanhook"))
+        .args(["worker", "--data-dir"])
+        .arg(dir.path())
+        .args(["--outbound-proxy", &proxy.url])
+        .args(["--deliver-allow-cidrs", "127.0.0.0/8,::1/128"])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !proxy.requests().iter().any(|r| !r.is_empty()) {
+        assert!(Instant::now() < deadline, "nothing reached the proxy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+    assert!(
+        asked
+            .iter()
+            .all(|r| r == "POST http://localhost:9/hook HTTP/1.1"),
+        "{asked:?}"
+    );
+    serve.stop().await;
+}
+
+/// A bad --outbound-proxy stops serve and worker at start, naming the setting, whichever
+/// layer it came from; the value is not echoed (it may carry a password).
+#[test]
+fn a_bad_outbound_proxy_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        "outbound_proxy = \"socks5://u:hunter2@127.0.0.1:1080\"\n",
+    )
+    .unwrap();
+    // If a value were taken, the role would stop at this database instead of running on.
+    let db = ["--database-url", "postgres://127.0.0.1:1/none"];
+    for role in ["serve", "worker"] {
+        for bad in [
+            "socks5://u:hunter2@127.0.0.1:1080",
+            "hunter2",
+            "http://u:hunter2@proxy.internal:3128/path",
+        ] {
+            let (ok, _, err) = run(scanhook().args([role, "--outbound-proxy", bad]).args(db));
+            assert!(!ok, "{role} {bad}");
+            assert!(
+                err.contains("--outbound-proxy / SCANHOOK_OUTBOUND_PROXY"),
+                "{role} {bad}: {err}"
+            );
+            assert!(!err.contains("hunter2"), "{role} {bad}: {err}");
+        }
+        let (ok, _, err) = run(scanhook()
+            .arg(role)
+            .args(db)
+            .env("SCANHOOK_OUTBOUND_PROXY", "ftp://proxy.internal"));
+        assert!(!ok && err.contains("SCANHOOK_OUTBOUND_PROXY"), "{err}");
+        let (ok, _, err) = run(scanhook().arg(role).args(db).arg("--config").arg(&config));
+        assert!(!ok && err.contains("`outbound_proxy`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

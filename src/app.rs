@@ -69,6 +69,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let sender = Sender::new(
         Guard::new(config.allow_cidrs.clone()),
         config.delivery.timeout,
+        config.outbound_proxy.as_ref(),
     )?;
     let tasks = TaskTracker::new();
     let (wake, metrics, handoff) = if config.deliver {

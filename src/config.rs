@@ -8,6 +8,7 @@
 use crate::clock::parse_duration;
 use crate::delivery::guard::Guard;
 use crate::delivery::schedule::Schedule;
+use crate::delivery::sender::OutboundProxy;
 use crate::delivery::worker::DeliveryConfig;
 use clap::Args;
 use std::net::SocketAddr;
@@ -67,6 +68,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "deliver_allow_cidrs",
         Some(""),
         "non-global networks that may be delivered to, comma-separated",
+    ),
+    (
+        "outbound_proxy",
+        None,
+        "deliver through this http(s) proxy; targets are still vetted here first",
     ),
     (
         "delivery_timeout",
@@ -324,6 +330,11 @@ pub struct DeliveryArgs {
     /// CIDRs that may be delivered to although not global (e.g. 10.0.0.0/8), comma-separated.
     #[arg(long, env = "SCANHOOK_DELIVER_ALLOW_CIDRS")]
     pub deliver_allow_cidrs: Option<String>,
+    /// Deliver through this forward proxy, `http(s)://[USER:PASSWORD@]HOST:PORT`; each
+    /// target's name is still resolved and vetted here first. HTTP_PROXY and the like are
+    /// ignored [default: none: connect to targets directly].
+    #[arg(long, env = "SCANHOOK_OUTBOUND_PROXY", hide_env_values = true)]
+    pub outbound_proxy: Option<String>,
     /// Timeout of one delivery attempt [default: 15s].
     #[arg(long, env = "SCANHOOK_DELIVERY_TIMEOUT")]
     pub delivery_timeout: Option<String>,
@@ -335,16 +346,38 @@ pub struct DeliveryArgs {
     pub disable_after: Option<String>,
 }
 
+/// The delivery settings of `serve` and `worker`, checked.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub config: DeliveryConfig,
+    /// Non-global networks that may be delivered to.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// The proxy deliveries go through, if not straight to their targets.
+    pub outbound_proxy: Option<OutboundProxy>,
+}
+
 impl DeliveryArgs {
-    pub fn resolve(&self, file: &File) -> anyhow::Result<(DeliveryConfig, Vec<ipnet::IpNet>)> {
+    /// These flags and variables over `file` over the defaults.
+    pub fn resolve(&self, file: &File) -> anyhow::Result<Delivery> {
         let schedule = file.value("retry_schedule", self.retry_schedule.as_deref(), |s| {
             Schedule::parse(s)
         })?;
-        let allow = file.value(
+        let allow_cidrs = file.value(
             "deliver_allow_cidrs",
             self.deliver_allow_cidrs.as_deref(),
             Guard::parse_allow_list,
         )?;
+        // Empty means none, so that a variable can switch off a file's proxy.
+        let outbound_proxy = file
+            .get(
+                "outbound_proxy",
+                self.outbound_proxy.as_deref(),
+                |s| match s.trim() {
+                    "" => Ok(None),
+                    s => OutboundProxy::parse(s).map(Some),
+                },
+            )?
+            .flatten();
         let per_integration = file.value(
             "delivery_concurrency",
             self.delivery_concurrency.as_deref(),
@@ -368,7 +401,11 @@ impl DeliveryArgs {
             )?,
             ..DeliveryConfig::default()
         };
-        Ok((config, allow))
+        Ok(Delivery {
+            config,
+            allow_cidrs,
+            outbound_proxy,
+        })
     }
 }
 
@@ -426,6 +463,8 @@ pub struct Config {
     /// The key file that seals secrets (made if missing); `None`: a key made for this run
     /// only (tests and benchmarks on throwaway databases).
     pub secret_key_file: Option<PathBuf>,
+    /// The proxy deliveries go through, if not straight to their targets.
+    pub outbound_proxy: Option<OutboundProxy>,
 }
 
 impl Config {
@@ -442,6 +481,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             allow_cidrs: vec![],
             secret_key_file: None,
+            outbound_proxy: None,
         }
     }
 
@@ -484,11 +524,16 @@ impl Config {
                     slug => Ok(slug),
                 },
             )?;
-        let (delivery, allow_cidrs) = args.delivery.resolve(file)?;
+        let Delivery {
+            config: delivery,
+            allow_cidrs,
+            outbound_proxy,
+        } = args.delivery.resolve(file)?;
         Ok(Config {
             deliver: !file.value("no_deliver", args.no_deliver.as_deref(), boolean)?,
             delivery,
             allow_cidrs,
+            outbound_proxy,
             listen,
             public_url,
             database_url: args.db.resolve_with(file)?,
@@ -606,6 +651,41 @@ mod tests {
         .to_string();
         assert!(e.contains("--public-url") && e.contains("http(s)"), "{e}");
         assert!(File::parse(Path::new("f.toml"), "listen = { a = 1 }").is_err());
+    }
+
+    #[test]
+    fn the_outbound_proxy_is_an_http_url_from_any_layer() {
+        let (_d, data) = dir();
+        let d = ["--data-dir", data.as_str()];
+        let c = Config::layered(&args(&d), &File::default()).unwrap();
+        assert_eq!(c.outbound_proxy, None, "direct by default");
+        let f = file("outbound_proxy = \"http://u:hunter2@proxy.internal:3128\"");
+        let c = Config::layered(&args(&d), &f).unwrap();
+        let proxy = c.outbound_proxy.unwrap();
+        assert_eq!(proxy.to_string(), "http://u:***@proxy.internal:3128/");
+        assert!(!format!("{proxy:?}").contains("hunter2"));
+        let flag = args(&[&d[..], &["--outbound-proxy", "https://egress:8443"]].concat());
+        let c = Config::layered(&flag, &f).unwrap();
+        assert_eq!(
+            c.outbound_proxy.unwrap().to_string(),
+            "https://egress:8443/"
+        );
+        let off = args(&[&d[..], &["--outbound-proxy", ""]].concat());
+        assert_eq!(Config::layered(&off, &f).unwrap().outbound_proxy, None);
+        for bad in [
+            "socks5://egress:1080",
+            "egress:3128",
+            "http://egress:3128/x",
+        ] {
+            let bad = args(&[&d[..], &["--outbound-proxy", bad]].concat());
+            let e = Config::layered(&bad, &File::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--outbound-proxy / SCANHOOK_OUTBOUND_PROXY"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

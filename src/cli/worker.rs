@@ -21,18 +21,22 @@ pub struct WorkerArgs {
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let file = args.db.file()?;
-    let (config, allow) = args.delivery.resolve(&file)?;
+    let delivery = args.delivery.resolve(&file)?;
     let store = Store::connect(&args.db.resolve_with_file(&file)?).await?;
     store.migrate().await?;
     let store = store.with_key(crate::app::secret_key(Some(
         &args.db.secret_key_path(&file)?,
     ))?);
     store.adopt_key().await?;
-    let sender = Sender::new(Guard::new(allow), config.timeout)?;
+    let sender = Sender::new(
+        Guard::new(delivery.allow_cidrs),
+        delivery.config.timeout,
+        delivery.outbound_proxy.as_ref(),
+    )?;
     let worker = Arc::new(Worker::new(
         store.clone(),
         sender,
-        config,
+        delivery.config,
         Arc::new(SystemClock),
     ));
     let shutdown = CancellationToken::new();

@@ -8,13 +8,13 @@ use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn scanhook() -> Command {
+pub(crate) fn scanhook() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanhook"));
     cmd.env_remove("SCANHOOK_TOKEN").env_remove("SCANHOOK_URL");
     cmd
 }
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
+pub(crate) fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("scanhook runs");
     (
         out.status.success(),

@@ -39,7 +39,7 @@ fn worker(app: &TestApp, clock: Arc<ManualClock>, allow_loopback: bool) -> Arc<W
     } else {
         vec![]
     };
-    let sender = Sender::new(Guard::new(allow), Duration::from_secs(10)).unwrap();
+    let sender = Sender::new(Guard::new(allow), Duration::from_secs(10), None).unwrap();
     Arc::new(Worker::new(
         app.store().clone(),
         sender,

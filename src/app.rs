@@ -9,6 +9,7 @@ use crate::delivery::sender::Sender;
 use crate::delivery::worker::Worker;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::Scope;
+use crate::edge::UploadBudget;
 use crate::error::error_response;
 use crate::http::ops::Document;
 use crate::secrets::SecretKey;
@@ -89,6 +90,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     } else {
         (Arc::new(Notify::new()), Arc::new(Metrics::default()), None)
     };
+    let uploads = Arc::new(UploadBudget::new(
+        config.max_uploads_in_flight_bytes,
+        config.upload_wait,
+    ));
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
@@ -101,6 +106,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             crate::state::SIGN_IN_WINDOW,
             10_000,
         )),
+        uploads,
     };
 
     let router = router(state.clone());

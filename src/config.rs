@@ -55,6 +55,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "largest accepted /results body, in MiB",
     ),
     (
+        "max_uploads_in_flight_mb",
+        Some("1024"),
+        "the most MiB of uploads held at once; beyond, uploads wait, then get 503 and Retry-After",
+    ),
+    (
         "no_deliver",
         Some("false"),
         "serve the API only; scanhook worker processes deliver",
@@ -433,6 +438,9 @@ pub struct ServeArgs {
     /// Largest accepted /results body, in MiB [default: 256].
     #[arg(long, env = "SCANHOOK_MAX_RESULTS_MB")]
     pub max_results_mb: Option<String>,
+    /// The most MiB of uploads held at once [default: 1024].
+    #[arg(long, env = "SCANHOOK_MAX_UPLOADS_IN_FLIGHT_MB")]
+    pub max_uploads_in_flight_mb: Option<String>,
     /// Slug of the deployment created on first start of an empty database
     /// [default: scanhook].
     #[arg(long, env = "SCANHOOK_DEPLOYMENT")]
@@ -446,6 +454,10 @@ pub struct ServeArgs {
     pub db: DatabaseArgs,
 }
 
+/// How long an upload waits for room among the uploads in flight before it is turned away:
+/// long enough to ride out a burst, short enough that the client's retry takes over.
+pub const UPLOAD_WAIT: Duration = Duration::from_secs(10);
+
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -454,6 +466,10 @@ pub struct Config {
     pub database_url: String,
     pub abandon_after: Duration,
     pub max_results_bytes: usize,
+    /// Bytes of uploads held at once, all requests together.
+    pub max_uploads_in_flight_bytes: usize,
+    /// How long an upload waits for room among those in flight before a 503.
+    pub upload_wait: Duration,
     pub deployment: String,
     /// Run delivery workers in this process.
     pub deliver: bool,
@@ -476,6 +492,8 @@ impl Config {
             database_url,
             abandon_after: Duration::from_secs(2 * 3600),
             max_results_bytes: 256 * 1024 * 1024,
+            max_uploads_in_flight_bytes: 1024 * 1024 * 1024,
+            upload_wait: UPLOAD_WAIT,
             deployment: "scanhook".into(),
             deliver: true,
             delivery: DeliveryConfig::default(),
@@ -515,6 +533,19 @@ impl Config {
                     _ => Err("must be 1 to 4096".into()),
                 },
             )?;
+        let in_flight_mb = file.value(
+            "max_uploads_in_flight_mb",
+            args.max_uploads_in_flight_mb.as_deref(),
+            |s| match number::<usize>(s)? {
+                n if (1..=1_048_576).contains(&n) => Ok(n),
+                _ => Err("must be 1 to 1048576".into()),
+            },
+        )?;
+        if in_flight_mb < max_results_mb {
+            anyhow::bail!(
+                "--max-uploads-in-flight-mb ({in_flight_mb}) must be at least --max-results-mb ({max_results_mb}): the largest upload must fit"
+            );
+        }
         let deployment =
             file.value(
                 "deployment",
@@ -544,6 +575,8 @@ impl Config {
                 positive_duration,
             )?,
             max_results_bytes: max_results_mb * 1024 * 1024,
+            max_uploads_in_flight_bytes: in_flight_mb * 1024 * 1024,
+            upload_wait: UPLOAD_WAIT,
             deployment,
         })
     }

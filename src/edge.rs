@@ -101,3 +101,97 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         }
     })
 }
+
+/// Parses JSON that borrows from `bytes` (uploads read in place), naming the path of the
+/// offending value in the error.
+pub fn parse_json_in<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            AppError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        } else if path == "." {
+            AppError::bad_request("invalid_body", inner.to_string())
+        } else {
+            AppError::bad_request("invalid_body", format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// How many bytes of uploads the process holds at once: every upload reserves its size
+/// before a byte of it is read, and waits a little for room, then is turned away with 503
+/// and `Retry-After` (which `semgrep ci` honours).
+#[derive(Debug)]
+pub struct UploadBudget {
+    /// Room, in KiB.
+    room: tokio::sync::Semaphore,
+    total_kib: usize,
+    wait: std::time::Duration,
+}
+
+impl UploadBudget {
+    pub fn new(total_bytes: usize, wait: std::time::Duration) -> UploadBudget {
+        let total_kib = total_bytes.div_ceil(1024).max(1);
+        UploadBudget {
+            room: tokio::sync::Semaphore::new(total_kib),
+            total_kib,
+            wait,
+        }
+    }
+
+    /// Reserves room for an upload of `bytes`; the room is freed when the permit drops.
+    pub async fn reserve(
+        &self,
+        bytes: usize,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+        let kib = bytes.div_ceil(1024).clamp(1, self.total_kib);
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+        match tokio::time::timeout(self.wait, self.room.acquire_many(kib)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(AppError::Unavailable {
+                code: "uploads_busy",
+                message: format!(
+                    "the server holds as many uploads as it takes at once ({} MiB); retry shortly",
+                    self.total_kib / 1024
+                ),
+                retry_after_secs: 5,
+            }),
+        }
+    }
+}
+
+/// Reads a request body into one buffer of its declared length (no second copy while it
+/// grows), refusing more than `limit` bytes with 413.
+pub async fn read_body(
+    body: axum::body::Body,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, AppError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        AppError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than the {limit} bytes this endpoint accepts"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.unwrap_or(64 * 1024).min(limit));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| AppError::bad_request("unreadable_body", e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}

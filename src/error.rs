@@ -19,6 +19,13 @@ pub enum AppError {
         code: &'static str,
         message: String,
     },
+    /// The server cannot take the request now; the client should retry after a while.
+    #[error("{message}")]
+    Unavailable {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Anything else: storage failures, bugs.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -84,6 +91,18 @@ impl IntoResponse for AppError {
                 code,
                 message,
             } => error_response(status, code, &message),
+            AppError::Unavailable {
+                code,
+                message,
+                retry_after_secs,
+            } => {
+                let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, code, &message);
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_secs),
+                );
+                r
+            }
             AppError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 error_response(

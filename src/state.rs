@@ -5,6 +5,7 @@ use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
 use crate::delivery::worker::Handoff;
 use crate::domain::throttle::Throttle;
+use crate::edge::UploadBudget;
 use crate::store::Store;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Failed web UI sign-ins per client address.
     pub sign_ins: Arc<Throttle<IpAddr>>,
+    /// Bytes of uploads held at once.
+    pub uploads: Arc<UploadBudget>,
 }
 
 /// Failed sign-ins one client address may make per [`SIGN_IN_WINDOW`].

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::LazyLock;
 
 /// `POST /api/cli/v2/scans`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -169,12 +171,15 @@ impl ProjectMetadata {
     }
 }
 
-/// `POST /api/agent/scans/{id}/results`.
+/// `POST /api/agent/scans/{id}/results`, read in place: the findings' strings and metadata
+/// borrow from the body (a string that holds escapes is the only copy), so an upload costs
+/// little more memory than its own bytes.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-pub struct Results {
-    pub findings: Vec<Finding>,
-    #[serde(default)]
-    pub ignores: Vec<Finding>,
+pub struct Results<'a> {
+    #[serde(borrow)]
+    pub findings: Vec<Finding<'a>>,
+    #[serde(default, borrow)]
+    pub ignores: Vec<Finding<'a>>,
     #[serde(default)]
     pub searched_paths: Vec<String>,
     #[serde(default)]
@@ -183,6 +188,13 @@ pub struct Results {
     pub skipped_paths: Vec<SkippedPath>,
     #[serde(default)]
     pub rule_ids: Vec<String>,
+}
+
+impl<'a> Results<'a> {
+    /// Reads an upload in place.
+    pub fn parse(body: &'a [u8]) -> serde_json::Result<Results<'a>> {
+        serde_json::from_slice(body)
+    }
 }
 
 /// A skipped path: a bare string from this client, an object `{path, …}` from others.
@@ -202,32 +214,41 @@ impl SkippedPath {
 }
 
 /// One match of one rule, as uploaded. The rule metadata stays raw JSON: it is stored and
-/// sent on, and scanhook reads only a few keys of it ([`MetadataKeys`]).
+/// sent on, and scanhook reads only a few of its keys.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-pub struct Finding {
-    pub check_id: String,
-    pub path: String,
+pub struct Finding<'a> {
+    #[serde(borrow)]
+    pub check_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub path: Cow<'a, str>,
     pub line: i64,
     pub column: i64,
     pub end_line: i64,
     pub end_column: i64,
-    pub message: String,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
     pub severity: i64,
     pub index: i64,
-    #[serde(default)]
-    pub commit_date: Option<String>,
-    pub syntactic_id: String,
-    #[serde(default)]
-    pub match_based_id: Option<String>,
-    /// The rule's metadata as served in the config.
-    #[serde(default = "empty_object")]
+    #[serde(default, borrow)]
+    pub commit_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub syntactic_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub match_based_id: Option<Cow<'a, str>>,
+    /// The rule's metadata as served in the config (default `{}`).
+    #[serde(default, borrow, rename = "metadata")]
     #[schema(value_type = Object)]
-    pub metadata: Box<RawValue>,
+    pub raw_metadata: Option<&'a RawValue>,
     #[serde(default)]
     pub is_blocking: bool,
 }
 
-impl Finding {
+impl<'a> Finding<'a> {
+    /// The rule metadata as uploaded; `{}` when there is none.
+    pub fn metadata(&self) -> &'a RawValue {
+        self.raw_metadata.unwrap_or_else(|| empty_object())
+    }
+
     /// Identity inside a project: `match_based_id`, else `syntactic_id`.
     pub fn key(&self) -> &str {
         self.match_based_id
@@ -254,10 +275,10 @@ impl Finding {
         if self.message.len() > 65_536 {
             return Err(at("`message` is longer than 64 KiB"));
         }
-        if !self.metadata.get().starts_with('{') {
+        if !self.metadata().get().starts_with('{') {
             return Err(at("`metadata` must be an object"));
         }
-        let depth = nesting_depth(self.metadata.get());
+        let depth = nesting_depth(self.metadata().get());
         if depth > MAX_METADATA_DEPTH {
             return Err(at(&format!(
                 "`metadata` is nested {depth} levels deep; at most {MAX_METADATA_DEPTH}"
@@ -299,8 +320,10 @@ pub fn nesting_depth(json: &str) -> usize {
 }
 
 /// `{}`, the metadata of a finding that has none.
-pub fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_string()).expect("{} is JSON")
+pub fn empty_object() -> &'static RawValue {
+    static EMPTY: LazyLock<Box<RawValue>> =
+        LazyLock::new(|| RawValue::from_string("{}".to_string()).expect("{} is JSON"));
+    &EMPTY
 }
 
 /// The metadata keys scanhook reads, borrowed from the raw JSON.
@@ -334,7 +357,7 @@ pub struct PolicyKeys {
     pub slug: Option<String>,
 }
 
-impl Results {
+impl Results<'_> {
     /// Validates every finding; the first problem is reported.
     pub fn check(&self) -> Result<(), String> {
         for (i, f) in self.findings.iter().enumerate() {

@@ -206,10 +206,10 @@ mod tests {
     use super::*;
     use crate::domain::ci::{Finding, SkippedPath};
 
-    fn finding(key: &str, path: &str, rule: &str) -> Finding {
+    fn finding(key: &str, path: &str, rule: &str) -> Finding<'static> {
         Finding {
-            check_id: rule.into(),
-            path: path.into(),
+            check_id: rule.to_string().into(),
+            path: path.to_string().into(),
             line: 1,
             column: 1,
             end_line: 1,
@@ -218,14 +218,14 @@ mod tests {
             severity: 1,
             index: 0,
             commit_date: None,
-            syntactic_id: format!("syn-{key}"),
-            match_based_id: Some(key.into()),
-            metadata: crate::domain::ci::empty_object(),
+            syntactic_id: format!("syn-{key}").into(),
+            match_based_id: Some(key.to_string().into()),
+            raw_metadata: None,
             is_blocking: false,
         }
     }
 
-    fn results(findings: Vec<Finding>) -> Results {
+    fn results(findings: Vec<Finding<'static>>) -> Results<'static> {
         Results {
             findings,
             ignores: vec![],

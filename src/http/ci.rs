@@ -10,15 +10,17 @@ use crate::api::{Conflict, Refusals, Success};
 use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError};
 use crate::domain::mode::{self, RuleMode};
 use crate::domain::scan::ScanStatus;
-use crate::edge::{parse_json, JsonBody, Path};
+use crate::edge::{parse_json, parse_json_in, read_body, JsonBody, Path};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::ids::{ScanId, ScanKey};
 use crate::state::AppState;
 use crate::store::complete::Completion;
 use crate::store::messages::Claimant;
 use crate::store::scans::Scan;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::Json;
 use serde_json::Value;
@@ -153,17 +155,36 @@ async fn scan_in_path(st: &AppState, auth: &Auth, id: &str) -> AppResult<Scan> {
     responses(
         (status = 200, description = "Kept; applied at /complete", body = ResultsAccepted),
         (status = 409, description = "The scan has already ended", body = ErrorBody),
+        (status = 503, description = "The server holds as many uploads as it takes at once: retry after the Retry-After seconds", body = ErrorBody),
         Refusals,
     ))]
 async fn upload_results(
     auth: Auth,
     State(st): State<AppState>,
     Path(scan_id): Path<String>,
-    JsonBody(body, raw): JsonBody<Results>,
+    headers: HeaderMap,
+    body: Body,
 ) -> AppResult<Json<ResultsAccepted>> {
+    json_content(&headers)?;
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
-    body.check()
+    // Room for the whole upload is reserved before a byte of it is read, so uploads in
+    // flight never hold more than the configured total.
+    let limit = st.config.max_results_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let _room = st
+        .uploads
+        .reserve(declared.unwrap_or(limit).min(limit))
+        .await?;
+    let raw = read_body(body, declared, limit).await?;
+    let results: Results = parse_json_in(&raw)?;
+    results
+        .check()
         .map_err(|m| AppError::bad_request("invalid_body", m))?;
+    let findings = results.findings.len();
+    drop(results);
     // The upload is kept as sent and applied at /complete, in the transaction that records
     // the outcome: a retried upload replaces the earlier one and nothing is counted twice.
     if !st.store.store_results(scan.id, &raw).await? {
@@ -175,11 +196,28 @@ async fn upload_results(
             ),
         ));
     }
-    tracing::info!(scan.id = %scan.public_id, findings = body.findings.len(), "results stored");
+    tracing::info!(scan.id = %scan.public_id, findings, "results stored");
     Ok(Json(ResultsAccepted {
         errors: vec![],
         task_id: scan.public_id.to_string(),
     }))
+}
+
+/// A body must be JSON (or say nothing of its type).
+fn json_content(headers: &HeaderMap) -> AppResult<()> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("application/json") || ct.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(AppError::client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ))
+    }
 }
 
 /// Complete a scan: applies its findings, decides what to notify, records its webhook

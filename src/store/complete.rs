@@ -94,8 +94,8 @@ impl Store {
         // A scan that uploaded no results changes no finding.
         let mut applied = match col::<Option<Vec<u8>>>(&row, "results")? {
             Some(compressed) => {
-                let body = lz4_flex::decompress_size_prepended(&compressed)?;
-                let results: Results = serde_json::from_slice(&body)?;
+                let body = super::scans::decompress(&compressed)?;
+                let results = Results::parse(&body)?;
                 apply(&mut tx, self.backend(), scan, &results, now, block_rules).await?
             }
             None => Applied::default(),
@@ -171,7 +171,7 @@ async fn apply(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     scan: &Scan,
-    results: &Results,
+    results: &Results<'_>,
     now: Micros,
     block_rules: &HashSet<String>,
 ) -> anyhow::Result<Applied> {
@@ -231,7 +231,7 @@ async fn apply(
 
     // Write the open findings and the nosemgrep ones, skipping those stored exactly so
     // (a re-scan mostly finds what it found before), and learn the written rows' ids.
-    let candidates: Vec<(&Finding, State)> = decision
+    let candidates: Vec<(&Finding<'_>, State)> = decision
         .open
         .iter()
         .map(|d| (&results.findings[d.index], State::Open))
@@ -243,9 +243,9 @@ async fn apply(
         )
         .collect();
     let metadata = store_metadata(tx, backend, scan.deployment_id, &candidates).await?;
-    let mut writes: Vec<(&Finding, State, String)> = Vec::with_capacity(candidates.len());
+    let mut writes: Vec<(&Finding<'_>, State, String)> = Vec::with_capacity(candidates.len());
     for (f, state) in candidates {
-        let digest = digest(f, &metadata[f.metadata.get()]);
+        let digest = digest(f, &metadata[f.metadata().get()]);
         let unchanged = stored
             .get(f.key())
             .is_some_and(|s| s.prior.state == state && s.digest == digest);
@@ -295,12 +295,12 @@ async fn apply(
     for d in &decision.open {
         let f = &results.findings[d.index];
         let identity = identities.get(f.key());
-        if block_rules.contains(&f.check_id)
+        if block_rules.contains(f.check_id.as_ref())
             && !f.is_blocking
             && !identity.is_some_and(|i| i.triage_ignored)
         {
             if let Some(m) = &f.match_based_id {
-                applied.override_ids.push(m.clone());
+                applied.override_ids.push(m.to_string());
             }
         }
         let Some(change) = d.how.change() else {
@@ -317,7 +317,7 @@ async fn apply(
                 Some(i) => (i.first_seen_scan_id.as_str(), i.first_seen_at),
                 None => (scan.public_id.as_str(), now),
             };
-            let meta = &metadata[f.metadata.get()];
+            let meta = &metadata[f.metadata().get()];
             let keys: MetadataKeys = serde_json::from_str(meta.compact.get())?;
             let object = payload::semgrep_finding(&FindingFacts {
                 syntactic_id: &f.syntactic_id,
@@ -380,13 +380,13 @@ async fn apply(
 /// Hash of the columns of a finding that a later scan may change. `commit_date` is left
 /// out: it is the HEAD commit's date, new on every commit, and would make every row of
 /// every scan a write.
-fn digest(f: &Finding, meta: &Metadata) -> String {
+fn digest(f: &Finding<'_>, meta: &Metadata) -> String {
     let mut h = Sha256::new();
     for part in [
-        f.syntactic_id.as_str(),
+        f.syntactic_id.as_ref(),
         f.match_based_id.as_deref().unwrap_or(""),
-        f.path.as_str(),
-        f.message.as_str(),
+        f.path.as_ref(),
+        f.message.as_ref(),
     ] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -483,11 +483,11 @@ async fn store_metadata<'r>(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     deployment_id: DeploymentId,
-    rows: &[(&'r Finding, State)],
+    rows: &[(&'r Finding<'r>, State)],
 ) -> anyhow::Result<HashMap<&'r str, Metadata>> {
     let mut by_raw: HashMap<&str, (String, Metadata)> = HashMap::new();
     for (f, _) in rows {
-        let raw = f.metadata.get();
+        let raw = f.metadata().get();
         if by_raw.contains_key(raw) {
             continue;
         }
@@ -584,28 +584,28 @@ async fn upsert_findings(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     scan: &Scan,
-    rows: &[(&Finding, State, String)],
+    rows: &[(&Finding<'_>, State, String)],
     metadata: &HashMap<&str, Metadata>,
     now: Micros,
 ) -> anyhow::Result<HashMap<String, i64>> {
     let cells: Vec<Vec<Cell>> = rows
         .iter()
         .map(|(f, state, digest)| {
-            let meta = &metadata[f.metadata.get()];
+            let meta = &metadata[f.metadata().get()];
             vec![
                 scan.deployment_id.into(),
                 scan.project_id.into(),
                 scan.git_ref.as_str().into(),
                 f.key().into(),
-                f.syntactic_id.as_str().into(),
+                f.syntactic_id.as_ref().into(),
                 f.match_based_id.as_deref().into(),
-                f.check_id.as_str().into(),
-                f.path.as_str().into(),
+                f.check_id.as_ref().into(),
+                f.path.as_ref().into(),
                 f.line.into(),
                 f.column.into(),
                 f.end_line.into(),
                 f.end_column.into(),
-                f.message.as_str().into(),
+                f.message.as_ref().into(),
                 f.severity.into(),
                 f.index.into(),
                 f.commit_date.as_deref().into(),

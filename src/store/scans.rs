@@ -97,6 +97,29 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
     })
 }
 
+/// An upload as stored: an LZ4 frame, written into a buffer that grows with the output (a
+/// block compressor would first allocate the input's size again).
+pub(crate) fn compress(body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 8));
+    encoder.write_all(body)?;
+    Ok(encoder.finish()?)
+}
+
+/// The upload back from what [`compress`] stored (or, for a scan uploaded by an older
+/// version and completed after the upgrade, from its size-prepended LZ4 block).
+pub(crate) fn decompress(stored: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    const FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+    if stored.starts_with(&FRAME_MAGIC) {
+        let mut out = Vec::with_capacity(stored.len() * 4);
+        lz4_flex::frame::FrameDecoder::new(stored).read_to_end(&mut out)?;
+        Ok(out)
+    } else {
+        Ok(lz4_flex::decompress_size_prepended(stored)?)
+    }
+}
+
 /// Fail-open reports kept per deployment.
 pub const FAILURES_KEPT: i64 = 1000;
 
@@ -253,7 +276,7 @@ impl Store {
     pub async fn store_results(&self, scan_id: ScanId, body: &[u8]) -> anyhow::Result<bool> {
         // Uploads are large, repetitive JSON: LZ4 shrinks them several times over for a few
         // milliseconds, which is far less than writing (and re-reading) the raw bytes.
-        let compressed = lz4_flex::compress_prepend_size(body);
+        let compressed = compress(body)?;
         let done = sqlx::query(
             "UPDATE scans SET results = $1, results_at = $2 WHERE id = $3 AND status = 'running'",
         )
@@ -375,5 +398,22 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         col(&row, "n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uploads_round_trip_in_both_stored_forms() {
+        let body = br#"{"findings":[]}"#.repeat(1000);
+        let framed = super::compress(&body).unwrap();
+        assert!(framed.len() < body.len() / 10);
+        assert_eq!(super::decompress(&framed).unwrap(), body);
+        let block = lz4_flex::compress_prepend_size(&body);
+        assert_eq!(
+            super::decompress(&block).unwrap(),
+            body,
+            "what older versions stored"
+        );
     }
 }

@@ -171,6 +171,7 @@ impl IntoResponse for UiError {
             AppError::Client {
                 status, message, ..
             } => (status, message),
+            AppError::Unavailable { message, .. } => (StatusCode::SERVICE_UNAVAILABLE, message),
             AppError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 (

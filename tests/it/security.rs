@@ -833,3 +833,95 @@ async fn the_data_directory_is_private() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A body held open by a client that sends `sent` of its `declared` bytes, then stalls.
+async fn stalled_upload(
+    app: &TestApp,
+    scan: i64,
+    declared: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/agent/scans/{scan}/results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n",
+        app.ci
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&vec![b' '; sent]).await.unwrap();
+    conn.flush().await.unwrap();
+    conn
+}
+
+async fn uploads_in_flight_are_bounded(db: Db) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.max_results_bytes = 1024 * 1024;
+        c.max_uploads_in_flight_bytes = 1024 * 1024;
+        c.upload_wait = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let scan = app
+        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await["info"]["id"]
+        .as_i64()
+        .unwrap();
+    // A valid upload of 300 KB: more than the room the held one leaves.
+    let mut padded = serde_json::to_vec(&fixture("03-post-results.request.json")).unwrap();
+    padded.resize(300_000, b' ');
+    // Wait until the stalled upload holds its room: a second one is turned away, to retry.
+    let held = stalled_upload(&app, scan, 900_000, 10).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        let r = app
+            .http
+            .post(format!("{}/api/agent/scans/{scan}/results", app.base))
+            .bearer_auth(&app.ci)
+            .header("content-type", "application/json")
+            .body(padded.clone())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break r;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held upload never took its room"
+        );
+    };
+    assert_eq!(refused.headers()[RETRY_AFTER], "5");
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "uploads_busy", "{v}");
+    // When the holder goes, its room comes back.
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, v) = app
+            .raw(
+                Method::POST,
+                &format!("/api/agent/scans/{scan}/results"),
+                Some(&app.ci),
+                padded.clone(),
+                "application/json",
+            )
+            .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room never came back"
+        );
+    }
+    app.ci_post(
+        &format!("/api/agent/scans/{scan}/complete"),
+        &json!({"exit_code": 0}),
+    )
+    .await;
+    app.stop().await;
+}
+on_both!(uploads_in_flight_are_bounded);

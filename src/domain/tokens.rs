@@ -68,7 +68,7 @@ impl NewToken {
             .transpose()?;
         let repos = match repos {
             None => None,
-            Some(r) if r.is_empty() => None,
+            Some([]) => None,
             Some(r) => {
                 if scope == Scope::Admin {
                     return Err(

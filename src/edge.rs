@@ -46,7 +46,7 @@ where
     }
 }
 
-/// A JSON body parsed into `T`, or a 400/413/415 that says what is wrong and where. The
+/// A JSON body parsed into `T`, or a 400/408/413/415 that says what is wrong and where. The
 /// raw bytes come along for handlers that keep the body as sent.
 pub struct JsonBody<T>(pub T, pub Bytes);
 
@@ -76,11 +76,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     "the request body is larger than this endpoint accepts",
                 )
             }
+            other if body_timed_out(&other) => AppError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body stopped arriving (body_read_timeout); send it again",
+            ),
             other => AppError::bad_request("unreadable_body", other.body_text()),
         })?;
         let value = parse_json(&bytes)?;
         Ok(JsonBody(value, bytes))
     }
+}
+
+/// Whether reading a body failed because it stalled longer than the body timeout that
+/// `serve` puts around every request: the client is slow, not wrong, so 408 rather than 400.
+fn body_timed_out(e: &BytesRejection) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Parses JSON, naming the path of the offending value in the error.

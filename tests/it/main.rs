@@ -8,6 +8,7 @@ mod ci_protocol;
 mod cli;
 mod delivery;
 mod e2e_semgrep;
+mod limits;
 mod migrations;
 mod multinode;
 mod openapi;

@@ -13,6 +13,7 @@ use crate::edge::UploadBudget;
 use crate::error::error_response;
 use crate::http::ops::Document;
 use crate::secrets::SecretKey;
+use crate::serve::Limits;
 use crate::state::AppState;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -109,19 +110,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         uploads,
     };
 
-    let router = router(state.clone());
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    tasks.spawn(crate::serve::serve(
+        listener,
+        router(state.clone()),
+        Limits::of(&state.config),
+        shutdown.clone(),
+        tasks.clone(),
+    ));
     tasks.spawn(abandon_loop(state, shutdown.clone()));
     tasks.spawn(store.clone().checkpoint_loop(shutdown.clone()));
     Ok(Running {

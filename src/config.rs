@@ -60,6 +60,21 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "the most MiB of uploads held at once; beyond, uploads wait, then get 503 and Retry-After",
     ),
     (
+        "header_read_timeout",
+        Some("10s"),
+        "a request's whole header must arrive within this; also how long a kept-alive connection waits for its next request",
+    ),
+    (
+        "body_read_timeout",
+        Some("30s"),
+        "longest wait for the next piece of a request body (progress, not the whole upload)",
+    ),
+    (
+        "max_connections",
+        Some("1024"),
+        "most connections open at once; more wait to be accepted until one closes",
+    ),
+    (
         "no_deliver",
         Some("false"),
         "serve the API only; scanhook worker processes deliver",
@@ -421,6 +436,17 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Longest connection timeout: hyper adds the header timeout to `Instant::now()`, which
+/// panics on overflow, and a wait longer than a day protects nothing.
+const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+fn connection_timeout(s: &str) -> Result<Duration, String> {
+    match positive_duration(s)? {
+        d if d > MAX_CONNECTION_TIMEOUT => Err(format!("{s:?} must be at most 1d")),
+        d => Ok(d),
+    }
+}
+
 /// Flags of `scanhook serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -441,6 +467,18 @@ pub struct ServeArgs {
     /// The most MiB of uploads held at once [default: 1024].
     #[arg(long, env = "SCANHOOK_MAX_UPLOADS_IN_FLIGHT_MB")]
     pub max_uploads_in_flight_mb: Option<String>,
+    /// A client must send a request's whole header within this; it also bounds how long a
+    /// kept-alive connection waits for its next request [default: 10s].
+    #[arg(long, env = "SCANHOOK_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// Longest wait for the next piece of a request body; a slow upload that keeps sending
+    /// is not cut off [default: 30s].
+    #[arg(long, env = "SCANHOOK_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<String>,
+    /// Most connections open at once; more wait in the listen backlog until one closes
+    /// [default: 1024].
+    #[arg(long, env = "SCANHOOK_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
     /// Slug of the deployment created on first start of an empty database
     /// [default: scanhook].
     #[arg(long, env = "SCANHOOK_DEPLOYMENT")]
@@ -470,6 +508,12 @@ pub struct Config {
     pub max_uploads_in_flight_bytes: usize,
     /// How long an upload waits for room among those in flight before a 503.
     pub upload_wait: Duration,
+    /// Time to send a request's header, and a kept-alive connection's idle limit.
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
     pub deployment: String,
     /// Run delivery workers in this process.
     pub deliver: bool,
@@ -494,6 +538,9 @@ impl Config {
             max_results_bytes: 256 * 1024 * 1024,
             max_uploads_in_flight_bytes: 1024 * 1024 * 1024,
             upload_wait: UPLOAD_WAIT,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
             deployment: "scanhook".into(),
             deliver: true,
             delivery: DeliveryConfig::default(),
@@ -555,6 +602,15 @@ impl Config {
                     slug => Ok(slug),
                 },
             )?;
+        let max_connections = file.value(
+            "max_connections",
+            args.max_connections.as_deref(),
+            |s| match number::<usize>(s)? {
+                n if (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&n) => Ok(n),
+                0 => Err("must be at least 1".into()),
+                _ => Err("is more connections than can be counted".into()),
+            },
+        )?;
         let Delivery {
             config: delivery,
             allow_cidrs,
@@ -577,6 +633,17 @@ impl Config {
             max_results_bytes: max_results_mb * 1024 * 1024,
             max_uploads_in_flight_bytes: in_flight_mb * 1024 * 1024,
             upload_wait: UPLOAD_WAIT,
+            header_read_timeout: file.value(
+                "header_read_timeout",
+                args.header_read_timeout.as_deref(),
+                connection_timeout,
+            )?,
+            body_read_timeout: file.value(
+                "body_read_timeout",
+                args.body_read_timeout.as_deref(),
+                connection_timeout,
+            )?,
+            max_connections,
             deployment,
         })
     }
@@ -618,11 +685,26 @@ mod tests {
         assert_eq!(c.delivery.timeout, Duration::from_secs(15));
         assert!(c.deliver);
         assert!(c.database_url.ends_with("scanhook.db"));
+        let local = Config::local(String::new());
+        assert_eq!(
+            (
+                c.header_read_timeout,
+                c.body_read_timeout,
+                c.max_connections
+            ),
+            (
+                local.header_read_timeout,
+                local.body_read_timeout,
+                local.max_connections
+            ),
+            "Config::local has the defaults of SETTINGS"
+        );
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
 
         let f = file(&format!(
             "listen = \"127.0.0.1:9000\"\ndelivery_timeout = \"3s\"\ndelivery_concurrency = 2\n\
              deliver_allow_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\nno_deliver = true\n\
-             data_dir = {data:?}\n"
+             max_connections = 64\nbody_read_timeout = \"2m\"\ndata_dir = {data:?}\n"
         ));
         let c = Config::layered(&args(&[]), &f).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
@@ -631,6 +713,8 @@ mod tests {
         assert_eq!(c.delivery.per_integration, 2);
         assert_eq!(c.allow_cidrs.len(), 2);
         assert!(!c.deliver);
+        assert_eq!(c.max_connections, 64);
+        assert_eq!(c.body_read_timeout, Duration::from_secs(120));
 
         let c = Config::layered(
             &args(&["--delivery-timeout", "9s", "--no-deliver=false"]),
@@ -683,6 +767,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("--public-url") && e.contains("http(s)"), "{e}");
+        for (flag, value, says) in [
+            ("--max-connections", "0", "at least 1"),
+            ("--header-read-timeout", "0s", "longer than zero"),
+            ("--body-read-timeout", "2d", "at most 1d"),
+        ] {
+            let e = Config::layered(&args(&[flag, value, "--data-dir", &data]), &File::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(flag) && e.contains(says), "{e}");
+        }
         assert!(File::parse(Path::new("f.toml"), "listen = { a = 1 }").is_err());
     }
 

@@ -46,7 +46,7 @@ where
     }
 }
 
-/// A JSON body parsed into `T`, or a 400/413/415 that says what is wrong and where. The
+/// A JSON body parsed into `T`, or a 400/408/413/415 that says what is wrong and where. The
 /// raw bytes come along for handlers that keep the body as sent.
 pub struct JsonBody<T>(pub T, pub Bytes);
 
@@ -76,11 +76,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     "the request body is larger than this endpoint accepts",
                 )
             }
+            other if body_timed_out(&other) => body_timeout(),
             other => AppError::bad_request("unreadable_body", other.body_text()),
         })?;
         let value = parse_json(&bytes)?;
         Ok(JsonBody(value, bytes))
     }
+}
+
+/// The answer to a body that stopped arriving.
+fn body_timeout() -> AppError {
+    AppError::client(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body stopped arriving (body_read_timeout); send it again",
+    )
+}
+
+/// Whether reading a body failed because it stalled longer than the body timeout that
+/// `serve` puts around every request: the client is slow, not wrong, so 408 rather than 400.
+fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Parses JSON, naming the path of the offending value in the error.
@@ -185,7 +208,13 @@ pub async fn read_body(
     let mut out = Vec::with_capacity(declared.unwrap_or(64 * 1024).min(limit));
     let mut body = body;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| AppError::bad_request("unreadable_body", e.to_string()))?;
+        let frame = frame.map_err(|e| {
+            if body_timed_out(&e) {
+                body_timeout()
+            } else {
+                AppError::bad_request("unreadable_body", e.to_string())
+            }
+        })?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
                 return Err(too_large());

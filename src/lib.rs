@@ -14,6 +14,7 @@
 //! - [`edge`]: request parsing shared by the API and the UI.
 //! - [`api`]: the JSON API's request and response types (the OpenAPI document's schemas).
 //! - [`http`], [`ui`]: the JSON API and the web UI, siblings over everything above.
+//! - [`serve`]: the accept loop: a connection cap, header and body timeouts, graceful stop.
 //! - [`app`]: mounts both routers, runs the background tasks, shuts down.
 //! - [`cli`]: the binary's roles (`serve`, `worker`, `migrate`, `token`, admin clients).
 
@@ -30,6 +31,7 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod secrets;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod ui;

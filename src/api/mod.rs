@@ -42,6 +42,9 @@ pub enum Refusals {
     /// Nothing of this deployment is found at this path.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// The body stopped arriving for longer than the server waits (`body_read_timeout`).
+    #[response(status = 408)]
+    Timeout(ErrorBody),
     /// The body is larger than this endpoint accepts.
     #[response(status = 413)]
     TooLarge(ErrorBody),

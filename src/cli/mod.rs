@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: semgrep-ci protocol, JSON API, background tasks.
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// Deliver webhooks only (no API): a worker process beside `serve --no-deliver`.
     Worker(worker::WorkerArgs),
     /// Run the database migrations and exit.
@@ -79,7 +79,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(cmd) => token::run(cmd).await,

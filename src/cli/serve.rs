@@ -1,6 +1,7 @@
 //! `scanhook serve`: runs until SIGINT or SIGTERM, then drains and stops.
 
 use crate::config::{Config, ServeArgs};
+use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -9,12 +10,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let running = crate::app::start(config, shutdown.clone()).await?;
     if let Some(token) = &running.first_admin_token {
-        // Printed once: only the token's hash is stored.
-        println!("scanhook: created the first deployment and its admin token:\n\n    {token}\n");
-        println!(
-            "Keep it secret; it is not shown again. Use it as SCANHOOK_TOKEN for `scanhook rules …`,\n\
-             and create a CI token for `semgrep ci` with `scanhook token create --scope ci`.\n"
+        // Printed once, on stdout only (never logged): only the token's hash is stored. One
+        // write, and a closed stdout is no reason to stop serving.
+        let text = format!(
+            "scanhook: created the first deployment and its admin token:\n\n    {token}\n\n\
+             Keep it secret; it is not shown again. Use it as SCANHOOK_TOKEN for `scanhook rules …`,\n\
+             and create a CI token for `semgrep ci` with `scanhook token create --scope ci`.\n\n"
         );
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            tracing::warn!(
+                "could not print the first admin token (stdout is closed); make one with \
+                 `scanhook token create --scope admin`"
+            );
+        }
     }
     tracing::info!(addr = %running.addr, public_url = %public_url, "scanhook listening");
     tokio::select! {

@@ -1,0 +1,254 @@
+//! The server's connection limits, probed with raw TCP clients as an attacker would (a
+//! security review found that half-sent headers and stalled bodies held connections open
+//! indefinitely, and that nothing capped how many): the header timeout (also the idle
+//! limit of a kept-alive connection), the body timeout, the connection cap, and that
+//! ordinary traffic — kept-alive connections, slow uploads that keep sending — still works.
+
+use crate::harness::{fixture, fixture_text, Db, TestApp};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Far longer than any limit these tests set. Not a timing goal: it only turns a server
+/// that never answers or never closes into a failure instead of a hung test.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+const SHORT: Duration = Duration::from_millis(300);
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("the listener takes the connection")
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: scanhook.test\r\n\r\n")
+}
+
+fn post_head(path: &str, token: &str, len: usize) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: scanhook.test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// Reads until the server closes the connection (a reset counts: the server closed it).
+async fn read_to_eof(conn: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(PATIENCE, conn.read_to_end(&mut got)).await {
+        Ok(Ok(_)) => got,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => got,
+        Ok(Err(e)) => panic!("{what}: {e}"),
+        Err(_) => panic!("{what}: the connection is still open after {PATIENCE:?}"),
+    }
+}
+
+/// Reads one response (status line, headers, a `Content-Length` body) and leaves the
+/// connection open for the next request.
+async fn read_response(conn: &mut TcpStream, what: &str) -> (u16, Value) {
+    let mut got = Vec::new();
+    let read = async {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut head = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(len) = head.parse(&got).unwrap() {
+                let body_len: usize = head
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                    .unwrap_or(0);
+                if got.len() >= len + body_len {
+                    let body = &got[len..len + body_len];
+                    return (
+                        head.code.unwrap(),
+                        serde_json::from_slice(body).unwrap_or(Value::Null),
+                    );
+                }
+            }
+            let mut buf = [0u8; 8192];
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{what}: closed before a whole response arrived");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer after {PATIENCE:?}"))
+}
+
+fn status_of(answer: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(answer).ok()?;
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_header_is_cut_off_at_the_header_timeout() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| c.header_read_timeout = SHORT).await;
+    let mut conn = connect(&app).await;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: scanhook.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = read_to_eof(&mut conn, "half a header").await;
+    assert_ne!(
+        status_of(&answer),
+        Some(200),
+        "a half request is not served"
+    );
+    // A connection that never sends a byte is closed too.
+    let mut silent = connect(&app).await;
+    read_to_eof(&mut silent, "a silent connection").await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_serves_requests_in_a_row_then_idles_out() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| c.header_read_timeout = SHORT).await;
+    let mut conn = connect(&app).await;
+    let scan = fixture_text("01-post-scans.request.json");
+    for round in 0..3 {
+        conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+        let (status, _) = read_response(&mut conn, "GET /healthz").await;
+        assert_eq!(status, 200, "round {round}");
+        // A body on the same connection: the body timer wraps it and keep-alive survives.
+        let request = post_head("/api/cli/v2/scans", &app.ci, scan.len()) + &scan;
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let (status, v) = read_response(&mut conn, "POST /api/cli/v2/scans").await;
+        assert_eq!(status, 200, "round {round}: {v}");
+    }
+    // No next request: the header timer runs from the last response, so the idle
+    // connection is closed rather than held.
+    let rest = read_to_eof(&mut conn, "an idle kept-alive connection").await;
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.body_read_timeout = SHORT;
+        c.max_results_bytes = 256 * 1024 * 1024;
+    })
+    .await;
+    let scan = app
+        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await["info"]["id"]
+        .as_i64()
+        .unwrap();
+    let mut conn = connect(&app).await;
+    // A valid CI token and scan, so the handler does read the body: 200 MB declared, one
+    // byte sent.
+    let head = post_head(
+        &format!("/api/agent/scans/{scan}/results"),
+        &app.ci,
+        200_000_000,
+    );
+    conn.write_all(format!("{head}{{").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_to_eof(&mut conn, "a stalled body").await;
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), Some(408), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    // The sign-in form reads its body before it knows who is asking: stalled without
+    // credentials, it is cut off too.
+    let mut conn = connect(&app).await;
+    let head = "POST /login HTTP/1.1\r\nHost: scanhook.test\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\nt";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_to_eof(&mut conn, "a stalled sign-in").await;
+    assert_ne!(
+        status_of(&answer),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_that_keeps_sending_is_not_cut_off() {
+    let timeout = Duration::from_secs(1);
+    let app = TestApp::spawn_with(Db::Sqlite, |c| c.body_read_timeout = timeout).await;
+    let scan = app
+        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await;
+    let id = scan["info"]["id"].as_i64().unwrap();
+    let results = fixture_text("03-post-results.request.json");
+    let mut conn = connect(&app).await;
+    let head = post_head(
+        &format!("/api/agent/scans/{id}/results"),
+        &app.ci,
+        results.len(),
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // The client's pace, not a wait for the server: each pause is well inside the body
+    // timeout, the whole upload (14 pauses) well beyond it.
+    let pieces = 15;
+    let pause = timeout / 10;
+    for piece in results.as_bytes().chunks(results.len().div_ceil(pieces)) {
+        conn.write_all(piece).await.unwrap();
+        tokio::time::sleep(pause).await;
+    }
+    let (status, v) = read_response(&mut conn, "a slow upload").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["task_id"].is_string(), "{v}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.max_connections = 2;
+        // The two open connections must outlive the test, idle.
+        c.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    // Answered, so both are accepted and hold the two places.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect(&app).await;
+        conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut conn, "within the cap").await.0, 200);
+        open.push(conn);
+    }
+    // The kernel completes the third handshake, but the server does not accept it.
+    let mut third = connect(&app).await;
+    third.write_all(get("/healthz").as_bytes()).await.unwrap();
+    // A bounded wait for what must not happen: a server without the cap answers at once,
+    // and one with it never answers while the two stay open.
+    let mut byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(SHORT, third.read(&mut byte))
+            .await
+            .is_err(),
+        "a connection beyond the cap was served"
+    );
+    drop(open.remove(0));
+    let (status, _) = read_response(&mut third, "after one closed").await;
+    assert_eq!(status, 200);
+    // The one still open is still served.
+    open[0].write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut open[0], "still open").await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_closes_idle_connections() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.header_read_timeout = Duration::from_secs(60)
+    })
+    .await;
+    let mut idle = connect(&app).await;
+    idle.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut idle, "before stop").await.0, 200);
+    // Within PATIENCE, far below the 60 s idle limit and the 30 s drain: an idle
+    // connection does not hold up a stop.
+    tokio::time::timeout(PATIENCE, app.stop())
+        .await
+        .expect("stop waits for no idle connection");
+    read_to_eof(&mut idle, "an idle connection at stop").await;
+}

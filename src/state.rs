@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::delivery::metrics::Metrics;
 use crate::delivery::sender::Sender;
 use crate::delivery::worker::Handoff;
+use crate::domain::routing::FilterFailure;
 use crate::domain::throttle::Throttle;
 use crate::edge::UploadBudget;
 use crate::store::Store;
@@ -35,3 +36,31 @@ pub struct AppState {
 pub const SIGN_IN_FAILURES: usize = 10;
 /// The window of [`SIGN_IN_FAILURES`].
 pub const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl AppState {
+    /// Logs and counts the events that integrations' filter expressions failed on (they
+    /// were not sent to them).
+    pub fn filter_failures(&self, failures: &[FilterFailure]) {
+        for f in failures {
+            tracing::warn!(
+                integration.id = %f.integration,
+                event = %f.kind,
+                count = f.count,
+                first = %f.first,
+                "the integration's filter expression failed on events; they were not sent to it"
+            );
+            self.metrics.filter_errors(f.integration.as_str(), f.count);
+        }
+    }
+
+    /// After messages were queued: hands the claimed ones to this process's worker and
+    /// wakes it for the others.
+    pub fn queued(&self, queued: crate::store::messages::Enqueued) {
+        if let Some(h) = &self.handoff {
+            h.hand(queued.claimed);
+        }
+        if queued.pending > 0 {
+            self.wake.notify_one();
+        }
+    }
+}

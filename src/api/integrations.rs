@@ -3,6 +3,7 @@
 
 use crate::clock::{iso, Micros};
 use crate::delivery::test_notification::TestResult;
+use crate::domain::filters::FilterSpec;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
 use crate::domain::outbox::{EventKind, MessageStatus};
@@ -18,6 +19,13 @@ pub struct IntegrationIn {
     pub name: String,
     /// http or https, without credentials.
     pub url: String,
+    /// The event types it receives (default: semgrep_scan and semgrep_finding).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<EventKind>>)]
+    pub events: Option<Vec<String>>,
+    /// What narrows them (default: nothing).
+    #[serde(default)]
+    pub filters: Option<FilterSpec>,
 }
 
 /// `PATCH /api/v1/integrations/{id}`: what is given changes.
@@ -30,6 +38,13 @@ pub struct IntegrationPatch {
     /// Enabling clears the failure streak and the reason it was disabled.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Replaces the event types it receives.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<EventKind>>)]
+    pub events: Option<Vec<String>>,
+    /// Replaces all its filters (`{}` clears them).
+    #[serde(default)]
+    pub filters: Option<FilterSpec>,
 }
 
 /// An integration as admins see it (with its signing secret).
@@ -47,6 +62,10 @@ pub struct IntegrationOut {
     pub previous_secret_valid_until: Option<String>,
     /// The rule modes that notify it of findings.
     pub modes: Vec<RuleMode>,
+    /// The event types it receives.
+    pub events: Vec<EventKind>,
+    /// What narrows them.
+    pub filters: FilterSpec,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -56,12 +75,14 @@ impl IntegrationOut {
         IntegrationOut {
             id: i.public_id.clone(),
             name: i.name.clone(),
-            url: i.url.clone(),
+            url: i.url.to_string(),
             enabled: i.enabled,
             disabled_reason: i.disabled_reason.clone(),
-            secret: i.secret.clone(),
+            secret: i.secret.expose().to_string(),
             previous_secret_valid_until: i.previous_secret(now).map(|(_, until)| iso(until)),
             modes: i.modes.clone(),
+            events: i.events.clone(),
+            filters: i.filters.spec().clone(),
             created_at: iso(i.created_at),
             updated_at: iso(i.updated_at),
         }
@@ -106,6 +127,60 @@ impl From<TestResult> for TestOut {
             error: r.error,
         }
     }
+}
+
+/// `POST /api/v1/integrations/{id}/backfill`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillIn {
+    /// Count only: queue nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Send again the findings an earlier backfill sent.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What a backfill queued (or, in a dry run, would queue).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BackfillOut {
+    pub dry_run: bool,
+    /// Open findings sent (or to send) as `semgrep_finding` objects.
+    pub findings: u64,
+    /// The messages that carry them (at most 500 findings each).
+    pub messages: u64,
+    /// Matching open findings left out because an earlier backfill sent them.
+    pub already_sent: u64,
+}
+
+/// `POST /api/v1/filters/preview`: filters to try.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewIn {
+    /// Event types (default: the seed's two); only finding events are counted.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    #[serde(default)]
+    pub filters: FilterSpec,
+    /// Count as this integration's rule modes would (otherwise every mode counts).
+    #[serde(default)]
+    pub integration: Option<IntegrationId>,
+}
+
+/// How many of the deployment's recent findings filters would have sent.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewOut {
+    /// Findings opened in the window (at most the 5,000 newest).
+    pub recent: u64,
+    /// Of those, how many the filters pass.
+    pub matching: u64,
+    /// Of those, how many a rule mode notifying the integration covers (with
+    /// `integration`; otherwise equal to `matching`).
+    pub notified: u64,
+    /// Findings the expression failed on (they would not be sent).
+    pub failed: u64,
+    /// The window: findings opened since then (ISO 8601).
+    pub since: String,
 }
 
 /// `POST /api/v1/integrations/{id}/recover`.

@@ -3,9 +3,12 @@
 
 use super::client::{print, Client, ClientArgs, NO_BODY};
 use crate::api::integrations::{
-    Deleted, DeliveryDetail, DeliveryList, IntegrationIn, IntegrationList, IntegrationOut,
-    IntegrationPatch, ModeList, ModeNotifies, NotifyIn, RecoverIn, Requeued, Resent, TestOut,
+    BackfillIn, BackfillOut, Deleted, DeliveryDetail, DeliveryList, IntegrationIn, IntegrationList,
+    IntegrationOut, IntegrationPatch, ModeList, ModeNotifies, NotifyIn, RecoverIn, Requeued,
+    Resent, TestOut,
 };
+use crate::domain::filters::FilterSpec;
+use crate::domain::findings::Severity;
 use crate::domain::mode::RuleMode;
 use crate::domain::outbox::MessageStatus;
 use crate::ids::{IntegrationId, MessageId};
@@ -20,6 +23,8 @@ pub enum IntegrationsCommand {
         name: String,
         #[arg(long)]
         url: String,
+        #[command(flatten)]
+        routing: RoutingArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -39,6 +44,25 @@ pub enum IntegrationsCommand {
         enable: bool,
         #[arg(long)]
         disable: bool,
+        #[command(flatten)]
+        routing: RoutingArgs,
+        /// Remove every filter (before applying the filter flags given with it).
+        #[arg(long)]
+        clear_filters: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Queue the open findings that match the integration's rule modes and filters, as
+    /// semgrep_finding messages; prints how many. A second backfill sends only what the
+    /// first did not, unless --force.
+    Backfill {
+        id: IntegrationId,
+        /// Count, queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Send again what an earlier backfill sent.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -60,6 +84,69 @@ pub enum IntegrationsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// What an integration receives: its event types and filters.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RoutingArgs {
+    /// Event types, comma-separated: semgrep_scan, semgrep_finding, finding_fixed,
+    /// finding_reopened, finding_triaged (default: semgrep_scan,semgrep_finding).
+    #[arg(long, value_delimiter = ',')]
+    pub events: Option<Vec<String>>,
+    /// Only findings at least this severe: info (= low), low, medium, high, critical.
+    #[arg(long)]
+    pub min_severity: Option<String>,
+    /// Repository globs, comma-separated (acme/*).
+    #[arg(long, value_delimiter = ',')]
+    pub repos: Option<Vec<String>>,
+    /// Ref globs, comma-separated (main,refs/heads/release-*).
+    #[arg(long, value_delimiter = ',')]
+    pub refs: Option<Vec<String>>,
+    /// Rule id globs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub rules: Option<Vec<String>>,
+    /// Path globs, comma-separated (app/**).
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Option<Vec<String>>,
+    /// A CEL expression over `finding`, e.g. '"CWE-89" in finding.cwe'.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+impl RoutingArgs {
+    fn any_filter(&self) -> bool {
+        self.min_severity.is_some()
+            || self.repos.is_some()
+            || self.refs.is_some()
+            || self.rules.is_some()
+            || self.paths.is_some()
+            || self.filter.is_some()
+    }
+
+    /// `base` with the filters these flags give.
+    fn filters_over(&self, mut base: FilterSpec) -> anyhow::Result<FilterSpec> {
+        if let Some(s) = &self.min_severity {
+            base.min_severity = Some(Severity::parse_loose(s).map_err(anyhow::Error::msg)?);
+        }
+        for (given, field) in [
+            (&self.repos, &mut base.repos),
+            (&self.refs, &mut base.refs),
+            (&self.rules, &mut base.rules),
+            (&self.paths, &mut base.paths),
+        ] {
+            if let Some(g) = given {
+                *field = g
+                    .iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
+        }
+        if let Some(e) = &self.filter {
+            base.expression = Some(e.clone()).filter(|e| !e.trim().is_empty());
+        }
+        Ok(base)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,25 +209,42 @@ pub enum DeliveriesCommand {
 
 fn integration_line(i: &IntegrationOut) -> String {
     let modes: Vec<&str> = i.modes.iter().map(|m| m.as_str()).collect();
-    format!(
-        "{}  {}  {}  {}  modes=[{}]",
+    let events: Vec<&str> = i.events.iter().map(|e| e.as_str()).collect();
+    let mut line = format!(
+        "{}  {}  {}  {}  modes=[{}]  events=[{}]",
         i.id,
         if i.enabled { "enabled " } else { "disabled" },
         i.name,
         i.url,
-        modes.join(",")
-    )
+        modes.join(","),
+        events.join(",")
+    );
+    if !i.filters.is_empty() {
+        line.push_str(&format!(
+            "  filters={}",
+            serde_json::to_string(&i.filters).unwrap_or_default()
+        ));
+    }
+    line
 }
 
 pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
     match cmd {
-        IntegrationsCommand::Add { name, url, client } => {
+        IntegrationsCommand::Add {
+            name,
+            url,
+            routing,
+            client,
+        } => {
+            let filters = routing.filters_over(FilterSpec::default())?;
+            let body = IntegrationIn {
+                name,
+                url,
+                events: routing.events.clone(),
+                filters: (!filters.is_empty()).then_some(filters),
+            };
             let out: IntegrationOut = Client::new(&client)?
-                .call(
-                    Method::POST,
-                    "/api/v1/integrations",
-                    Some(&IntegrationIn { name, url }),
-                )
+                .call(Method::POST, "/api/v1/integrations", Some(&body))
                 .await?;
             print(&client, &out, |i| {
                 format!("{}\nsecret: {}", integration_line(i), i.secret)
@@ -165,6 +269,8 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
             url,
             enable,
             disable,
+            routing,
+            clear_filters,
             client,
         } => {
             let enabled = match (enable, disable) {
@@ -172,8 +278,32 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            let body = IntegrationPatch { name, url, enabled };
-            let out: IntegrationOut = Client::new(&client)?
+            let api = Client::new(&client)?;
+            // Filter flags change those filters only: the others stay as they are.
+            let filters = if routing.any_filter() || clear_filters {
+                let base = if clear_filters {
+                    FilterSpec::default()
+                } else {
+                    api.call::<IntegrationOut>(
+                        Method::GET,
+                        &format!("/api/v1/integrations/{id}"),
+                        NO_BODY,
+                    )
+                    .await?
+                    .filters
+                };
+                Some(routing.filters_over(base)?)
+            } else {
+                None
+            };
+            let body = IntegrationPatch {
+                name,
+                url,
+                enabled,
+                events: routing.events.clone(),
+                filters,
+            };
+            let out: IntegrationOut = api
                 .call(
                     Method::PATCH,
                     &format!("/api/v1/integrations/{id}"),
@@ -181,6 +311,41 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             print(&client, &out, integration_line);
+        }
+        IntegrationsCommand::Backfill {
+            id,
+            dry_run,
+            force,
+            client,
+        } => {
+            let out: BackfillOut = Client::new(&client)?
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/integrations/{id}/backfill"),
+                    Some(&BackfillIn { dry_run, force }),
+                )
+                .await?;
+            print(&client, &out, |b| {
+                let skipped = if b.already_sent > 0 {
+                    format!(
+                        " ({} sent by an earlier backfill left out; --force sends them again)",
+                        b.already_sent
+                    )
+                } else {
+                    String::new()
+                };
+                if b.dry_run {
+                    format!(
+                        "would queue {} open findings in {} messages{skipped}",
+                        b.findings, b.messages
+                    )
+                } else {
+                    format!(
+                        "queued {} open findings in {} messages{skipped}",
+                        b.findings, b.messages
+                    )
+                }
+            });
         }
         IntegrationsCommand::Delete { id, client } => {
             let out: Deleted = Client::new(&client)?

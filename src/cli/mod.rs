@@ -59,6 +59,12 @@ enum Command {
     Deliveries(integrations::DeliveriesCommand),
     /// Print the OpenAPI document of the API (as served at /api/openapi.json).
     Openapi,
+    /// Write the JSON Schema of every webhook body into DIR as EVENT.json (as served at
+    /// /api/v1/schemas/EVENT).
+    Schemas {
+        #[arg(default_value = "docs/schemas")]
+        dir: std::path::PathBuf,
+    },
     /// Re-seal the database's secrets under a new key (stop the servers first).
     RotateSecretKey(secret_key::RotateArgs),
 }
@@ -92,6 +98,7 @@ pub fn main() -> ExitCode {
                 print!("{}", crate::http::openapi_json());
                 Ok(())
             }
+            Command::Schemas { dir } => write_schemas(&dir),
         }
     });
     match result {
@@ -101,6 +108,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_schemas(dir: &std::path::Path) -> anyhow::Result<()> {
+    use crate::domain::events;
+    std::fs::create_dir_all(dir)?;
+    for kind in events::BODIES {
+        let path = dir.join(format!("{kind}.json"));
+        std::fs::write(&path, events::schema_json(kind))?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 /// Logs go to stderr, so that stdout stays for what a command prints (tokens, JSON). The

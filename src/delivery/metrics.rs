@@ -41,6 +41,7 @@ pub struct Metrics {
     attempts: Family<OutcomeLabel, Counter>,
     latency: Histogram,
     failures: Family<IntegrationLabel, Counter>,
+    filter_errors: Family<IntegrationLabel, Counter>,
     /// When the delivery loop last went round (microseconds; 0 before its first turn).
     last_loop: AtomicI64,
 }
@@ -72,6 +73,12 @@ impl Default for Metrics {
             "Failed attempts per integration",
             failures.clone(),
         );
+        let filter_errors = Family::<IntegrationLabel, Counter>::default();
+        registry.register(
+            "scanhook_filter_errors",
+            "Events not sent because an integration's filter expression failed on them",
+            filter_errors.clone(),
+        );
         // Every outcome and state shows from the first scrape, at zero.
         for outcome in ["delivered", "http_failure", "error"] {
             let _ = attempts.get_or_create(&OutcomeLabel { outcome });
@@ -82,6 +89,7 @@ impl Default for Metrics {
             attempts,
             latency,
             failures,
+            filter_errors,
             last_loop: AtomicI64::new(0),
         }
     }
@@ -96,6 +104,15 @@ impl Metrics {
     /// When the delivery loop last went round, if it has started.
     pub fn last_loop(&self) -> Option<i64> {
         Some(self.last_loop.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Counts events an integration's filter expression failed on.
+    pub fn filter_errors(&self, integration: &str, n: usize) {
+        self.filter_errors
+            .get_or_create(&IntegrationLabel {
+                integration: integration.to_string(),
+            })
+            .inc_by(n as u64);
     }
 
     /// Records one attempt: `status` is the HTTP status, `None` for a network error.

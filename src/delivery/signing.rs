@@ -56,7 +56,10 @@ impl Signer {
 
     /// The keys of an integration as it stands at `now`.
     pub fn of(integration: &Integration, now: Micros) -> anyhow::Result<Signer> {
-        Signer::new(&integration.secret, integration.previous_secret(now))
+        Signer::new(
+            integration.secret.expose(),
+            integration.previous_secret(now),
+        )
     }
 
     /// Every header a delivery carries, signed for an attempt at `now`: `webhook-id`,

@@ -30,7 +30,7 @@ impl<'a> Target<'a> {
     pub fn saved(integration: &'a Integration, url: &'a WebhookUrl, now: Micros) -> Target<'a> {
         Target {
             url,
-            secret: &integration.secret,
+            secret: integration.secret.expose(),
             previous: integration.previous_secret(now),
             logged_under: Some(integration),
         }

@@ -11,8 +11,9 @@ use super::sender::Sender;
 use super::signing::Signer;
 use crate::clock::{Clock, Micros};
 use crate::domain::integration::Integration;
+use crate::domain::outbox::{Claimant, Claimed};
 use crate::domain::outbox::{Next, Outcome};
-use crate::store::messages::{AttemptRecord, Claimant, Claimed};
+use crate::store::messages::AttemptRecord;
 use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -165,12 +166,10 @@ struct Target {
 
 impl Target {
     fn new(of: Arc<Integration>, now: Micros) -> Target {
-        let prepared = match url::Url::parse(&of.url) {
-            Ok(url) => Signer::of(&of, now)
-                .map(|signer| (url, signer))
-                .map_err(|e| format!("cannot sign: {e}")),
-            Err(e) => Err(format!("invalid URL: {e}")),
-        };
+        let url = of.url.as_url().clone();
+        let prepared = Signer::of(&of, now)
+            .map(|signer| (url, signer))
+            .map_err(|e| format!("cannot sign: {e}"));
         Target { of, prepared }
     }
 }

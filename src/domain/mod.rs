@@ -13,9 +13,15 @@
 //! - [`tokens`]: token scopes and the checks a new token passes.
 //! - [`throttle`]: failed attempts per key, bounded.
 //! - [`text`]: what names and free text may hold.
-//! - [`outbox`]: event kinds, message states, attempt outcomes.
+//! - [`filters`]: what an integration receives, narrowed (globs, severity, CEL).
+//! - [`events`]: the finding events' bodies and the JSON Schema of every body.
+//! - [`outbox`]: event kinds, queued and claimed messages, message states, attempt
+//!   outcomes and the failure-streak policy.
+//! - [`routing`]: which integration is sent which events, as one pure function.
 
 pub mod ci;
+pub mod events;
+pub mod filters;
 pub mod findings;
 pub mod globs;
 pub mod integration;
@@ -24,6 +30,7 @@ pub mod mode;
 pub mod outbox;
 pub mod payload;
 pub mod query;
+pub mod routing;
 pub mod rules;
 pub mod scan;
 pub mod text;

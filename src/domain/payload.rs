@@ -1,12 +1,13 @@
 //! The two webhook objects, exactly the seed's field sets with the seed's JSON types.
-//! A value scanhook does not know is `null`, or `""` where the seed shows `""`.
+//! A value scanhook does not know is `null`, or `""` where the seed shows `""`. The finding
+//! events (`domain::events`) carry the same finding fields.
 
 use super::ci::MetadataKeys;
 use super::ci::ProjectMetadata;
 use crate::clock::{iso, Micros};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Everything a `semgrep_scan` object is built from.
 #[derive(Debug, Clone)]
@@ -21,38 +22,99 @@ pub struct ScanFacts<'a> {
     pub ignored_files: &'a [String],
 }
 
-/// `{"semgrep_scan": {...}}`.
-pub fn semgrep_scan(s: &ScanFacts) -> Value {
+/// The seed's `semgrep_scan` object, field for field in the seed's order.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ScanObject<'a> {
+    pub deployment_id: i64,
+    pub started_at: String,
+    #[schema(required = true)]
+    pub completed_at: Option<String>,
+    #[schema(required = true)]
+    pub exit_code: Option<i64>,
+    pub repository: &'a str,
+    #[schema(required = true)]
+    pub ci_job_url: Option<&'a str>,
+    pub environment: &'a str,
+    #[schema(required = true)]
+    pub commit: Option<&'a str>,
+    pub commit_committer_email: &'a str,
+    pub commit_timestamp: &'a str,
+    #[schema(required = true)]
+    pub commit_author_email: Option<&'a str>,
+    #[schema(required = true)]
+    pub commit_author_name: Option<&'a str>,
+    #[schema(required = true)]
+    pub commit_author_username: Option<&'a str>,
+    #[schema(required = true)]
+    pub commit_author_image_url: Option<&'a str>,
+    pub commit_authored_timestamp: &'a str,
+    /// The first line of the commit message.
+    #[schema(required = true)]
+    pub commit_title: Option<String>,
+    pub config: &'a str,
+    #[schema(required = true)]
+    pub on: Option<&'a str>,
+    #[schema(required = true)]
+    pub branch: Option<&'a str>,
+    pub pull_request_timestamp: &'a str,
+    #[schema(required = true)]
+    pub pull_request_author_username: Option<&'a str>,
+    #[schema(required = true)]
+    pub pull_request_author_image_url: Option<&'a str>,
+    #[schema(required = true)]
+    pub pull_request_id: Option<&'a str>,
+    #[schema(required = true)]
+    pub pull_request_title: Option<&'a str>,
+    /// The project's ignore globs handed to the client.
+    pub ignored_files: &'a [String],
+    /// The scan's public id.
+    pub id: &'a str,
+}
+
+/// `{"semgrep_scan": {...}}`: the body of a scan's message.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ScanBody<'a> {
+    pub semgrep_scan: ScanObject<'a>,
+}
+
+/// The `semgrep_scan` object of a scan.
+pub fn scan_object<'a>(s: &'a ScanFacts) -> ScanBody<'a> {
     let m = s.meta;
-    let or_empty = |v: &Option<String>| v.clone().unwrap_or_default();
-    json!({"semgrep_scan": {
-        "deployment_id": s.deployment_id,
-        "started_at": iso(s.started_at),
-        "completed_at": s.completed_at.map(iso),
-        "exit_code": s.exit_code,
-        "repository": m.repository,
-        "ci_job_url": m.ci_job_url,
-        "environment": or_empty(&m.scan_environment),
-        "commit": m.commit,
-        "commit_committer_email": "",
-        "commit_timestamp": or_empty(&m.commit_timestamp),
-        "commit_author_email": m.commit_author_email,
-        "commit_author_name": m.commit_author_name,
-        "commit_author_username": m.commit_author_username,
-        "commit_author_image_url": m.commit_author_image_url,
-        "commit_authored_timestamp": "",
-        "commit_title": m.commit_title.as_deref().map(first_line),
-        "config": "",
-        "on": m.on,
-        "branch": m.branch,
-        "pull_request_timestamp": "",
-        "pull_request_author_username": m.pull_request_author_username,
-        "pull_request_author_image_url": m.pull_request_author_image_url,
-        "pull_request_id": m.pull_request_id,
-        "pull_request_title": m.pull_request_title,
-        "ignored_files": s.ignored_files,
-        "id": s.public_id,
-    }})
+    ScanBody {
+        semgrep_scan: ScanObject {
+            deployment_id: s.deployment_id,
+            started_at: iso(s.started_at),
+            completed_at: s.completed_at.map(iso),
+            exit_code: s.exit_code,
+            repository: &m.repository,
+            ci_job_url: m.ci_job_url.as_deref(),
+            environment: m.scan_environment.as_deref().unwrap_or_default(),
+            commit: m.commit.as_deref(),
+            commit_committer_email: "",
+            commit_timestamp: m.commit_timestamp.as_deref().unwrap_or_default(),
+            commit_author_email: m.commit_author_email.as_deref(),
+            commit_author_name: m.commit_author_name.as_deref(),
+            commit_author_username: m.commit_author_username.as_deref(),
+            commit_author_image_url: m.commit_author_image_url.as_deref(),
+            commit_authored_timestamp: "",
+            commit_title: m.commit_title.as_deref().map(first_line),
+            config: "",
+            on: m.on.as_deref(),
+            branch: m.branch.as_deref(),
+            pull_request_timestamp: "",
+            pull_request_author_username: m.pull_request_author_username.as_deref(),
+            pull_request_author_image_url: m.pull_request_author_image_url.as_deref(),
+            pull_request_id: m.pull_request_id.as_deref(),
+            pull_request_title: m.pull_request_title.as_deref(),
+            ignored_files: s.ignored_files,
+            id: s.public_id,
+        },
+    }
+}
+
+/// `{"semgrep_scan": {...}}` as a JSON value.
+pub fn semgrep_scan(s: &ScanFacts) -> Value {
+    serde_json::to_value(scan_object(s)).expect("a scan object always serialises")
 }
 
 fn first_line(message: &str) -> String {
@@ -88,43 +150,76 @@ pub struct FindingFacts<'a> {
 
 /// The seed's `semgrep_finding` fields, in the seed's order. Metadata-derived fields are
 /// copied as the rule author wrote them (string or list), `null` when absent.
-#[derive(Serialize)]
-struct FindingObject<'a> {
-    id: &'a str,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FindingObject<'a> {
+    /// The finding's `syntactic_id`.
+    pub id: &'a str,
     #[serde(rename = "ref")]
-    git_ref: &'a str,
-    start_date: String,
-    check_id: &'a str,
-    path: &'a str,
-    line: i64,
-    column: i64,
-    message: &'a str,
-    severity: i64,
-    index: i64,
-    end_line: i64,
-    end_column: i64,
-    commit_date: Option<&'a str>,
-    first_seen_scan_id: &'a str,
-    category: Option<&'a RawValue>,
-    cwe: Option<&'a RawValue>,
-    license: Option<&'a RawValue>,
-    owasp: Option<&'a RawValue>,
-    references: Option<&'a RawValue>,
-    source: Option<&'a RawValue>,
-    technology: Option<&'a RawValue>,
-    vulnerability: Option<&'a RawValue>,
-    metadata: &'a RawValue,
+    pub git_ref: &'a str,
+    /// When the identity was first seen in the project (ISO 8601, UTC).
+    pub start_date: String,
+    /// The rule id.
+    pub check_id: &'a str,
+    pub path: &'a str,
+    pub line: i64,
+    pub column: i64,
+    pub message: &'a str,
+    /// The CLI's severity number: 0 (info, low) to 3 (critical).
+    pub severity: i64,
+    pub index: i64,
+    pub end_line: i64,
+    pub end_column: i64,
+    #[schema(required = true)]
+    pub commit_date: Option<&'a str>,
+    /// The public id of the scan that first detected the identity in the project.
+    pub first_seen_scan_id: &'a str,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub category: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub cwe: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub license: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub owasp: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub references: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub source: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub technology: Option<&'a RawValue>,
+    #[schema(value_type = serde_json::Value)]
+    #[schema(required = true)]
+    pub vulnerability: Option<&'a RawValue>,
+    /// The rule's metadata, the platform's keys included.
+    #[schema(value_type = Object)]
+    pub metadata: &'a RawValue,
 }
 
-#[derive(Serialize)]
-struct Wrapped<'a> {
-    semgrep_finding: FindingObject<'a>,
+/// One element of a `semgrep_finding` message: `{"semgrep_finding": {...}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FindingItem<'a> {
+    pub semgrep_finding: FindingObject<'a>,
 }
 
 /// `{"semgrep_finding": {...}}` as compact JSON: one element of the array a scan sends.
 pub fn semgrep_finding(f: &FindingFacts) -> String {
+    serde_json::to_string(&FindingItem {
+        semgrep_finding: finding_object(f),
+    })
+    .expect("a finding object always serialises")
+}
+
+/// The seed's fields of a finding.
+pub fn finding_object<'a>(f: &'a FindingFacts) -> FindingObject<'a> {
     let k = f.keys;
-    let object = FindingObject {
+    FindingObject {
         id: f.syntactic_id,
         git_ref: f.git_ref,
         start_date: iso(f.first_seen_at),
@@ -148,11 +243,7 @@ pub fn semgrep_finding(f: &FindingFacts) -> String {
         technology: k.technology,
         vulnerability: k.vulnerability,
         metadata: f.metadata,
-    };
-    serde_json::to_string(&Wrapped {
-        semgrep_finding: object,
-    })
-    .expect("a finding object always serialises")
+    }
 }
 
 /// The field names of the seed's objects, in the seed's order (for tests and docs).
@@ -272,7 +363,7 @@ mod tests {
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, FINDING_FIELDS);
         assert_eq!(f["cwe"], "CWE-1");
-        assert_eq!(f["owasp"], json!(["A1", "A2"]));
+        assert_eq!(f["owasp"], serde_json::json!(["A1", "A2"]));
         assert_eq!(f["license"], Value::Null);
         assert_eq!(f["metadata"]["cwe"], "CWE-1");
         assert_eq!(f["start_date"], "1970-01-01T00:00:00.000000+00:00");

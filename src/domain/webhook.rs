@@ -34,6 +34,10 @@ impl WebhookUrl {
     pub fn as_url(&self) -> &url::Url {
         &self.0
     }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
 }
 
 impl fmt::Display for WebhookUrl {

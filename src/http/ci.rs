@@ -9,13 +9,13 @@ use crate::api::ci::{
 use crate::api::{Conflict, Refusals, Success};
 use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError};
 use crate::domain::mode::{self, RuleMode};
+use crate::domain::outbox::Claimant;
 use crate::domain::scan::ScanStatus;
 use crate::edge::{parse_json, parse_json_in, read_body, JsonBody, Path};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::ids::{ScanId, ScanKey};
 use crate::state::AppState;
 use crate::store::complete::Completion;
-use crate::store::messages::Claimant;
 use crate::store::scans::Scan;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -262,15 +262,12 @@ async fn complete_scan(
             notified,
             reply,
             queued,
+            failures,
         } => {
+            st.filter_failures(&failures);
             // What was claimed goes straight to this process's worker; a worker claims
             // the rest (lanes without room, or with --no-deliver another process's).
-            if let Some(h) = &st.handoff {
-                h.hand(queued.claimed);
-            }
-            if queued.pending > 0 {
-                st.wake.notify_one();
-            }
+            st.queued(queued);
             tracing::info!(scan.id = %scan.public_id, notified, "scan completed");
             Ok(Json(reply))
         }

@@ -3,23 +3,26 @@
 
 use super::extract::Admin;
 use crate::api::integrations::{
-    Deleted, DeliveryDetail, DeliveryList, DeliveryOut, IntegrationIn, IntegrationList,
-    IntegrationOut, IntegrationPatch, ModeIntegrations, ModeList, ModeNotifies, NotifyIn,
-    RecoverIn, Requeued, Resent, TestOut,
+    BackfillIn, BackfillOut, Deleted, DeliveryDetail, DeliveryList, DeliveryOut, IntegrationIn,
+    IntegrationList, IntegrationOut, IntegrationPatch, ModeIntegrations, ModeList, ModeNotifies,
+    NotifyIn, PreviewIn, PreviewOut, RecoverIn, Requeued, Resent, TestOut,
 };
-use crate::api::{AdminRefusals, Refusals};
+use crate::api::{AdminRefusals, Conflict, Refusals};
 use crate::clock;
 use crate::delivery::test_notification::{self, Target};
+use crate::domain::filters::FilterError;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
 use crate::domain::outbox::MessageStatus;
+use crate::domain::outbox::{Claimant, EventKind};
 use crate::domain::query::QueryPairs;
+use crate::domain::routing::PREVIEW_DAYS;
 use crate::domain::webhook::{check_name, WebhookUrl};
 use crate::edge::{JsonBody, Path};
 use crate::error::{AppError, AppResult};
 use crate::ids::{DeploymentId, IntegrationId, MessageId};
 use crate::state::AppState;
-use crate::store::integrations::IntegrationChange;
+use crate::store::integrations::{IntegrationChange, NewIntegration};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -38,6 +41,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
         .routes(routes!(test_integration))
         .routes(routes!(recover_failed))
+        .routes(routes!(backfill))
+        .routes(routes!(preview_filters))
         .routes(routes!(list_modes))
         .routes(routes!(notify_mode))
         .routes(routes!(unnotify_mode))
@@ -54,6 +59,11 @@ fn bad(e: String) -> AppError {
     AppError::bad_request("invalid_body", e)
 }
 
+/// A filter that does not compile: 400 naming it and where.
+pub fn filter_error(e: FilterError) -> AppError {
+    AppError::bad_request("invalid_filter", e.to_string())
+}
+
 /// Add a webhook integration (Settings > Integrations > Add Integration > Webhook).
 #[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", security(("bearer" = [])),
     request_body = IntegrationIn,
@@ -65,10 +75,23 @@ async fn create_integration(
 ) -> AppResult<(StatusCode, Json<IntegrationOut>)> {
     let name = check_name(&body.name).map_err(bad)?;
     let url = WebhookUrl::parse(&body.url).map_err(bad)?;
-    let i = st
-        .store
-        .create_integration(d.id, name, &url.to_string(), None)
-        .await?;
+    let events = match &body.events {
+        Some(names) => {
+            EventKind::parse_subscriptions(names).map_err(|e| bad(format!("events: {e}")))?
+        }
+        None => EventKind::DEFAULT.to_vec(),
+    };
+    let filters = body.filters.clone().unwrap_or_default();
+    filters.compile().map_err(filter_error)?;
+    let url = url.to_string();
+    let new = NewIntegration {
+        name,
+        url: &url,
+        secret: None,
+        events: &events,
+        filters: &filters,
+    };
+    let i = st.store.create_integration(d.id, &new).await?;
     tracing::info!(integration.id = %i.public_id, "integration created");
     Ok((StatusCode::CREATED, Json(out(&i))))
 }
@@ -133,10 +156,21 @@ async fn update_integration(
         .transpose()
         .map_err(bad)?;
     let url = url.map(|u| u.to_string());
+    let events = body
+        .events
+        .as_deref()
+        .map(EventKind::parse_subscriptions)
+        .transpose()
+        .map_err(|e| bad(format!("events: {e}")))?;
+    if let Some(f) = &body.filters {
+        f.compile().map_err(filter_error)?;
+    }
     let change = IntegrationChange {
         name,
         url: url.as_deref(),
         enabled: body.enabled,
+        events: events.as_deref(),
+        filters: body.filters.as_ref(),
     };
     let i = st
         .store
@@ -192,9 +226,12 @@ async fn test_integration(
     Path(id): Path<IntegrationId>,
 ) -> AppResult<Json<TestOut>> {
     let i = load(&st, d.id, &id).await?;
-    let url = WebhookUrl::parse(&i.url).map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
-    let r = test_notification::send(&st.store, &st.sender, Target::saved(&i, &url, clock::now()))
-        .await?;
+    let r = test_notification::send(
+        &st.store,
+        &st.sender,
+        Target::saved(&i, &i.url, clock::now()),
+    )
+    .await?;
     Ok(Json(r.into()))
 }
 
@@ -215,6 +252,89 @@ async fn recover_failed(
     let n = st.store.recover(d.id, &id, since).await?;
     st.wake.notify_one();
     Ok(Json(Requeued { requeued: n }))
+}
+
+/// Send open findings: queues the deployment's open findings that the integration's rule
+/// modes and filters send, as `semgrep_finding` arrays of at most 500, in its delivery log
+/// like any other message. Each identity once; none triaged as ignored; none an earlier
+/// backfill sent it, unless `force`. `dry_run` counts and queues nothing.
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/backfill", tag = "integrations", security(("bearer" = [])),
+    request_body = BackfillIn,
+    params(("id" = IntegrationId, Path, description = "The integration's id")),
+    responses(
+        (status = 200, description = "What was queued (or, dry, would be)", body = BackfillOut),
+        Conflict, Refusals, AdminRefusals,
+    ))]
+async fn backfill(
+    Admin(d): Admin,
+    State(st): State<AppState>,
+    Path(id): Path<IntegrationId>,
+    JsonBody(body, _): JsonBody<BackfillIn>,
+) -> AppResult<Json<BackfillOut>> {
+    let i = load(&st, d.id, &id).await?;
+    if !i.receives(EventKind::Finding) {
+        return Err(AppError::conflict(
+            "not_subscribed",
+            format!("integration {id} does not receive semgrep_finding: add it to its events to backfill"),
+        ));
+    }
+    if !i.enabled {
+        return Err(AppError::conflict(
+            "integration_disabled",
+            format!("integration {id} is disabled: enable it to backfill"),
+        ));
+    }
+    let claimant = st.handoff.as_ref().map(|h| h as &dyn Claimant);
+    let done = st
+        .store
+        .backfill(&i, body.force, body.dry_run, claimant)
+        .await?;
+    st.filter_failures(&done.failures);
+    for queued in done.queued {
+        st.queued(queued);
+    }
+    if !body.dry_run {
+        tracing::info!(integration.id = %id, findings = done.findings, messages = done.messages, "backfill queued");
+    }
+    Ok(Json(BackfillOut {
+        dry_run: body.dry_run,
+        findings: done.findings as u64,
+        messages: done.messages as u64,
+        already_sent: done.already_sent as u64,
+    }))
+}
+
+/// Preview filters: how many of the deployment's findings first seen in the last 30 days
+/// (at most the 5,000 newest, each identity once) they pass, each read as a
+/// `semgrep_finding`; with `integration`, how many of those its rule modes notify.
+#[utoipa::path(post, path = "/api/v1/filters/preview", tag = "integrations", security(("bearer" = [])),
+    request_body = PreviewIn,
+    responses((status = 200, description = "The counts", body = PreviewOut), Refusals, AdminRefusals))]
+async fn preview_filters(
+    Admin(d): Admin,
+    State(st): State<AppState>,
+    JsonBody(body, _): JsonBody<PreviewIn>,
+) -> AppResult<Json<PreviewOut>> {
+    if let Some(names) = &body.events {
+        EventKind::parse_subscriptions(names).map_err(|e| bad(format!("events: {e}")))?;
+    }
+    let filters = body.filters.compile().map_err(filter_error)?;
+    let modes = match &body.integration {
+        Some(id) => Some(load(&st, d.id, id).await?.modes),
+        None => None,
+    };
+    let since = clock::now() - PREVIEW_DAYS * 86_400 * 1_000_000;
+    let p = st
+        .store
+        .preview(d.id, since, &filters, modes.as_deref())
+        .await?;
+    Ok(Json(PreviewOut {
+        recent: p.recent as u64,
+        matching: p.matching as u64,
+        notified: p.notified as u64,
+        failed: p.failed as u64,
+        since: clock::iso(since),
+    }))
 }
 
 /// Which integrations each rule mode notifies.

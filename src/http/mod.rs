@@ -63,7 +63,9 @@ pub fn declared_length_limit(
             {\"error\": {\"code\", \"message\"}}. Tokens: `ci` scope for the semgrep-ci \
             endpoints, `admin` for everything. Webhooks carry webhook-id, webhook-timestamp, \
             webhook-signature (Standard Webhooks), X-Semgrep-Signature-256 and \
-            X-Scanhook-Event (semgrep_scan, semgrep_finding, test)."
+            X-Scanhook-Event (the event type: semgrep_scan, semgrep_finding, finding_fixed, \
+            finding_reopened, finding_triaged; or test). Each body's JSON Schema: \
+            GET /api/v1/schemas/{event}."
     ),
     tags(
         (name = "semgrep-ci", description = "What the real semgrep ci client calls"),

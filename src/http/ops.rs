@@ -1,6 +1,9 @@
-//! Liveness, readiness, Prometheus metrics and the OpenAPI document.
+//! Liveness, readiness, Prometheus metrics, the OpenAPI document and the JSON Schemas of
+//! the webhook bodies.
 
 use crate::api::ops::{Health, Ready};
+use crate::domain::events;
+use crate::domain::outbox::EventKind;
 use crate::error::{error_response, AppError, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
@@ -22,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(openapi_document))
+        .routes(routes!(event_schema))
 }
 
 /// Liveness: answers as soon as the server is up.
@@ -120,6 +124,36 @@ async fn openapi_document(Extension(doc): Extension<Document>) -> Response {
         doc.0.as_str().to_string(),
     )
         .into_response()
+}
+
+/// The JSON Schema (draft 2020-12) of the body of one event type's messages:
+/// `semgrep_scan`, `semgrep_finding`, `finding_fixed`, `finding_reopened`,
+/// `finding_triaged` or `test`. Public, like this document: it describes what receivers
+/// get, nothing of any deployment.
+#[utoipa::path(get, path = "/api/v1/schemas/{event}", tag = "ops",
+    params(("event" = String, Path, description = "The event type (X-Scanhook-Event)")),
+    responses(
+        (status = 200, description = "The schema", body = Object, content_type = "application/schema+json"),
+        (status = 404, description = "No such event type", body = ErrorBody),
+    ))]
+async fn event_schema(axum::extract::Path(event): axum::extract::Path<String>) -> Response {
+    let name = event.strip_suffix(".json").unwrap_or(&event);
+    match name.parse::<EventKind>() {
+        Ok(kind) => (
+            [("content-type", "application/schema+json")],
+            events::schema_json(kind),
+        )
+            .into_response(),
+        Err(_) => {
+            let known: Vec<&str> = events::BODIES.iter().map(|k| k.as_str()).collect();
+            AppError::client(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no event type {name:?}: use one of {}", known.join(", ")),
+            )
+            .into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::api::v1::{
 use crate::api::{AdminRefusals, Refusals};
 use crate::clock;
 use crate::domain::findings::{Change, FindingFilter, TriageState};
+use crate::domain::outbox::Claimant;
 use crate::domain::query::QueryPairs;
 use crate::domain::scan::ScanStatus;
 use crate::edge::{JsonBody, Path};
@@ -17,6 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{FindingId, ScanId, ScanKey};
 use crate::state::AppState;
 use crate::store::deployments::Deployment;
+use crate::store::findings::TriageChange;
 use crate::store::scans::{Scan, ScanFilter};
 use axum::extract::State;
 use axum::Json;
@@ -147,16 +149,19 @@ async fn triage_findings(
             "issue_ids must list 1 to 10000 finding ids",
         ));
     }
-    let found = st
+    let change = TriageChange {
+        state: body.new_triage_state,
+        reason: body.new_triage_reason.as_deref(),
+        comment: body.new_note.as_deref(),
+    };
+    let claimant = st.handoff.as_ref().map(|h| h as &dyn Claimant);
+    let triaged = st
         .store
-        .triage(
-            d.id,
-            &body.issue_ids,
-            body.new_triage_state,
-            body.new_triage_reason.as_deref(),
-            body.new_note.as_deref(),
-        )
+        .triage(d.id, &body.issue_ids, &change, claimant)
         .await?;
+    st.filter_failures(&triaged.failures);
+    st.queued(triaged.queued);
+    let found = triaged.found;
     let missing: Vec<FindingId> = body
         .issue_ids
         .iter()

@@ -1,16 +1,27 @@
-//! The transaction that records a scan's outcome: the finding lifecycle decided by
-//! [`crate::domain::lifecycle::decide`], the per-scan change log, the two webhook objects
-//! and the reply to the client. Either all of it is written or none of it.
+//! The transaction that records a scan's outcome, in three steps:
+//! 1. **load** what the project knows: the findings of the scanned ref and the identities
+//!    of the uploaded findings ([`load`]);
+//! 2. **decide**, as pure functions: the finding lifecycle ([`lifecycle::decide`]), which
+//!    rows change, the change log and late blocks ([`plan`]), the events ([`events`]) and
+//!    who is sent them ([`routing::route`]);
+//! 3. **write** it ([`write`]), with the scan's webhook objects, its queued messages and
+//!    the reply to the client.
+//!
+//! Either all of it is written or none of it.
 
-use super::messages::{self, Claimant, Enqueued};
+use super::messages::{self, Enqueued};
 use super::scans::Scan;
 use super::{bulk_insert, col, json_list, named, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
 use crate::domain::ci::{CompleteReply, Finding, MetadataKeys, Results};
-use crate::domain::findings::{Change, TriageState};
-use crate::domain::lifecycle::{self, Known, Prior, State};
+use crate::domain::events::{self as finding_events, StoredFinding};
+use crate::domain::filters::Subject;
+use crate::domain::findings::{Change, Severity, TriageState};
+use crate::domain::lifecycle::{self, Decision, Known, Opened, Prior, State};
 use crate::domain::mode::RuleMode;
+use crate::domain::outbox::{Claimant, EventKind};
 use crate::domain::payload::{self, FindingFacts};
+use crate::domain::routing::{self, Event, FilterFailure, ScanEvent};
 use crate::domain::scan::ScanStatus;
 use crate::ids::{self, DeploymentId, ProjectId};
 use serde_json::value::RawValue;
@@ -26,11 +37,13 @@ const CHUNK: usize = 5_000;
 #[derive(Debug, Clone)]
 pub enum Completion {
     /// This call completed the scan. `queued.claimed`: the messages it queued and
-    /// claimed for this process's worker, to hand over.
+    /// claimed for this process's worker, to hand over. `failures`: integrations whose
+    /// filter expression failed on some of the events (those were not sent to them).
     Completed {
         notified: usize,
         reply: CompleteReply,
         queued: Enqueued,
+        failures: Vec<FilterFailure>,
     },
     /// The scan had already ended (a retry, or a race lost to another call). A completed
     /// scan carries the reply that was given the first time.
@@ -44,20 +57,53 @@ struct Identity {
     triage_ignored: bool,
 }
 
-/// One distinct rule-metadata value of an upload, compacted and stored once.
+/// A finding stored on the scanned ref, with the digest of its mutable columns.
+struct StoredPrior {
+    prior: Prior,
+    digest: String,
+}
+
+/// Step 1: what the project knows about the upload.
+struct Loaded {
+    /// The findings of the scanned ref, by identity.
+    stored: HashMap<String, StoredPrior>,
+    /// The identities of those and of the uploaded findings, where known.
+    identities: HashMap<String, Identity>,
+}
+
+/// One distinct rule-metadata value of an upload, compacted, and stored once by its hash.
 struct Metadata {
-    id: i64,
+    hash: String,
     compact: Box<RawValue>,
+    value: Value,
     mode: RuleMode,
     policy_slug: Option<String>,
 }
 
+/// Step 2: what the scan changes, decided from the upload and what was loaded.
+struct Plan<'r> {
+    decision: Decision,
+    /// By the metadata's raw text as uploaded.
+    metadata: HashMap<&'r str, Metadata>,
+    /// Identities seen open for the first time: this scan is their first.
+    fresh: Vec<&'r str>,
+    /// Rows to insert or update (the others are stored exactly so), with their digest.
+    writes: Vec<(&'r Finding<'r>, State, String)>,
+    /// The change log of opened findings: identity, change, notified.
+    opened: Vec<(&'r str, Change, bool)>,
+    /// Identities of nosemgrep matches to log (those not closing an open finding).
+    nosemgrep: Vec<&'r str>,
+    /// Findings of rules in Block mode now that the client did not block.
+    override_ids: Vec<String>,
+}
+
 impl Store {
     /// Completes a running scan: applies its uploaded results (if any) to the findings of
-    /// its (project, ref), records what changed, and stores its webhook objects.
-    /// `block_rules` are the rules in Block mode now: findings of theirs that the client
-    /// did not block (the mode changed during the scan) are named in the reply. The
-    /// `claimant` takes the messages it wants as they are queued.
+    /// its (project, ref), records what changed, and queues its events to the
+    /// integrations they are routed to. `block_rules` are the rules in Block mode now:
+    /// findings of theirs that the client did not block (the mode changed during the
+    /// scan) are named in the reply. The `claimant` takes the messages it wants as they
+    /// are queued.
     pub async fn complete_scan(
         &self,
         scan: &Scan,
@@ -69,7 +115,13 @@ impl Store {
         // Read before the transaction: a change of integrations racing a completion may
         // land on either side of it.
         let integrations = self.list_integrations(scan.deployment_id).await?;
+        let wanted: HashSet<EventKind> = integrations
+            .iter()
+            .filter(|i| i.enabled)
+            .flat_map(|i| i.events.iter().copied())
+            .collect();
         let now = clock::now();
+        let backend = self.backend();
         let mut tx = self.writer().begin().await?;
         // Taking the project row first serialises scans of one project (a row lock on
         // PostgreSQL, the write lock on SQLite), so two completions never interleave.
@@ -91,35 +143,66 @@ impl Store {
                 reply.map(|r| serde_json::from_str(&r)).transpose()?,
             ));
         }
-        // A scan that uploaded no results changes no finding.
-        let mut applied = match col::<Option<Vec<u8>>>(&row, "results")? {
-            Some(compressed) => {
-                let body = super::scans::decompress(&compressed)?;
-                let results = Results::parse(&body)?;
-                apply(&mut tx, self.backend(), scan, &results, now, block_rules).await?
-            }
-            None => Applied::default(),
+        let body = match col::<Option<Vec<u8>>>(&row, "results")? {
+            Some(compressed) => Some(super::scans::decompress(&compressed)?),
+            None => None,
         };
-
-        let reply = CompleteReply::new(std::mem::take(&mut applied.override_ids));
         let mut ended = scan.clone();
         ended.completed_at = Some(now);
         ended.exit_code = Some(exit_code);
-        let objects: Vec<&str> = applied
-            .notified_objects
-            .iter()
-            .map(|(_, o)| o.as_str())
-            .collect();
-        let finding_payload = format!("[{}]", objects.join(","));
-        let scan_object = ended.semgrep_scan().to_string();
-        let outbox =
-            messages::messages_for_scan(&integrations, &scan_object, &applied.notified_objects);
+        let scan_event = ScanEvent {
+            repository: &scan.project,
+            git_ref: &scan.git_ref,
+            object: ended.semgrep_scan().to_string(),
+        };
+        // A scan that uploaded no results changes no finding.
+        let outcome = match body.as_deref().map(Results::parse).transpose()? {
+            None => Outcome {
+                finding_payload: "[]".into(),
+                routed: routing::route(&integrations, Some(&scan_event), &[]),
+                ..Outcome::default()
+            },
+            Some(results) => {
+                let loaded = load(&mut tx, backend, scan, &results).await?;
+                let plan = plan(&results, &loaded, block_rules)?;
+                let fixed_keys: Vec<&str> = plan
+                    .decision
+                    .closed
+                    .iter()
+                    .filter(|(_, s)| *s == State::Fixed)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                let fixed = if wanted.contains(&EventKind::FindingFixed) && !fixed_keys.is_empty() {
+                    super::findings::stored_on_ref(&mut tx, backend, scan, &fixed_keys).await?
+                } else {
+                    vec![]
+                };
+                let events = events(scan, &results, &plan, &loaded, &fixed, &wanted, now)?;
+                let routed = routing::route(&integrations, Some(&scan_event), &events);
+                let written = write(&mut tx, backend, scan, &plan, now).await?;
+                let notified: Vec<&str> = events
+                    .iter()
+                    .filter(|e| e.kind() == EventKind::Finding)
+                    .map(|e| e.object.as_str())
+                    .collect();
+                Outcome {
+                    uploaded: results.findings.len(),
+                    opened: plan.opened.len(),
+                    fixed: written.fixed,
+                    notified: notified.len(),
+                    finding_payload: format!("[{}]", notified.join(",")),
+                    override_ids: plan.override_ids,
+                    routed,
+                }
+            }
+        };
+        let reply = CompleteReply::new(outcome.override_ids);
         let queued = messages::enqueue(
             &mut tx,
-            self.backend(),
+            backend,
             scan.deployment_id,
             Some(scan.id),
-            &outbox,
+            &outcome.routed.outbox,
             &integrations,
             claimant,
         )
@@ -132,54 +215,34 @@ impl Store {
         .bind(now)
         .bind(exit_code)
         .bind(stats.to_string())
-        .bind(applied.uploaded)
-        .bind(applied.opened as i64)
-        .bind(applied.fixed as i64)
-        .bind(applied.notified_objects.len() as i64)
-        .bind(&scan_object)
-        .bind(finding_payload)
+        .bind(outcome.uploaded as i64)
+        .bind(outcome.opened as i64)
+        .bind(outcome.fixed as i64)
+        .bind(outcome.notified as i64)
+        .bind(&scan_event.object)
+        .bind(&outcome.finding_payload)
         .bind(serde_json::to_string(&reply)?)
         .bind(scan.id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Completion::Completed {
-            notified: applied.notified_objects.len(),
+            notified: outcome.notified,
             reply,
             queued,
+            failures: outcome.routed.failures,
         })
     }
 }
 
-#[derive(Default)]
-struct Applied {
-    uploaded: i64,
-    opened: usize,
-    fixed: usize,
-    /// Compact JSON of each `{"semgrep_finding": …}` to send, with its rule's mode.
-    notified_objects: Vec<(RuleMode, String)>,
-    override_ids: Vec<String>,
-}
-
-/// A finding stored on the scanned ref, with the digest of its mutable columns.
-struct StoredPrior {
-    prior: Prior,
-    digest: String,
-}
-
-async fn apply(
+/// Step 1: the findings stored on the scan's ref, and the identities of the uploaded ones.
+async fn load(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     scan: &Scan,
     results: &Results<'_>,
-    now: Micros,
-    block_rules: &HashSet<String>,
-) -> anyhow::Result<Applied> {
+) -> anyhow::Result<Loaded> {
     let (stored, mut identities) = load_prior(tx, scan).await?;
-    let prior: HashMap<String, Prior> = stored
-        .iter()
-        .map(|(k, s)| (k.clone(), s.prior.clone()))
-        .collect();
     // Identities of findings already on this ref came with them; look up the others.
     let keys: Vec<&str> = results
         .findings
@@ -188,7 +251,23 @@ async fn apply(
         .filter(|k| !identities.contains_key(*k))
         .collect();
     identities.extend(load_identities(tx, backend, scan.project_id, &keys).await?);
-    let known: HashMap<String, Known> = identities
+    Ok(Loaded { stored, identities })
+}
+
+/// Step 2, the lifecycle: what opens, closes and is logged, which rows change, and which
+/// findings of Block rules the client let through.
+fn plan<'r>(
+    results: &'r Results<'r>,
+    loaded: &Loaded,
+    block_rules: &HashSet<String>,
+) -> anyhow::Result<Plan<'r>> {
+    let prior: HashMap<String, Prior> = loaded
+        .stored
+        .iter()
+        .map(|(k, s)| (k.clone(), s.prior.clone()))
+        .collect();
+    let known: HashMap<String, Known> = loaded
+        .identities
         .iter()
         .map(|(k, i)| {
             let known = Known {
@@ -199,16 +278,186 @@ async fn apply(
         .collect();
     let decision = lifecycle::decide(results, &prior, &known);
 
-    // Identities seen open for the first time get their first-seen scan: this one.
-    let fresh: Vec<Vec<Cell>> = decision
+    let fresh: Vec<&str> = decision
         .open
         .iter()
         .map(|d| results.findings[d.index].key())
-        .filter(|k| !identities.contains_key(*k))
+        .filter(|k| !loaded.identities.contains_key(*k))
+        .collect();
+
+    // The open findings and the nosemgrep ones, less those stored exactly so (a re-scan
+    // mostly finds what it found before).
+    let candidates: Vec<(&Finding<'_>, State)> = decision
+        .open
+        .iter()
+        .map(|d| (&results.findings[d.index], State::Open))
+        .chain(
+            decision
+                .ignores
+                .iter()
+                .map(|&i| (&results.ignores[i], State::Ignored)),
+        )
+        .collect();
+    let metadata = parse_metadata(&candidates)?;
+    let mut writes = Vec::with_capacity(candidates.len());
+    for (f, state) in candidates {
+        let digest = digest(f, &metadata[f.metadata().get()]);
+        let unchanged = loaded
+            .stored
+            .get(f.key())
+            .is_some_and(|s| s.prior.state == state && s.digest == digest);
+        if !unchanged {
+            writes.push((f, state, digest));
+        }
+    }
+
+    let mut opened = Vec::new();
+    let mut override_ids = Vec::new();
+    for d in &decision.open {
+        let f = &results.findings[d.index];
+        let triage_ignored = loaded
+            .identities
+            .get(f.key())
+            .is_some_and(|i| i.triage_ignored);
+        if block_rules.contains(f.check_id.as_ref()) && !f.is_blocking && !triage_ignored {
+            if let Some(m) = &f.match_based_id {
+                override_ids.push(m.to_string());
+            }
+        }
+        if let Some(change) = d.how.change() {
+            opened.push((f.key(), change, d.notify));
+        }
+    }
+    // An ignore that closed an open finding is logged once, as `ignored`; one that was
+    // already ignored is not written and not logged again.
+    let closed: HashSet<&str> = decision.closed.iter().map(|(k, _)| k.as_str()).collect();
+    let nosemgrep = decision
+        .ignores
+        .iter()
+        .map(|&i| results.ignores[i].key())
+        .filter(|k| !closed.contains(k))
+        .collect();
+    Ok(Plan {
+        decision,
+        metadata,
+        fresh,
+        writes,
+        opened,
+        nosemgrep,
+        override_ids,
+    })
+}
+
+/// Step 2, the events: a `semgrep_finding` for every notified finding; when some
+/// integration receives them, a `finding_reopened` for every notified regression and a
+/// `finding_fixed` for every finding closed as fixed (`fixed`, as stored) that is not
+/// triaged as ignored.
+fn events<'a>(
+    scan: &'a Scan,
+    results: &'a Results<'a>,
+    plan: &'a Plan<'a>,
+    loaded: &'a Loaded,
+    fixed: &'a [StoredFinding],
+    wanted: &HashSet<EventKind>,
+    now: Micros,
+) -> anyhow::Result<Vec<Event<'a>>> {
+    let mut out = Vec::new();
+    for d in plan.decision.notified() {
+        let f = &results.findings[d.index];
+        let (first_scan, first_at) = match loaded.identities.get(f.key()) {
+            Some(i) => (i.first_seen_scan_id.as_str(), i.first_seen_at),
+            None => (scan.public_id.as_str(), now),
+        };
+        let meta = &plan.metadata[f.metadata().get()];
+        let keys: MetadataKeys = serde_json::from_str(meta.compact.get())?;
+        let facts = FindingFacts {
+            syntactic_id: &f.syntactic_id,
+            git_ref: &scan.git_ref,
+            first_seen_at: first_at,
+            first_seen_scan_id: first_scan,
+            check_id: &f.check_id,
+            path: &f.path,
+            line: f.line,
+            column: f.column,
+            end_line: f.end_line,
+            end_column: f.end_column,
+            message: &f.message,
+            severity: f.severity,
+            index: f.index,
+            commit_date: f.commit_date.as_deref(),
+            metadata: &meta.compact,
+            keys: &keys,
+        };
+        let subject = |event| Subject {
+            event,
+            repository: &scan.project,
+            git_ref: &scan.git_ref,
+            rule: &f.check_id,
+            path: &f.path,
+            line: f.line,
+            message: &f.message,
+            severity: Severity::from_level(f.severity),
+            mode: meta.mode,
+            metadata: &meta.value,
+        };
+        out.push(Event {
+            subject: subject(EventKind::Finding),
+            object: payload::semgrep_finding(&facts),
+        });
+        if d.how == Opened::Regression && wanted.contains(&EventKind::FindingReopened) {
+            out.push(Event {
+                subject: subject(EventKind::FindingReopened),
+                object: finding_events::finding_reopened(&facts, scan.public_id.as_str(), now),
+            });
+        }
+    }
+    for f in fixed
+        .iter()
+        .filter(|f| f.triage_state != TriageState::Ignored)
+    {
+        let object = f
+            .with_facts(|facts| finding_events::finding_fixed(facts, scan.public_id.as_str(), now));
+        out.push(Event {
+            subject: f.subject(EventKind::FindingFixed),
+            object,
+        });
+    }
+    Ok(out)
+}
+
+/// What completing a scan did, for its row and the reply.
+#[derive(Default)]
+struct Outcome {
+    uploaded: usize,
+    opened: usize,
+    fixed: usize,
+    notified: usize,
+    /// The `semgrep_finding` objects of the notified findings, as one array.
+    finding_payload: String,
+    override_ids: Vec<String>,
+    routed: routing::Routed,
+}
+
+/// What [`write`] counted.
+struct Written {
+    fixed: usize,
+}
+
+/// Step 3: the identities, metadata, findings and change log the plan decided.
+async fn write(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    scan: &Scan,
+    plan: &Plan<'_>,
+    now: Micros,
+) -> anyhow::Result<Written> {
+    let fresh: Vec<Vec<Cell>> = plan
+        .fresh
+        .iter()
         .map(|k| {
             vec![
                 scan.project_id.into(),
-                k.into(),
+                (*k).into(),
                 scan.public_id.as_str().into(),
                 now.into(),
             ]
@@ -228,42 +477,25 @@ async fn apply(
         "ON CONFLICT (project_id, identity) DO NOTHING",
     )
     .await?;
-
-    // Write the open findings and the nosemgrep ones, skipping those stored exactly so
-    // (a re-scan mostly finds what it found before), and learn the written rows' ids.
-    let candidates: Vec<(&Finding<'_>, State)> = decision
-        .open
-        .iter()
-        .map(|d| (&results.findings[d.index], State::Open))
-        .chain(
-            decision
-                .ignores
-                .iter()
-                .map(|&i| (&results.ignores[i], State::Ignored)),
-        )
-        .collect();
-    let metadata = store_metadata(tx, backend, scan.deployment_id, &candidates).await?;
-    let mut writes: Vec<(&Finding<'_>, State, String)> = Vec::with_capacity(candidates.len());
-    for (f, state) in candidates {
-        let digest = digest(f, &metadata[f.metadata().get()]);
-        let unchanged = stored
-            .get(f.key())
-            .is_some_and(|s| s.prior.state == state && s.digest == digest);
-        if !unchanged {
-            writes.push((f, state, digest));
-        }
-    }
-    let row_ids = upsert_findings(tx, backend, scan, &writes, &metadata, now).await?;
+    let metadata_ids = store_metadata(tx, backend, scan.deployment_id, &plan.metadata).await?;
+    let row_ids = upsert_findings(
+        tx,
+        backend,
+        scan,
+        &plan.writes,
+        &plan.metadata,
+        &metadata_ids,
+        now,
+    )
+    .await?;
 
     // Close what the scan no longer reports.
     let mut changes: Vec<(i64, Change, bool)> = Vec::new();
-    let mut applied = Applied {
-        uploaded: results.findings.len() as i64,
-        ..Applied::default()
-    };
+    let mut fixed = 0;
     for state in [State::Fixed, State::Ignored, State::Removed] {
         let change = state.closing().expect("a closed state");
-        let keys: Vec<&str> = decision
+        let keys: Vec<&str> = plan
+            .decision
             .closed
             .iter()
             .filter(|(_, s)| *s == state)
@@ -285,67 +517,20 @@ async fn apply(
             for row in q.fetch_all(&mut **tx).await? {
                 changes.push((col(&row, "id")?, change, false));
                 if state == State::Fixed {
-                    applied.fixed += 1;
+                    fixed += 1;
                 }
             }
         }
     }
-
-    // The change log, the `semgrep_finding` objects to send, and late blocks.
-    for d in &decision.open {
-        let f = &results.findings[d.index];
-        let identity = identities.get(f.key());
-        if block_rules.contains(f.check_id.as_ref())
-            && !f.is_blocking
-            && !identity.is_some_and(|i| i.triage_ignored)
-        {
-            if let Some(m) = &f.match_based_id {
-                applied.override_ids.push(m.to_string());
-            }
-        }
-        let Some(change) = d.how.change() else {
-            continue;
+    // Every opening changes the row's state, so the upsert wrote it.
+    for &(key, change, notify) in &plan.opened {
+        let Some(&id) = row_ids.get(key) else {
+            anyhow::bail!("finding {key} was opened but not written");
         };
-        applied.opened += 1;
-        // Every opening changes the row's state, so the upsert wrote it.
-        let Some(&id) = row_ids.get(f.key()) else {
-            anyhow::bail!("finding {} was opened but not written", f.key());
-        };
-        changes.push((id, change, d.notify));
-        if d.notify {
-            let (first_scan, first_at) = match identity {
-                Some(i) => (i.first_seen_scan_id.as_str(), i.first_seen_at),
-                None => (scan.public_id.as_str(), now),
-            };
-            let meta = &metadata[f.metadata().get()];
-            let keys: MetadataKeys = serde_json::from_str(meta.compact.get())?;
-            let object = payload::semgrep_finding(&FindingFacts {
-                syntactic_id: &f.syntactic_id,
-                git_ref: &scan.git_ref,
-                first_seen_at: first_at,
-                first_seen_scan_id: first_scan,
-                check_id: &f.check_id,
-                path: &f.path,
-                line: f.line,
-                column: f.column,
-                end_line: f.end_line,
-                end_column: f.end_column,
-                message: &f.message,
-                severity: f.severity,
-                index: f.index,
-                commit_date: f.commit_date.as_deref(),
-                metadata: &meta.compact,
-                keys: &keys,
-            });
-            applied.notified_objects.push((meta.mode, object));
-        }
+        changes.push((id, change, notify));
     }
-    // An ignore that closed an open finding is logged once, as `ignored`, above; one that
-    // was already ignored was not written and is not logged again.
-    let closed: HashSet<&str> = decision.closed.iter().map(|(k, _)| k.as_str()).collect();
-    for &i in &decision.ignores {
-        let key = results.ignores[i].key();
-        if let (false, Some(&id)) = (closed.contains(key), row_ids.get(key)) {
+    for &key in &plan.nosemgrep {
+        if let Some(&id) = row_ids.get(key) {
             changes.push((id, Change::Nosemgrep, false));
         }
     }
@@ -374,7 +559,7 @@ async fn apply(
         "ON CONFLICT (scan_id, finding_id) DO NOTHING",
     )
     .await?;
-    Ok(applied)
+    Ok(Written { fixed })
 }
 
 /// Hash of the columns of a finding that a later scan may change. `commit_date` is left
@@ -398,10 +583,10 @@ fn digest(f: &Finding<'_>, meta: &Metadata) -> String {
         f.end_column,
         f.severity,
         f.index,
-        meta.id,
     ] {
         h.update(n.to_le_bytes());
     }
+    h.update(meta.hash.as_bytes());
     ids::hex(&h.finalize()[..16])
 }
 
@@ -477,15 +662,12 @@ async fn load_identities(
     Ok(out)
 }
 
-/// Stores each distinct metadata value of the upload once (compact JSON, keyed by its
-/// hash) and returns them by their raw text as uploaded.
-async fn store_metadata<'r>(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    deployment_id: DeploymentId,
+/// Each distinct metadata value of the upload, compacted and hashed, by its raw text as
+/// uploaded.
+fn parse_metadata<'r>(
     rows: &[(&'r Finding<'r>, State)],
 ) -> anyhow::Result<HashMap<&'r str, Metadata>> {
-    let mut by_raw: HashMap<&str, (String, Metadata)> = HashMap::new();
+    let mut by_raw: HashMap<&str, Metadata> = HashMap::new();
     for (f, _) in rows {
         let raw = f.metadata().get();
         if by_raw.contains_key(raw) {
@@ -494,22 +676,32 @@ async fn store_metadata<'r>(
         let value: Value = serde_json::from_str(raw)?;
         let compact = RawValue::from_string(value.to_string())?;
         let keys: MetadataKeys = serde_json::from_str(compact.get())?;
-        let hash = ids::hex(&Sha256::digest(compact.get().as_bytes()));
         let meta = Metadata {
-            id: 0,
+            hash: ids::hex(&Sha256::digest(compact.get().as_bytes())),
             mode: RuleMode::from_actions(keys.actions.as_deref()),
             policy_slug: keys.policy.and_then(|p| p.slug),
             compact,
+            value,
         };
-        by_raw.insert(raw, (hash, meta));
+        by_raw.insert(raw, meta);
     }
-    let distinct: Vec<&(String, Metadata)> = by_raw.values().collect();
+    Ok(by_raw)
+}
+
+/// Stores each distinct metadata value once (keyed by its hash); their row ids by hash.
+async fn store_metadata(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    deployment_id: DeploymentId,
+    metadata: &HashMap<&str, Metadata>,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let distinct: Vec<&Metadata> = metadata.values().collect();
     let rows: Vec<Vec<Cell>> = distinct
         .iter()
-        .map(|(hash, meta)| {
+        .map(|meta| {
             vec![
                 deployment_id.into(),
-                hash.as_str().into(),
+                meta.hash.as_str().into(),
                 meta.compact.get().into(),
             ]
         })
@@ -533,7 +725,7 @@ async fn store_metadata<'r>(
             "SELECT id, hash FROM finding_metadata WHERE deployment_id = $1 AND hash IN {}",
             json_list(backend, 2)
         );
-        let hashes: Vec<&str> = chunk.iter().map(|(h, _)| h.as_str()).collect();
+        let hashes: Vec<&str> = chunk.iter().map(|m| m.hash.as_str()).collect();
         let q = sqlx::query(&sql)
             .bind(deployment_id)
             .bind(serde_json::to_string(&hashes)?);
@@ -541,13 +733,7 @@ async fn store_metadata<'r>(
             ids_by_hash.insert(col(&row, "hash")?, col(&row, "id")?);
         }
     }
-    Ok(by_raw
-        .into_iter()
-        .map(|(raw, (hash, mut meta))| {
-            meta.id = ids_by_hash[&hash];
-            (raw, meta)
-        })
-        .collect())
+    Ok(ids_by_hash)
 }
 
 /// The columns of a finding row.
@@ -586,6 +772,7 @@ async fn upsert_findings(
     scan: &Scan,
     rows: &[(&Finding<'_>, State, String)],
     metadata: &HashMap<&str, Metadata>,
+    metadata_ids: &HashMap<String, i64>,
     now: Micros,
 ) -> anyhow::Result<HashMap<String, i64>> {
     let cells: Vec<Vec<Cell>> = rows
@@ -609,7 +796,7 @@ async fn upsert_findings(
                 f.severity.into(),
                 f.index.into(),
                 f.commit_date.as_deref().into(),
-                meta.id.into(),
+                metadata_ids[&meta.hash].into(),
                 meta.mode.as_str().into(),
                 meta.policy_slug.as_deref().into(),
                 state.as_str().into(),

@@ -1,13 +1,19 @@
 //! Reading findings (with filters, per scan) and triaging them.
 
-use super::{col, in_list, named, Store};
+use super::messages::{self, Enqueued};
+use super::scans::Scan;
+use super::{col, in_list, json_list, named, Backend, Store};
 use crate::clock::{self, Micros};
+use crate::domain::events::{self, StoredFinding};
 use crate::domain::findings::{Change, FindingFilter, Severity, Status, TriageState};
 use crate::domain::lifecycle::State;
 use crate::domain::mode::RuleMode;
+use crate::domain::outbox::{Claimant, EventKind};
+use crate::domain::routing::{self, Event, FilterFailure};
 use crate::ids::{DeploymentId, FindingId, ProjectId, PublicScanId, ScanId};
 use serde_json::Value;
 use sqlx::any::AnyRow;
+use std::collections::HashSet;
 
 /// A finding on one ref, with its project-level identity facts.
 #[derive(Debug, Clone)]
@@ -96,6 +102,94 @@ fn from_row(r: &AnyRow, with_change: bool) -> anyhow::Result<FindingRow> {
         },
         notify: with_change && col::<i64>(r, "notify")? != 0,
     })
+}
+
+/// A triage to set.
+#[derive(Debug, Clone, Copy)]
+pub struct TriageChange<'a> {
+    pub state: TriageState,
+    pub reason: Option<&'a str>,
+    pub comment: Option<&'a str>,
+}
+
+/// What a triage did.
+#[derive(Debug, Default)]
+pub struct Triaged {
+    /// The ids that exist in the deployment.
+    pub found: Vec<FindingId>,
+    /// One id per identity whose triage changed.
+    pub changed: Vec<FindingId>,
+    /// The `finding_triaged` messages queued.
+    pub queued: Enqueued,
+    pub failures: Vec<FilterFailure>,
+}
+
+/// The columns of a [`StoredFinding`].
+pub(crate) const STORED_SELECT: &str = "SELECT f.id, f.project_id, f.identity, \
+    p.name AS repository, f.git_ref, f.syntactic_id, f.rule_id, f.path, f.line, f.col, \
+    f.end_line, f.end_col, f.message, f.severity, f.idx, f.commit_date, f.mode, \
+    m.body AS metadata, COALESCE(i.first_seen_scan_id, s.public_id, '') AS first_seen_scan_id, \
+    COALESCE(i.first_seen_at, f.created_at) AS first_seen_at, \
+    COALESCE(i.triage_state, 'untriaged') AS triage_state \
+    FROM findings f JOIN projects p ON p.id = f.project_id \
+    JOIN finding_metadata m ON m.id = f.metadata_id \
+    LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity \
+    LEFT JOIN scans s ON s.id = f.last_scan_id";
+
+pub(crate) fn stored_from_row(r: &AnyRow) -> anyhow::Result<StoredFinding> {
+    let raw: String = col(r, "metadata")?;
+    let metadata_raw = serde_json::value::RawValue::from_string(raw)?;
+    Ok(StoredFinding {
+        id: col(r, "id")?,
+        project_id: col(r, "project_id")?,
+        identity: col(r, "identity")?,
+        repository: col(r, "repository")?,
+        git_ref: col(r, "git_ref")?,
+        syntactic_id: col(r, "syntactic_id")?,
+        rule_id: col(r, "rule_id")?,
+        path: col(r, "path")?,
+        line: col(r, "line")?,
+        column: col(r, "col")?,
+        end_line: col(r, "end_line")?,
+        end_column: col(r, "end_col")?,
+        message: col(r, "message")?,
+        severity: col(r, "severity")?,
+        index: col(r, "idx")?,
+        commit_date: col(r, "commit_date")?,
+        mode: named(r, "mode")?,
+        metadata: serde_json::from_str(metadata_raw.get())?,
+        metadata_raw,
+        first_seen_scan_id: col(r, "first_seen_scan_id")?,
+        first_seen_at: col(r, "first_seen_at")?,
+        triage_state: named(r, "triage_state")?,
+    })
+}
+
+/// The findings of `identities` on the scan's ref, as stored.
+pub(crate) async fn stored_on_ref(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    scan: &Scan,
+    identities: &[&str],
+) -> anyhow::Result<Vec<StoredFinding>> {
+    let mut out = Vec::with_capacity(identities.len());
+    for chunk in identities.chunks(5_000) {
+        let sql = format!(
+            "{STORED_SELECT} WHERE f.project_id = $1 AND f.git_ref = $2 AND f.identity IN {} \
+             ORDER BY f.id",
+            json_list(backend, 3)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scan.project_id)
+            .bind(&scan.git_ref)
+            .bind(serde_json::to_string(chunk)?)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in &rows {
+            out.push(stored_from_row(r)?);
+        }
+    }
+    Ok(out)
 }
 
 /// A parameter of a dynamically built query.
@@ -240,25 +334,33 @@ impl Store {
         rows.iter().map(|r| from_row(r, true)).collect()
     }
 
-    /// Sets the triage state of the identities behind these finding ids: triage follows
-    /// a finding across refs. Returns the ids that exist in this deployment.
+    /// Sets the triage state of the identities behind these finding ids (triage follows
+    /// a finding across refs), and queues a `finding_triaged` event for each identity
+    /// whose triage changed to the integrations it is routed to, in the same
+    /// transaction. Setting what is already set changes nothing and sends nothing.
     pub async fn triage(
         &self,
         deployment_id: DeploymentId,
         finding_ids: &[FindingId],
-        state: TriageState,
-        reason: Option<&str>,
-        comment: Option<&str>,
-    ) -> anyhow::Result<Vec<FindingId>> {
+        change: &TriageChange<'_>,
+        claimant: Option<&dyn Claimant>,
+    ) -> anyhow::Result<Triaged> {
         if finding_ids.is_empty() {
-            return Ok(vec![]);
+            return Ok(Triaged::default());
         }
+        let integrations = self.list_integrations(deployment_id).await?;
+        let routed_to = integrations
+            .iter()
+            .any(|i| i.enabled && i.receives(EventKind::FindingTriaged));
         let now = clock::now();
         let mut tx = self.writer().begin().await?;
         let sql = format!(
-            "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id FROM findings f \
+            "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id, \
+             COALESCE(i.triage_state, 'untriaged') AS old_state, i.triage_reason AS old_reason, \
+             i.triage_comment AS old_comment FROM findings f \
              JOIN scans s ON s.id = f.last_scan_id \
-             WHERE f.deployment_id = $1 AND f.id IN ({})",
+             LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity \
+             WHERE f.deployment_id = $1 AND f.id IN ({}) ORDER BY f.id",
             in_list(finding_ids.len(), 2)
         );
         let mut q = sqlx::query(&sql).bind(deployment_id);
@@ -266,9 +368,28 @@ impl Store {
             q = q.bind(id.0);
         }
         let rows = q.fetch_all(&mut *tx).await?;
-        let mut found = Vec::with_capacity(rows.len());
+        let mut out = Triaged::default();
+        let mut identities = HashSet::new();
         for row in &rows {
-            found.push(col::<FindingId>(row, "id")?);
+            let id: FindingId = col(row, "id")?;
+            out.found.push(id);
+            let project_id: i64 = col(row, "project_id")?;
+            let identity: String = col(row, "identity")?;
+            if !identities.insert((project_id, identity.clone())) {
+                continue; // the same identity on another ref: triaged once
+            }
+            let before = (
+                named::<TriageState>(row, "old_state")?,
+                col::<Option<String>>(row, "old_reason")?,
+                col::<Option<String>>(row, "old_comment")?,
+            );
+            if before.0 == change.state
+                && before.1.as_deref() == change.reason
+                && before.2.as_deref() == change.comment
+            {
+                continue;
+            }
+            out.changed.push(id);
             sqlx::query(
                 "INSERT INTO identities (project_id, identity, first_seen_scan_id, first_seen_at, \
                  triage_state, triage_reason, triage_comment, triaged_at) \
@@ -277,20 +398,63 @@ impl Store {
                  triage_state = excluded.triage_state, triage_reason = excluded.triage_reason, \
                  triage_comment = excluded.triage_comment, triaged_at = excluded.triaged_at",
             )
-            .bind(col::<i64>(row, "project_id")?)
-            .bind(col::<String>(row, "identity")?)
+            .bind(project_id)
+            .bind(&identity)
             .bind(col::<String>(row, "public_id")?)
             .bind(col::<i64>(row, "created_at")?)
-            .bind(state.as_str())
-            .bind(reason)
-            .bind(comment)
+            .bind(change.state.as_str())
+            .bind(change.reason)
+            .bind(change.comment)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         }
+        if routed_to && !out.changed.is_empty() {
+            let sql = format!(
+                "{STORED_SELECT} WHERE f.id IN ({}) ORDER BY f.id",
+                in_list(out.changed.len(), 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &out.changed {
+                q = q.bind(id.0);
+            }
+            let stored: Vec<StoredFinding> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(stored_from_row)
+                .collect::<anyhow::Result<_>>()?;
+            let events: Vec<Event> = stored
+                .iter()
+                .map(|f| Event {
+                    subject: f.subject(EventKind::FindingTriaged),
+                    object: f.with_facts(|facts| {
+                        events::finding_triaged(
+                            facts,
+                            change.state,
+                            change.reason,
+                            change.comment,
+                            now,
+                        )
+                    }),
+                })
+                .collect();
+            let routed = routing::route(&integrations, None, &events);
+            out.queued = messages::enqueue(
+                &mut tx,
+                self.backend(),
+                deployment_id,
+                None,
+                &routed.outbox,
+                &integrations,
+                claimant,
+            )
+            .await?;
+            out.failures = routed.failures;
+        }
         tx.commit().await?;
-        found.sort_unstable();
-        Ok(found)
+        out.found.sort_unstable();
+        Ok(out)
     }
 
     /// Triage-ignored ids of a project, handed to the client in the scan config.

@@ -2,15 +2,19 @@
 
 use super::{col, Store};
 use crate::clock;
-use crate::domain::integration::{Integration, ROTATION_OVERLAP_MICROS};
+use crate::domain::filters::{FilterSpec, Filters};
+use crate::domain::integration::{Integration, SigningSecret, ROTATION_OVERLAP_MICROS};
 use crate::domain::mode::RuleMode;
+use crate::domain::outbox::EventKind;
+use crate::domain::webhook::WebhookUrl;
 use crate::ids::{self, DeploymentId, IntegrationId};
 use crate::secrets::SecretKey;
 use sqlx::any::AnyRow;
 
 const COLUMNS: &str =
     "i.id, i.deployment_id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
-    i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at";
+    i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at, i.events, \
+    i.filters";
 
 /// An integration as stored, its secrets opened with `key`.
 fn from_row(r: &AnyRow, key: &SecretKey) -> anyhow::Result<Integration> {
@@ -19,19 +23,76 @@ fn from_row(r: &AnyRow, key: &SecretKey) -> anyhow::Result<Integration> {
         deployment_id: col(r, "deployment_id")?,
         public_id: col(r, "public_id")?,
         name: col(r, "name")?,
-        url: col(r, "url")?,
+        // Stored as WebhookUrl wrote it, so it parses again.
+        url: WebhookUrl::parse(&col::<String>(r, "url")?).map_err(anyhow::Error::msg)?,
         enabled: col::<i64>(r, "enabled")? != 0,
         disabled_reason: col(r, "disabled_reason")?,
-        secret: key.open(&col::<String>(r, "secret")?)?,
+        secret: SigningSecret::new(key.open(&col::<String>(r, "secret")?)?),
         old_secret: col::<Option<String>>(r, "old_secret")?
-            .map(|s| key.open(&s))
+            .map(|s| key.open(&s).map(SigningSecret::new))
             .transpose()?,
         old_secret_until: col(r, "old_secret_until")?,
         failing_since: col(r, "failing_since")?,
         modes: vec![],
+        events: events_from(col(r, "events")?)?,
+        filters: filters_from(col(r, "filters")?),
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
     })
+}
+
+/// The stored subscription list; none stored is the seed's two.
+fn events_from(stored: Option<String>) -> anyhow::Result<Vec<EventKind>> {
+    match stored {
+        None => Ok(EventKind::DEFAULT.to_vec()),
+        Some(text) => {
+            let names: Vec<String> = serde_json::from_str(&text)?;
+            EventKind::parse_subscriptions(&names).map_err(anyhow::Error::msg)
+        }
+    }
+}
+
+/// The stored filters, compiled. Filters that no longer compile admit nothing (and say
+/// why) instead of failing every scan that routes through them.
+fn filters_from(stored: Option<String>) -> Filters {
+    let Some(text) = stored else {
+        return Filters::default();
+    };
+    let spec: FilterSpec = match serde_json::from_str(&text) {
+        Ok(spec) => spec,
+        Err(e) => return Filters::broken(FilterSpec::default(), format!("stored filters: {e}")),
+    };
+    match spec.compile() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "stored filters no longer compile; they admit nothing until fixed");
+            Filters::broken(spec, e.to_string())
+        }
+    }
+}
+
+/// The stored form of a subscription list: none for the default.
+fn events_column(events: &[EventKind]) -> Option<String> {
+    (events != EventKind::DEFAULT).then(|| {
+        let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
+        serde_json::to_string(&names).expect("names serialise")
+    })
+}
+
+/// The stored form of filters: none for no filter.
+fn filters_column(spec: &FilterSpec) -> Option<String> {
+    (!spec.is_empty()).then(|| serde_json::to_string(spec).expect("filters serialise"))
+}
+
+/// An integration to make; its fields checked.
+#[derive(Debug, Clone)]
+pub struct NewIntegration<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    /// The signing secret (a fresh one when `None`).
+    pub secret: Option<&'a str>,
+    pub events: &'a [EventKind],
+    pub filters: &'a FilterSpec,
 }
 
 /// What an update changes; `None` leaves a field as it is.
@@ -40,6 +101,9 @@ pub struct IntegrationChange<'a> {
     pub name: Option<&'a str>,
     pub url: Option<&'a str>,
     pub enabled: Option<bool>,
+    pub events: Option<&'a [EventKind]>,
+    /// Checked (they compile).
+    pub filters: Option<&'a FilterSpec>,
 }
 
 impl Store {
@@ -47,25 +111,25 @@ impl Store {
     pub async fn create_integration(
         &self,
         deployment_id: DeploymentId,
-        name: &str,
-        url: &str,
-        secret: Option<&str>,
+        new: &NewIntegration<'_>,
     ) -> anyhow::Result<Integration> {
         let now = clock::now();
         let public_id = IntegrationId::generate();
         sqlx::query(
             "INSERT INTO integrations (public_id, deployment_id, name, url, enabled, secret, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $6)",
+             created_at, updated_at, events, filters) VALUES ($1, $2, $3, $4, 1, $5, $6, $6, $7, $8)",
         )
         .bind(&public_id)
         .bind(deployment_id)
-        .bind(name)
-        .bind(url)
+        .bind(new.name)
+        .bind(new.url)
         .bind(
             self.key()?
-                .seal(&secret.map_or_else(ids::new_signing_secret, str::to_string)),
+                .seal(&new.secret.map_or_else(ids::new_signing_secret, str::to_string)),
         )
         .bind(now)
+        .bind(events_column(new.events))
+        .bind(filters_column(new.filters))
         .execute(self.writer())
         .await?;
         self.integration(deployment_id, &public_id)
@@ -142,6 +206,8 @@ impl Store {
              enabled = CASE WHEN $3 < 0 THEN enabled ELSE $3 END, \
              disabled_reason = CASE WHEN $3 = 1 THEN NULL ELSE disabled_reason END, \
              failing_since = CASE WHEN $3 = 1 THEN NULL ELSE failing_since END, \
+             events = CASE WHEN $7 = 1 THEN $8 ELSE events END, \
+             filters = CASE WHEN $9 = 1 THEN $10 ELSE filters END, \
              updated_at = $4 WHERE deployment_id = $5 AND public_id = $6",
         )
         .bind(change.name)
@@ -150,6 +216,10 @@ impl Store {
         .bind(clock::now())
         .bind(deployment_id)
         .bind(public_id)
+        .bind(i64::from(change.events.is_some()))
+        .bind(change.events.and_then(events_column))
+        .bind(i64::from(change.filters.is_some()))
+        .bind(change.filters.and_then(filters_column))
         .execute(self.writer())
         .await?;
         self.integration(deployment_id, public_id).await

@@ -5,8 +5,9 @@
 use super::{bulk_insert, col, named, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
 use crate::domain::integration::Integration;
-use crate::domain::mode::RuleMode;
-use crate::domain::outbox::{EventKind, MessageStatus, Next, Outcome};
+use crate::domain::outbox::{
+    self, Claimant, Claimed, EventKind, MessageStatus, Next, Outbox, Outcome, Streak,
+};
 use crate::ids::{DeploymentId, IntegrationId, MessageId, ScanId};
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -14,37 +15,6 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Most `semgrep_finding` objects in one message; a larger set is split.
-pub const FINDINGS_PER_MESSAGE: usize = 500;
-
-/// A message to enqueue: its body is `payloads[payload]` of its [`Outbox`].
-pub struct NewMessage {
-    pub integration_id: i64,
-    pub kind: EventKind,
-    pub payload: usize,
-}
-
-/// What a scan outcome queues: each distinct body once, and the messages that send them.
-#[derive(Default)]
-pub struct Outbox {
-    pub payloads: Vec<String>,
-    pub messages: Vec<NewMessage>,
-}
-
-/// A claimed message with what is needed to send it.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub id: i64,
-    pub public_id: MessageId,
-    pub kind: EventKind,
-    /// The bytes every attempt sends and signs, shared with the messages of the same body.
-    pub body: Bytes,
-    pub attempts: i64,
-    pub integration: Arc<Integration>,
-    /// Until when this process holds it.
-    pub lease_until: Micros,
-}
 
 /// A message as the delivery log shows it.
 #[derive(Debug, Clone)]
@@ -82,57 +52,6 @@ pub struct AttemptRecord {
     pub next: Next,
 }
 
-/// The messages of a scan outcome: `semgrep_scan` to every enabled integration, and the
-/// notified findings whose mode notifies an integration, split into arrays. Integrations
-/// notified of the same modes share their arrays' payloads.
-pub fn messages_for_scan(
-    integrations: &[Integration],
-    scan_object: &str,
-    findings: &[(RuleMode, String)],
-) -> Outbox {
-    let mut out = Outbox::default();
-    // Each distinct set of modes → the payloads of its finding arrays.
-    let mut arrays: Vec<(&[RuleMode], Vec<usize>)> = Vec::new();
-    for i in integrations.iter().filter(|i| i.enabled) {
-        if out.payloads.is_empty() {
-            out.payloads.push(scan_object.to_string());
-        }
-        out.messages.push(NewMessage {
-            integration_id: i.id,
-            kind: EventKind::Scan,
-            payload: 0,
-        });
-        let payloads = match arrays.iter().find(|(modes, _)| same_modes(modes, &i.modes)) {
-            Some((_, payloads)) => payloads.clone(),
-            None => {
-                let mine: Vec<&str> = findings
-                    .iter()
-                    .filter(|(mode, _)| i.modes.contains(mode))
-                    .map(|(_, body)| body.as_str())
-                    .collect();
-                let mut payloads = Vec::new();
-                for chunk in mine.chunks(FINDINGS_PER_MESSAGE) {
-                    payloads.push(out.payloads.len());
-                    out.payloads.push(format!("[{}]", chunk.join(",")));
-                }
-                arrays.push((&i.modes, payloads.clone()));
-                payloads
-            }
-        };
-        out.messages
-            .extend(payloads.into_iter().map(|payload| NewMessage {
-                integration_id: i.id,
-                kind: EventKind::Finding,
-                payload,
-            }));
-    }
-    out
-}
-
-fn same_modes(a: &[RuleMode], b: &[RuleMode]) -> bool {
-    a.len() == b.len() && a.iter().all(|m| b.contains(m))
-}
-
 /// Stores a body; its id.
 async fn insert_payload(conn: &mut sqlx::AnyConnection, body: &str) -> anyhow::Result<i64> {
     let row = sqlx::query("INSERT INTO payloads (body) VALUES ($1) RETURNING id")
@@ -140,19 +59,6 @@ async fn insert_payload(conn: &mut sqlx::AnyConnection, body: &str) -> anyhow::R
         .fetch_one(conn)
         .await?;
     col(&row, "id")
-}
-
-/// Whoever may claim messages as they are queued (this process's delivery worker).
-pub trait Claimant: Sync {
-    /// Asked, per integration, with how many messages it is about to get: the lease
-    /// until which they are claimed, or `None` to leave them pending.
-    fn claim(&self, integration: i64, n: usize) -> Option<Micros>;
-}
-
-impl<F: Fn(i64, usize) -> Option<Micros> + Sync> Claimant for F {
-    fn claim(&self, integration: i64, n: usize) -> Option<Micros> {
-        self(integration, n)
-    }
 }
 
 /// What [`enqueue`] did: the messages it claimed, and how many it left pending.
@@ -549,46 +455,76 @@ impl Store {
                 None => last.push(r),
             }
         }
-        // Delivered last: the streak ends, for all of them in one statement.
-        let recovered: Vec<String> = last
-            .iter()
-            .filter(|r| r.outcome.delivered())
-            .map(|r| r.integration_id.to_string())
-            .collect();
-        if !recovered.is_empty() {
-            sqlx::query(&format!(
-                "UPDATE integrations SET failing_since = NULL \
-                 WHERE id IN ({}) AND failing_since IS NOT NULL",
-                recovered.join(",")
-            ))
-            .execute(&mut *tx)
-            .await?;
+        self.apply_streaks(&mut tx, &last, disable_after).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves each integration's failure streak on after its last attempt of a batch, as
+    /// [`outbox::streak`] decides. The rows are read under lock on PostgreSQL, so two
+    /// nodes recording at once do not both start a streak.
+    async fn apply_streaks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        last: &[&AttemptRecord],
+        disable_after: Micros,
+    ) -> anyhow::Result<()> {
+        let ids: Vec<String> = last.iter().map(|r| r.integration_id.to_string()).collect();
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT id, failing_since FROM integrations WHERE id IN ({}) {lock}",
+            ids.join(",")
+        ))
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut since: HashMap<i64, Option<Micros>> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            since.insert(col(r, "id")?, col(r, "failing_since")?);
         }
-        for r in last.into_iter().filter(|r| !r.outcome.delivered()) {
-            if r.outcome.status == Some(410) {
-                sqlx::query(
-                    "UPDATE integrations SET enabled = 0, disabled_reason = $1 WHERE id = $2",
-                )
-                .bind("the endpoint answered 410 Gone")
-                .bind(r.integration_id)
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                sqlx::query(
-                    "UPDATE integrations SET failing_since = COALESCE(failing_since, $1), \
-                     enabled = CASE WHEN COALESCE(failing_since, $1) <= $2 THEN 0 ELSE enabled END, \
-                     disabled_reason = CASE WHEN COALESCE(failing_since, $1) <= $2 \
-                       THEN 'failing continuously' ELSE disabled_reason END \
-                     WHERE id = $3",
-                )
-                .bind(r.attempted_at)
-                .bind(r.attempted_at - disable_after)
-                .bind(r.integration_id)
-                .execute(&mut *tx)
-                .await?;
+        // Ended streaks: all of them in one statement.
+        let mut ended = Vec::new();
+        for r in last {
+            // An integration deleted meanwhile has no streak left to move.
+            let Some(&failing_since) = since.get(&r.integration_id) else {
+                continue;
+            };
+            match outbox::streak(&r.outcome, failing_since, r.attempted_at, disable_after) {
+                Streak::Ended if failing_since.is_some() => {
+                    ended.push(r.integration_id.to_string())
+                }
+                Streak::Ended => {}
+                Streak::Failing { since } if failing_since == Some(since) => {}
+                Streak::Failing { since } => {
+                    sqlx::query("UPDATE integrations SET failing_since = $1 WHERE id = $2")
+                        .bind(since)
+                        .bind(r.integration_id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Streak::Disable { since, reason } => {
+                    sqlx::query(
+                        "UPDATE integrations SET enabled = 0, disabled_reason = $1, \
+                         failing_since = $2 WHERE id = $3",
+                    )
+                    .bind(reason)
+                    .bind(since)
+                    .bind(r.integration_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
             }
         }
-        tx.commit().await?;
+        if !ended.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE integrations SET failing_since = NULL WHERE id IN ({})",
+                ended.join(",")
+            ))
+            .execute(&mut **tx)
+            .await?;
+        }
         Ok(())
     }
 
@@ -772,87 +708,5 @@ impl Store {
         rows.iter()
             .map(|r| Ok((named(r, "status")?, col(r, "n")?)))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn integration(id: i64, enabled: bool, modes: &[RuleMode]) -> Integration {
-        Integration {
-            id,
-            public_id: IntegrationId::generate(),
-            deployment_id: DeploymentId(1),
-            name: format!("integration {id}"),
-            url: "https://hooks.example.com/".into(),
-            enabled,
-            disabled_reason: None,
-            secret: "whsec_x".into(),
-            old_secret: None,
-            old_secret_until: None,
-            failing_since: None,
-            modes: modes.to_vec(),
-            created_at: 0,
-            updated_at: 0,
-        }
-    }
-
-    #[test]
-    fn integrations_notified_of_the_same_modes_share_payloads() {
-        use RuleMode::{Block, Comment, Monitor};
-        let integrations = [
-            integration(1, true, &[Block, Monitor]),
-            integration(2, true, &[Monitor, Block]),
-            integration(3, true, &[Block]),
-            integration(4, false, &[Block, Monitor]),
-        ];
-        let mut findings = vec![(Comment, "{\"c\":0}".to_string())];
-        for n in 0..FINDINGS_PER_MESSAGE + 1 {
-            findings.push((Block, format!("{{\"b\":{n}}}")));
-        }
-        findings.push((Monitor, "{\"m\":0}".to_string()));
-        let out = messages_for_scan(&integrations, "{\"semgrep_scan\":{}}", &findings);
-
-        let of = |id: i64| -> Vec<(EventKind, usize)> {
-            out.messages
-                .iter()
-                .filter(|m| m.integration_id == id)
-                .map(|m| (m.kind, m.payload))
-                .collect()
-        };
-        assert!(of(4).is_empty(), "disabled: nothing");
-        assert_eq!(
-            of(1),
-            of(2),
-            "the same modes in another order: the same payloads"
-        );
-        assert_eq!(
-            of(1).len(),
-            3,
-            "a scan object and two arrays (502 findings)"
-        );
-        assert_eq!(
-            of(3).len(),
-            3,
-            "a scan object and two arrays (501 findings)"
-        );
-        assert_eq!(of(1)[0], (EventKind::Scan, 0));
-        assert_eq!(
-            of(3)[0],
-            (EventKind::Scan, 0),
-            "one scan object for everyone"
-        );
-        assert_ne!(of(1)[1].1, of(3)[1].1);
-        assert_eq!(out.payloads.len(), 5);
-        let array = |p: usize| serde_json::from_str::<Vec<Value>>(&out.payloads[p]).unwrap();
-        let sizes: Vec<usize> = of(1)[1..].iter().map(|&(_, p)| array(p).len()).collect();
-        assert_eq!(sizes, [FINDINGS_PER_MESSAGE, 2]);
-        let sizes: Vec<usize> = of(3)[1..].iter().map(|&(_, p)| array(p).len()).collect();
-        assert_eq!(sizes, [FINDINGS_PER_MESSAGE, 1]);
-        assert!(
-            !out.payloads.iter().any(|p| p.contains("\"c\"")),
-            "Comment notifies none"
-        );
     }
 }

@@ -8,6 +8,7 @@
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
 //! - [`findings`]: reading and triaging findings.
 //! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
+//! - [`routing`]: backfills and previews, routed over stored findings.
 //! - [`sessions`]: web UI sessions.
 //! - [`secrets`]: the key that seals this database's secrets.
 
@@ -16,6 +17,7 @@ pub mod deployments;
 pub mod findings;
 pub mod integrations;
 pub mod messages;
+pub mod routing;
 pub mod rules;
 pub mod scans;
 pub mod secrets;

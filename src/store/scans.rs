@@ -6,6 +6,7 @@ use super::{col, Store};
 use crate::clock::{self, Micros};
 use crate::domain::ci::{CreateScan, ProjectMetadata};
 use crate::domain::payload::{self, ScanFacts};
+use crate::domain::routing::{self, ScanEvent};
 use crate::domain::scan::ScanStatus;
 use crate::ids::{DeploymentId, ProjectId, PublicScanId, ScanId, ScanKey};
 use serde_json::Value;
@@ -321,13 +322,18 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        let outbox = super::messages::messages_for_scan(&integrations, &scan_object, &[]);
+        let event = ScanEvent {
+            repository: &scan.project,
+            git_ref: &scan.git_ref,
+            object: scan_object,
+        };
+        let routed = routing::route(&integrations, Some(&event), &[]);
         super::messages::enqueue(
             &mut tx,
             self.backend(),
             scan.deployment_id,
             Some(scan.id),
-            &outbox,
+            &routed.outbox,
             &integrations,
             None,
         )

@@ -8,11 +8,12 @@ use super::{done, local_path, parse_id, Posted, Session, UiResult};
 use crate::domain::findings::{FindingFilter, Status, TriageState};
 use crate::domain::lifecycle::State as FindingState;
 use crate::domain::mode::RuleMode;
+use crate::domain::outbox::Claimant;
 use crate::domain::query::QueryPairs;
 use crate::error::AppError;
 use crate::ids::{FindingId, ScanId, ScanKey};
 use crate::state::AppState;
-use crate::store::findings::FindingRow;
+use crate::store::findings::{FindingRow, TriageChange};
 use crate::store::scans::{Scan, ScanFilter};
 use crate::store::sessions::UiSession;
 use axum::extract::{Path, State};
@@ -333,17 +334,19 @@ pub async fn triage(State(st): State<AppState>, Path(id): Path<String>, form: Po
             )
         }
     };
-    let found = st
+    let change = TriageChange {
+        state,
+        reason: form.get("reason"),
+        comment: form.get("note"),
+    };
+    let claimant = st.handoff.as_ref().map(|h| h as &dyn Claimant);
+    let triaged = st
         .store
-        .triage(
-            s.deployment.id,
-            &[id],
-            state,
-            form.get("reason"),
-            form.get("note"),
-        )
+        .triage(s.deployment.id, &[id], &change, claimant)
         .await?;
-    if found.is_empty() {
+    st.filter_failures(&triaged.failures);
+    st.queued(triaged.queued);
+    if triaged.found.is_empty() {
         return Err(AppError::not_found("finding").into());
     }
     Ok(done(&local_path(form.get("back"), "/findings"), notice))

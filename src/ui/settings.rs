@@ -6,14 +6,18 @@ use super::layout::{badge, csrf, empty, form_error, maybe_when, page, when, Sect
 use super::{done, parse_id, Posted, Session, UiError, UiResult};
 use crate::clock::{self, iso};
 use crate::delivery::test_notification::{self, Target, TestResult};
+use crate::domain::filters::{FilterSpec, Filters};
+use crate::domain::findings::Severity;
 use crate::domain::integration::Integration;
+use crate::domain::mode::RuleMode;
 use crate::domain::outbox::{EventKind, MessageStatus};
 use crate::domain::query::QueryPairs;
+use crate::domain::routing::{Preview, PREVIEW_DAYS};
 use crate::domain::webhook::{check_name, WebhookUrl};
 use crate::error::AppError;
 use crate::ids::{self, IntegrationId, MessageId};
 use crate::state::AppState;
-use crate::store::integrations::IntegrationChange;
+use crate::store::integrations::{IntegrationChange, NewIntegration};
 use crate::store::sessions::UiSession;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -105,31 +109,127 @@ pub async fn choose(Session(s): Session) -> UiResult {
     ))
 }
 
-/// What the integration form shows: the typed values, an error, a Test result.
+/// What the integration form shows: the typed values, an error, a Test or Preview result.
 #[derive(Default)]
 struct FormState<'a> {
     name: &'a str,
     url: &'a str,
+    events: Vec<EventKind>,
+    filters: FilterSpec,
     error: Option<String>,
     test: Option<Result<TestResult, String>>,
+    preview: Option<Result<Preview, String>>,
 }
 
 impl<'a> FormState<'a> {
-    /// The name and URL as stored.
-    fn saved(i: &'a Integration) -> FormState<'a> {
+    /// A new integration's form: the seed's two events, no filter.
+    fn new() -> FormState<'a> {
         FormState {
-            name: &i.name,
-            url: &i.url,
+            events: EventKind::DEFAULT.to_vec(),
             ..FormState::default()
         }
     }
 
-    /// The name and URL as submitted.
+    /// The integration as stored.
+    fn saved(i: &'a Integration) -> FormState<'a> {
+        FormState {
+            name: &i.name,
+            url: i.url.as_str(),
+            events: i.events.clone(),
+            filters: i.filters.spec().clone(),
+            ..FormState::default()
+        }
+    }
+
+    /// The form as submitted (unknown values are dropped here and refused by [`check`]).
     fn typed(form: &'a Posted) -> FormState<'a> {
         FormState {
             name: form.get("name").unwrap_or_default(),
             url: form.get("url").unwrap_or_default(),
+            events: form
+                .all("events")
+                .iter()
+                .filter_map(|e| e.parse().ok())
+                .collect(),
+            filters: typed_filters(form).unwrap_or_default(),
             ..FormState::default()
+        }
+    }
+}
+
+/// A list field: globs separated by commas or lines.
+fn globs_field(form: &Posted, name: &str) -> Vec<String> {
+    form.get(name)
+        .unwrap_or_default()
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The filters as submitted.
+fn typed_filters(form: &Posted) -> Result<FilterSpec, String> {
+    let min_severity = form
+        .get("min_severity")
+        .map(Severity::parse_loose)
+        .transpose()
+        .map_err(|e| format!("Minimum severity: {e}"))?;
+    Ok(FilterSpec {
+        min_severity,
+        repos: globs_field(form, "repos"),
+        refs: globs_field(form, "refs"),
+        rules: globs_field(form, "rules"),
+        paths: globs_field(form, "paths"),
+        expression: form.get("expression").map(str::to_string),
+    })
+}
+
+/// The submitted filters, compiled, or what is wrong with them.
+fn compiled_filters(form: &Posted) -> Result<(FilterSpec, Filters), String> {
+    let spec = typed_filters(form)?;
+    let compiled = spec.compile().map_err(|e| format!("Filters: {e}"))?;
+    Ok((spec, compiled))
+}
+
+/// What the filters would have sent of the deployment's recent findings.
+async fn preview(
+    st: &AppState,
+    s: &UiSession,
+    form: &Posted,
+    modes: Option<&[RuleMode]>,
+) -> UiResult<Result<Preview, String>> {
+    let filters = match compiled_filters(form) {
+        Ok((_, f)) => f,
+        Err(e) => return Ok(Err(e)),
+    };
+    let since = clock::now() - PREVIEW_DAYS * 86_400 * 1_000_000;
+    Ok(Ok(st
+        .store
+        .preview(s.deployment.id, since, &filters, modes)
+        .await?))
+}
+
+fn preview_result(preview: &Option<Result<Preview, String>>, saved: bool) -> Markup {
+    html! {
+        div #preview-result aria-live="polite" {
+            @match preview {
+                None => {},
+                Some(Err(why)) => { div.result.bad { p { strong { "No preview." } " " (why) } } }
+                Some(Ok(p)) => {
+                    div.result.ok {
+                        p { strong #preview-count { (p.matching) } " of the " (p.recent)
+                            " findings first seen in the last " (PREVIEW_DAYS) " days pass these filters"
+                            @if saved { "; " strong #preview-notified { (p.notified) }
+                                " of them in a rule mode that notifies this integration" }
+                            "." }
+                        @if p.failed > 0 {
+                            p.hint { "The expression failed on " (p.failed)
+                                " of them (a key they lack, a type that does not match): those would not be sent." }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -161,7 +261,21 @@ fn test_result(test: &Option<Result<TestResult, String>>) -> Markup {
     }
 }
 
-fn integration_fields(s: &UiSession, f: &FormState) -> Markup {
+/// What each event type means, for the form.
+fn event_hint(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Scan => "every scan",
+        EventKind::Finding => "new findings, in the rule modes that notify this integration",
+        EventKind::FindingFixed => "findings a scan closed as fixed",
+        EventKind::FindingReopened => "fixed findings back on the same ref",
+        EventKind::FindingTriaged => "triage changes (ignored, reopened, …)",
+        EventKind::Test => "the Test action",
+    }
+}
+
+fn integration_fields(s: &UiSession, f: &FormState, saved: bool) -> Markup {
+    let globs = |v: &[String]| v.join(", ");
+    let min = f.filters.min_severity;
     html! {
         (csrf(s))
         label for="name" { "Name" }
@@ -173,6 +287,48 @@ fn integration_fields(s: &UiSession, f: &FormState) -> Markup {
             aria-describedby="url-hint";
         p.hint id="url-hint" { "http or https, without credentials. Private addresses need the server's "
             code { "--deliver-allow-cidrs" } "." }
+        fieldset #events {
+            legend { "Events" }
+            @for kind in EventKind::SUBSCRIBABLE {
+                label.inline {
+                    input type="checkbox" name="events" value=(kind.as_str()) checked[f.events.contains(&kind)];
+                    code { (kind.as_str()) } span.hint { (event_hint(kind)) }
+                }
+                br;
+            }
+        }
+        fieldset #filters {
+            legend { "Filters" }
+            p.hint { "All optional. Every filter given must pass; any glob of a list may match. "
+                code { "semgrep_scan" } " is filtered by repository and ref only." }
+            label for="min_severity" { "Minimum severity" }
+            select #min_severity name="min_severity" {
+                option value="" selected[min.is_none()] { "any" }
+                @for sev in [Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
+                    option value=(sev.as_str()) selected[min == Some(sev)] { (sev.as_str()) }
+                }
+            }
+            label for="repos" { "Repositories" }
+            input #repos type="text" name="repos" value=(globs(&f.filters.repos)) placeholder="acme/*, acme-labs/api";
+            label for="refs" { "Refs" }
+            input #refs type="text" name="refs" value=(globs(&f.filters.refs)) placeholder="refs/heads/main";
+            label for="rules" { "Rule ids" }
+            input #rules type="text" name="rules" value=(globs(&f.filters.rules)) placeholder="python.lang.security.*";
+            label for="paths" { "Paths" }
+            input #paths type="text" name="paths" value=(globs(&f.filters.paths)) placeholder="app/**";
+            label for="expression" { "Expression (CEL)" }
+            textarea #expression name="expression" rows="2" aria-describedby="expression-hint"
+                placeholder="\"CWE-89\" in finding.cwe || finding.confidence == \"HIGH\"" {
+                (f.filters.expression.as_deref().unwrap_or_default())
+            }
+            p.hint id="expression-hint" { "Over " code { "finding" } ": rule, severity, mode, path, line, message, "
+                "repository, ref, cwe and owasp (lists of ids), confidence, category, metadata. "
+                "A finding the expression fails on is not sent." }
+            div.actions {
+                button.secondary type="submit" name="action" value="preview" data-inline="preview-result" { "Preview" }
+            }
+            (preview_result(&f.preview, saved))
+        }
         div.actions {
             button.secondary type="submit" name="action" value="test" data-inline { "Test" }
             button type="submit" name="action" value="save" { "Save" }
@@ -186,7 +342,7 @@ fn add_page(s: &UiSession, secret: &str, f: &FormState, status: StatusCode) -> R
         (form_error(f.error.as_deref()))
         form method="post" action="/settings/integrations/add/webhook" data-inline="test-result" {
             input type="hidden" name="secret" value=(secret);
-            (integration_fields(s, f))
+            (integration_fields(s, f, false))
         }
     };
     (
@@ -206,16 +362,34 @@ pub async fn add_form(Session(s): Session) -> UiResult {
     Ok(add_page(
         &s,
         &ids::new_signing_secret(),
-        &FormState::default(),
+        &FormState::new(),
         StatusCode::OK,
     ))
 }
 
-/// Validates the typed name and URL.
-fn check(name: &str, url: &str) -> Result<(String, String), String> {
-    let name = check_name(name).map_err(|e| format!("Name: {e}"))?;
-    let url = WebhookUrl::parse(url).map_err(|e| format!("Webhook URL: {e}"))?;
-    Ok((name.to_string(), url.to_string()))
+/// What a valid form saves.
+struct Checked {
+    name: String,
+    url: String,
+    events: Vec<EventKind>,
+    filters: FilterSpec,
+}
+
+/// Validates the typed form.
+fn check(form: &Posted) -> Result<Checked, String> {
+    let name =
+        check_name(form.get("name").unwrap_or_default()).map_err(|e| format!("Name: {e}"))?;
+    let url = WebhookUrl::parse(form.get("url").unwrap_or_default())
+        .map_err(|e| format!("Webhook URL: {e}"))?;
+    let events =
+        EventKind::parse_subscriptions(&form.all("events")).map_err(|e| format!("Events: {e}"))?;
+    let (filters, _) = compiled_filters(form)?;
+    Ok(Checked {
+        name: name.to_string(),
+        url: url.to_string(),
+        events,
+        filters,
+    })
 }
 
 /// Posts the test notification to a typed URL: an integration being added (with the
@@ -248,21 +422,31 @@ pub async fn add(State(st): State<AppState>, form: Posted) -> UiResult {
         .filter(|v| ids::is_signing_secret(v))
         .map_or_else(ids::new_signing_secret, str::to_string);
     let mut f = FormState::typed(&form);
-    let (name, url) = (f.name, f.url);
-    if form.get("action") == Some("test") {
-        f.test = Some(test_url(&st, url, None, &secret).await?);
-        return Ok(add_page(s, &secret, &f, StatusCode::OK));
+    match form.get("action") {
+        Some("test") => {
+            f.test = Some(test_url(&st, f.url, None, &secret).await?);
+            return Ok(add_page(s, &secret, &f, StatusCode::OK));
+        }
+        Some("preview") => {
+            f.preview = Some(preview(&st, s, &form, None).await?);
+            return Ok(add_page(s, &secret, &f, StatusCode::OK));
+        }
+        _ => {}
     }
-    match check(name, url) {
+    match check(&form) {
         Err(e) => {
             f.error = Some(e);
             Ok(add_page(s, &secret, &f, StatusCode::BAD_REQUEST))
         }
-        Ok((name, url)) => {
-            let i = st
-                .store
-                .create_integration(s.deployment.id, &name, &url, Some(&secret))
-                .await?;
+        Ok(c) => {
+            let new = NewIntegration {
+                name: &c.name,
+                url: &c.url,
+                secret: Some(&secret),
+                events: &c.events,
+                filters: &c.filters,
+            };
+            let i = st.store.create_integration(s.deployment.id, &new).await?;
             tracing::info!(integration.id = %i.public_id, "integration created in the web UI");
             Ok(done(
                 &format!("/settings/integrations/{}", i.public_id),
@@ -286,7 +470,7 @@ fn edit_page(
             @if let Some(r) = &i.disabled_reason { " " span.hint { (r) } } }
         (form_error(f.error.as_deref()))
         form method="post" action=(path) data-inline="test-result" {
-            (integration_fields(s, f))
+            (integration_fields(s, f, true))
         }
         h2 { "Notifications" }
         p { "Rule modes that send findings here: " (modes_of(i)) ". "
@@ -308,7 +492,7 @@ fn edit_page(
         p.hint { "Every delivery is signed (Standard Webhooks " code { "webhook-signature" }
             " and " code { "X-Semgrep-Signature-256" } ")." }
         @if reveal {
-            p { "Secret: " span.secret #secret { (i.secret) } }
+            p { "Secret: " span.secret #secret { (i.secret.expose()) } }
             @if let Some(until) = i.old_secret_until.filter(|u| *u > clock::now()) {
                 p.hint { "The previous secret also signs until " (when(until)) "." }
             }
@@ -349,21 +533,29 @@ pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Post
     let s = &form.session;
     let i = load(&st, s, &id).await?;
     let mut f = FormState::typed(&form);
-    let (name, url) = (f.name, f.url);
-    if form.get("action") == Some("test") {
-        f.test = Some(test_url(&st, url, Some(&i), &i.secret).await?);
-        return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));
+    match form.get("action") {
+        Some("test") => {
+            f.test = Some(test_url(&st, f.url, Some(&i), i.secret.expose()).await?);
+            return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));
+        }
+        Some("preview") => {
+            f.preview = Some(preview(&st, s, &form, Some(&i.modes)).await?);
+            return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));
+        }
+        _ => {}
     }
-    match check(name, url) {
+    match check(&form) {
         Err(e) => {
             f.error = Some(e);
             Ok(edit_page(s, &i, &f, false, None, StatusCode::BAD_REQUEST))
         }
-        Ok((name, url)) => {
+        Ok(c) => {
             let change = IntegrationChange {
-                name: Some(&name),
-                url: Some(&url),
-                enabled: None,
+                name: Some(&c.name),
+                url: Some(&c.url),
+                events: Some(&c.events),
+                filters: Some(&c.filters),
+                ..IntegrationChange::default()
             };
             st.store
                 .update_integration(s.deployment.id, &i.public_id, &change)
@@ -389,9 +581,8 @@ pub async fn enable(State(st): State<AppState>, Path(id): Path<String>, form: Po
         }
     };
     let change = IntegrationChange {
-        name: None,
-        url: None,
         enabled: Some(on),
+        ..IntegrationChange::default()
     };
     st.store
         .update_integration(form.session.deployment.id, &id, &change)

@@ -8,7 +8,8 @@
 //                     place; Rule Modes > Block > Edit: notify the integration.
 //                     Prints {"integration": ID, "secret": WHSEC} as its last line.
 //   PHASE=after-scan  the scan page and its messages; the delivery log and a delivery's
-//                     attempts; Resend; triage Ignore hides the finding; a narrow screen.
+//                     attempts; Resend; triage Ignore hides the finding; the integration's
+//                     Events, Filters and their preview; a narrow screen.
 //
 // Every wait is for a condition, with a deadline. Screenshots go to $SCREENSHOTS.
 
@@ -226,6 +227,44 @@ async function afterScan() {
   await nav("Projects");
   assert.match(await page.getByRole("table").innerText(), /acme\/sample/);
   await screenshot("projects");
+
+  // Routing: the form's Events and Filters, and the preview of what the filters would have sent.
+  await nav("Settings › Integrations");
+  await page.getByRole("link", { name: "Security alerts" }).click();
+  const events = page.getByRole("group", { name: "Events" });
+  const box = (name) => events.getByRole("checkbox", { name: new RegExp(`^${name}\\b`) });
+  assert.ok(await box("semgrep_scan").isChecked(), "the seed's two events by default");
+  assert.ok(await box("semgrep_finding").isChecked());
+  assert.ok(!(await box("finding_fixed").isChecked()));
+  await box("finding_fixed").check();
+  // Preview answers in place (a reload would lose the form): wait until the answer is in.
+  // The click sets aria-busy before it returns, so an earlier answer is never mistaken for it.
+  const preview = async (what, pattern) => {
+    await page.getByRole("button", { name: "Preview" }).click();
+    await page.waitForFunction((src) => {
+      const region = document.getElementById("preview-result");
+      return !region.hasAttribute("aria-busy") && new RegExp(src).test(region.innerText.trim());
+    }, pattern.source, { timeout: 20_000 }).catch(() => { throw new Error(`gave up waiting: ${what}`); });
+    return (await page.locator("#preview-result").innerText()).trim();
+  };
+  const matching = (text) => Number(text.split(" ")[0]);
+  const unfiltered = await preview("the unfiltered preview", /^\d+ of the \d+ findings/);
+  const everything = matching(unfiltered);
+  assert.ok(everything >= 1, `every recent finding passes no filter: ${unfiltered}`);
+  assert.match(unfiltered, /of them in a rule mode that notifies this integration/);
+  await page.getByLabel("Rule ids").fill("no.such.rule");
+  await preview("a filter that matches nothing", /^0 of the /);
+  await page.getByLabel("Rule ids").fill(BLOCK_RULE);
+  const one = await preview("the rule's findings", /^[1-9]\d* of the /);
+  assert.ok(matching(one) <= everything, one);
+  await page.getByLabel("Expression (CEL)").fill("finding.rule.startsWith(");
+  const bad = await preview("an expression that does not compile", /No preview/);
+  assert.match(bad, /expression/);
+  await screenshot("integration-filters");
+  await page.getByLabel("Expression (CEL)").fill("");
+  await submit(page.getByRole("button", { name: "Save" }), /done=saved/);
+  assert.ok(await box("finding_fixed").isChecked(), "the events are saved");
+  assert.equal(await page.getByLabel("Rule ids").inputValue(), BLOCK_RULE, "and the filters");
 
   // Deleting asks first; Cancel keeps the integration.
   await nav("Settings › Integrations");

@@ -38,7 +38,7 @@ impl Repo {
         repo
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
             .current_dir(self.dir.path())
@@ -117,7 +117,7 @@ def shell(cmd):
 const MAIN_JS: &str =
     "function show(x) {\n  document.body.innerHTML = x;\n  console.log(\"shown\", x);\n}\n";
 
-const UTIL_PY: &str = "def danger(expr):\n    return eval(expr)\n";
+pub(crate) const UTIL_PY: &str = "def danger(expr):\n    return eval(expr)\n";
 
 fn paths(findings: &[Value]) -> Vec<String> {
     let mut p: Vec<String> = findings

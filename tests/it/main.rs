@@ -15,6 +15,7 @@ mod multinode;
 mod openapi;
 mod proxy;
 mod receiver;
+mod routing;
 mod security;
 mod snapshots;
 mod ui;

@@ -41,7 +41,10 @@ async fn the_committed_document_is_the_generated_one() {
             assert!(op["operationId"].is_string(), "{method} {path}");
             assert!(op["summary"].is_string(), "{method} {path} has no summary");
             for (status, response) in op["responses"].as_object().unwrap() {
-                let Some(schema) = response.pointer("/content/application~1json/schema") else {
+                let schema = response
+                    .pointer("/content/application~1json/schema")
+                    .or_else(|| response.pointer("/content/application~1schema+json/schema"));
+                let Some(schema) = schema else {
                     continue;
                 };
                 assert!(
@@ -69,7 +72,10 @@ fn problems(
         response.is_object(),
         "{method} {path} answered {status}, which is not documented"
     );
-    let Some(schema) = response.pointer("/content/application~1json/schema") else {
+    let schema = response
+        .pointer("/content/application~1json/schema")
+        .or_else(|| response.pointer("/content/application~1schema+json/schema"));
+    let Some(schema) = schema else {
         panic!("{method} {path} {status}: no JSON schema documented");
     };
     let mut root = schema.clone();
@@ -511,6 +517,53 @@ async fn every_operation_answers_as_documented(db: Db) {
         admin,
         None,
         S::OK,
+    )
+    .await;
+    let backfill = w
+        .call(
+            M::POST,
+            "/api/v1/integrations/{id}/backfill",
+            &at("/backfill"),
+            admin,
+            Some(&json!({"dry_run": true})),
+            S::OK,
+        )
+        .await;
+    assert_eq!(backfill["dry_run"], true, "{backfill}");
+    w.call(
+        M::POST,
+        "/api/v1/filters/preview",
+        "/api/v1/filters/preview",
+        admin,
+        Some(&json!({"filters": {"min_severity": "high", "paths": ["src/**"]}})),
+        S::OK,
+    )
+    .await;
+    w.call(
+        M::POST,
+        "/api/v1/filters/preview",
+        "/api/v1/filters/preview",
+        admin,
+        Some(&json!({"filters": {"expression": "finding.line +"}})),
+        S::BAD_REQUEST,
+    )
+    .await;
+    w.call(
+        M::GET,
+        "/api/v1/schemas/{event}",
+        "/api/v1/schemas/finding_fixed",
+        None,
+        None,
+        S::OK,
+    )
+    .await;
+    w.call(
+        M::GET,
+        "/api/v1/schemas/{event}",
+        "/api/v1/schemas/nosuch",
+        None,
+        None,
+        S::NOT_FOUND,
     )
     .await;
     w.call(

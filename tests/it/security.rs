@@ -773,7 +773,7 @@ async fn secrets_are_sealed_at_rest_and_rotate(db: Db) {
         .await
         .unwrap()
         .into_iter()
-        .map(|i| i.secret)
+        .map(|i| i.secret.expose().to_string())
         .collect();
     assert_eq!(secrets, plain, "the same secrets, under the new key");
     let old = store.with_key(SecretKey::read(&app.key_file).unwrap());

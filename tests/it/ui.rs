@@ -354,6 +354,13 @@ async fn sign_in_takes_admin_tokens_and_sign_out_ends_the_session(db: Db) {
 }
 on_both!(sign_in_takes_admin_tokens_and_sign_out_ends_the_session);
 
+/// Form fields with the events the form checks by default (the seed's two).
+fn with_seed_events<'a>(fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = fields.to_vec();
+    all.extend([("events", "semgrep_scan"), ("events", "semgrep_finding")]);
+    all
+}
+
 const HOSTILE_RULE: &str = r#"rules:
   - id: hostile-message
     languages: [python]
@@ -370,7 +377,7 @@ async fn what_users_type_stays_text(db: Db) {
     let saved = b
         .post(
             "/settings/integrations/add/webhook",
-            &[("action", "save"), ("name", name), ("url", url)],
+            &with_seed_events(&[("action", "save"), ("name", name), ("url", url)]),
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
@@ -421,7 +428,7 @@ async fn forms_refuse_bad_input_and_change_nothing(db: Db) {
         let a = b
             .post(
                 "/settings/integrations/add/webhook",
-                &[("action", "save"), ("name", "Feed"), ("url", url)],
+                &with_seed_events(&[("action", "save"), ("name", "Feed"), ("url", url)]),
             )
             .await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{url}");
@@ -434,15 +441,47 @@ async fn forms_refuse_bad_input_and_change_nothing(db: Db) {
     let a = b
         .post(
             "/settings/integrations/add/webhook",
-            &[
+            &with_seed_events(&[
                 ("action", "save"),
                 ("name", ""),
+                ("url", "https://example.com/h"),
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.html.contains("Name:"));
+    // Every event unchecked: nothing would be sent, so it is refused in words.
+    let a = b
+        .post(
+            "/settings/integrations/add/webhook",
+            &[
+                ("action", "save"),
+                ("name", "Feed"),
                 ("url", "https://example.com/h"),
             ],
         )
         .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.html.contains("Name:"));
+    assert!(
+        a.html
+            .contains("Events: subscribe to at least one event type"),
+        "{}",
+        a.html
+    );
+    // A filter that does not compile names the field.
+    let mut fields = with_seed_events(&[
+        ("action", "save"),
+        ("name", "Feed"),
+        ("url", "https://example.com/h"),
+    ]);
+    fields.push(("expression", "finding.path.startsWith("));
+    let a = b.post("/settings/integrations/add/webhook", &fields).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.html.contains("Filters: filters.expression:"),
+        "{}",
+        a.html
+    );
     // Test refuses a bad URL in words, without sending anything.
     let a = b
         .post(
@@ -707,12 +746,12 @@ async fn integration_forms_edit_disable_rotate_delete(db: Db) {
     let saved = b
         .post(
             "/settings/integrations/add/webhook",
-            &[
+            &with_seed_events(&[
                 ("action", "save"),
                 ("name", "Feed"),
                 ("url", "https://example.com/hook"),
                 ("secret", offered.as_str()),
-            ],
+            ]),
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER);
@@ -736,11 +775,11 @@ async fn integration_forms_edit_disable_rotate_delete(db: Db) {
     let a = b
         .post(
             &path,
-            &[
+            &with_seed_events(&[
                 ("action", "save"),
                 ("name", "Renamed"),
                 ("url", "https://example.com/v2"),
-            ],
+            ]),
         )
         .await;
     assert_eq!(a.location, Some(format!("{path}?done=saved")));

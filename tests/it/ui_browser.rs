@@ -150,6 +150,19 @@ async fn seed_procedures_then_a_real_scan(db: Db) {
     let muted = app.findings("status=ignored").await;
     assert_eq!(muted.len(), 1);
     assert_eq!(muted[0]["id"], ignored);
+
+    // The events and filters saved in the browser are the integration's in the API.
+    let i = app
+        .admin_get(&format!("/api/v1/integrations/{integration}"))
+        .await;
+    assert_eq!(
+        i["events"],
+        serde_json::json!(["semgrep_scan", "semgrep_finding", "finding_fixed"])
+    );
+    assert_eq!(
+        i["filters"],
+        serde_json::json!({"rules": ["python-eval-use"]})
+    );
     app.stop().await;
 }
 on_both!(seed_procedures_then_a_real_scan);

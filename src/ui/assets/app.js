@@ -1,11 +1,13 @@
 // Progressive enhancement only: every form works without this file.
 // A form marked data-inline="ID" shows the element #ID of the answer in place (the Test
-// result) instead of loading the whole page, when submitted by a button marked data-inline.
+// result) instead of loading the whole page, when submitted by a button marked data-inline;
+// a button's own data-inline="ID" names another element (the filters' Preview).
 document.addEventListener("submit", async (event) => {
   const form = event.target;
-  const target = form.dataset.inline;
   const button = event.submitter;
-  if (!target || !button || !button.hasAttribute("data-inline")) return;
+  if (!button || !button.hasAttribute("data-inline")) return;
+  const target = button.dataset.inline || form.dataset.inline;
+  if (!target) return;
   event.preventDefault();
   const region = document.getElementById(target);
   // Read the form before disabling the button: a disabled submitter is left out.

@@ -257,7 +257,9 @@ impl<'a> Finding<'a> {
             .unwrap_or(&self.syntactic_id)
     }
 
-    /// Checks what serde cannot: ids present, fields within sane sizes.
+    /// Checks what serde cannot: ids present, fields within sane sizes, and text that every
+    /// backend can store and nobody misreads (no NUL or other C0 control, no bidi control;
+    /// `message` may hold tabs and line breaks).
     pub fn check(&self, list: &str, i: usize) -> Result<(), String> {
         let at = |what: &str| format!("{list}[{i}]: {what}");
         if self.syntactic_id.is_empty() || self.syntactic_id.len() > 256 {
@@ -274,6 +276,30 @@ impl<'a> Finding<'a> {
         }
         if self.message.len() > 65_536 {
             return Err(at("`message` is longer than 64 KiB"));
+        }
+        let texts = [
+            ("check_id", Some(&self.check_id), false),
+            ("path", Some(&self.path), false),
+            ("message", Some(&self.message), true),
+            ("syntactic_id", Some(&self.syntactic_id), false),
+            ("match_based_id", self.match_based_id.as_ref(), false),
+            ("commit_date", self.commit_date.as_ref(), false),
+        ];
+        for (field, value, line_breaks) in texts {
+            let Some(c) =
+                value.and_then(|v| super::text::first_forbidden_in_upload(v, line_breaks))
+            else {
+                continue;
+            };
+            let allowed = if line_breaks {
+                "control characters (tab and line breaks are fine)"
+            } else {
+                "control characters"
+            };
+            return Err(at(&format!(
+                "`{field}` holds U+{:04X}; remove {allowed} and bidi controls (U+202A–U+202E, U+2066–U+2069)",
+                c as u32
+            )));
         }
         if !self.metadata().get().starts_with('{') {
             return Err(at("`metadata` must be an object"));
@@ -419,6 +445,20 @@ pub struct ScanError {
     pub exit_code: i64,
     #[serde(default)]
     pub stderr: String,
+}
+
+impl ScanError {
+    /// The client's stderr is kept as sent (colour codes and all) but for NUL, which
+    /// PostgreSQL cannot store in text.
+    pub fn check(&self) -> Result<(), String> {
+        if self.stderr.contains('\0') {
+            return Err(
+                "`stderr` holds U+0000 (NUL), which cannot be stored: remove it or send the text escaped"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

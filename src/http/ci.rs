@@ -300,6 +300,8 @@ async fn scan_error(
     JsonBody(body, _): JsonBody<ScanError>,
 ) -> AppResult<Json<Success>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
+    body.check()
+        .map_err(|m| AppError::bad_request("invalid_body", m))?;
     let stderr: String = body.stderr.chars().take(65_536).collect();
     if st
         .store
@@ -358,6 +360,12 @@ async fn fail_open_report(
 ) -> AppResult<Json<Success>> {
     let report: Value = parse_json(&body)?;
     let request_id = report.get("request_id").and_then(Value::as_str);
+    if request_id.is_some_and(|r| r.contains('\0')) {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "`request_id` holds U+0000 (NUL), which cannot be stored: remove it",
+        ));
+    }
     let exit_code = report.get("exit_code").and_then(Value::as_i64);
     st.store
         .record_failure(

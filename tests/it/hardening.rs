@@ -1,0 +1,121 @@
+//! What the second security review found, each hole closed and probed as a client would:
+//! characters no backend stores or no reader should trust in uploads.
+
+use crate::harness::{fixture, Db, TestApp};
+use crate::on_both;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// A new scan of the fixture's repository; its numeric id.
+async fn new_scan(app: &TestApp) -> i64 {
+    app.ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await["info"]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn ci_call(app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
+    app.call(Method::POST, path, Some(&app.ci), Some(body))
+        .await
+}
+
+/// NUL, other C0 controls and bidi controls in a finding's text are refused where they
+/// arrive, naming the finding and the field; on PostgreSQL a NUL used to pass `/results`
+/// and fail `/complete` with a 500. `message` keeps its tabs and line breaks.
+async fn uploads_refuse_control_and_bidi_characters(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let id = new_scan(&app).await;
+    let results_path = format!("/api/agent/scans/{id}/results");
+    for (list, i, field, value) in [
+        ("findings", 1, "message", "eval\u{0} here"),
+        ("findings", 2, "path", "app\u{1b}[2J.py"),
+        ("findings", 0, "check_id", "js-console-log\u{202e}"),
+        ("findings", 3, "syntactic_id", "abc\u{2066}"),
+        ("findings", 4, "match_based_id", "m\nb"),
+        ("findings", 0, "commit_date", "2024-01-02\u{7}"),
+        ("findings", 1, "path", "a\tb.py"),
+        ("ignores", 0, "message", "x\u{0}"),
+    ] {
+        let mut results = fixture("03-post-results.request.json");
+        if list == "ignores" {
+            results["ignores"] = json!([results["findings"][0].clone()]);
+        }
+        results[list][i][field] = json!(value);
+        let (status, v) = ci_call(&app, &results_path, &results).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{list}[{i}].{field}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_body", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{list}[{i}]")) && message.contains(&format!("`{field}`")),
+            "the message names the finding and the field: {message}"
+        );
+    }
+    // Line breaks and tabs are part of a message; the scan stores and completes with them.
+    let mut results = fixture("03-post-results.request.json");
+    results["findings"][1]["message"] = json!("first line\r\n\tsecond line");
+    app.ci_post(&results_path, &results).await;
+    let done = app
+        .ci_post(
+            &format!("/api/agent/scans/{id}/complete"),
+            &json!({"exit_code": 0}),
+        )
+        .await;
+    assert_eq!(done["success"], true, "{done}");
+    let messages: Vec<Value> = app
+        .findings("")
+        .await
+        .into_iter()
+        .map(|f| f["rule_message"].clone())
+        .collect();
+    assert!(
+        messages.contains(&json!("first line\r\n\tsecond line")),
+        "{messages:?}"
+    );
+
+    // NUL in a failed scan's stderr and in a fail-open report's request id: 400, not 500.
+    let other = {
+        let mut body = fixture("01-post-scans.request.json");
+        body["scan_metadata"]["unique_id"] = json!("nul-stderr");
+        app.ci_post("/api/cli/v2/scans", &body).await["info"]["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let error_path = format!("/api/agent/scans/{other}/error");
+    let (status, v) = ci_call(
+        &app,
+        &error_path,
+        &json!({"exit_code": 2, "stderr": "boom\u{0}"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("stderr"),
+        "{v}"
+    );
+    // Colour codes in stderr are what semgrep prints: kept.
+    let (status, v) = ci_call(
+        &app,
+        &error_path,
+        &json!({"exit_code": 2, "stderr": "\u{1b}[31mboom\u{1b}[0m\n"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = ci_call(
+        &app,
+        "/failure",
+        &json!({"error": "x", "request_id": "r\u{0}1", "exit_code": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request_id"),
+        "{v}"
+    );
+    let dep = app.store().first_deployment().await.unwrap().unwrap();
+    assert_eq!(app.store().count_failures(dep.id).await.unwrap(), 0);
+    app.stop().await;
+}
+on_both!(uploads_refuse_control_and_bidi_characters);

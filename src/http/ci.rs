@@ -63,6 +63,7 @@ pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "The scan, new or the one with this unique_id", body = ScanCreated),
         (status = 403, description = "The token's project scope does not include this repository", body = ErrorBody),
+        (status = 409, description = "`unique_id_conflict`: the unique_id is already the id of another repository's scan", body = ErrorBody),
         Refusals,
     ))]
 async fn create_scan(
@@ -83,6 +84,27 @@ async fn create_scan(
         )));
     }
     let scan = st.store.create_scan(auth.deployment.id, &req).await?;
+    if scan.project != *repo {
+        // The id is taken by another project's scan. A token that cannot reach that
+        // project learns nothing of it; one that can is told why.
+        let uid = &req.scan_metadata.unique_id;
+        if !auth.reaches(&scan.project) {
+            return Err(AppError::client(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "scan_metadata.unique_id {uid:?} cannot be used for {repo:?} and names no scan this token reaches; start the scan with a new unique_id"
+                ),
+            ));
+        }
+        return Err(AppError::conflict(
+            "unique_id_conflict",
+            format!(
+                "scan_metadata.unique_id {uid:?} is already the id of a scan of {:?}; a retry must name the same repository, a new scan needs a new unique_id",
+                scan.project
+            ),
+        ));
+    }
     tracing::info!(scan.id = %scan.public_id, project = %scan.project, git_ref = %scan.git_ref, "scan started");
     Ok(Json(ScanCreated {
         info: ScanInfo {

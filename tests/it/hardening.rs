@@ -1,5 +1,6 @@
 //! What the second security review found, each hole closed and probed as a client would:
-//! characters no backend stores or no reader should trust in uploads.
+//! characters no backend stores or no reader should trust in uploads, and a scan id reused
+//! across projects.
 
 use crate::harness::{fixture, Db, TestApp};
 use crate::on_both;
@@ -119,3 +120,81 @@ async fn uploads_refuse_control_and_bidi_characters(db: Db) {
     app.stop().await;
 }
 on_both!(uploads_refuse_control_and_bidi_characters);
+
+/// A scan of `repo` with `unique_id`, made with `token`.
+async fn scan_of(app: &TestApp, token: &str, repo: &str, unique_id: &str) -> (StatusCode, Value) {
+    let mut body = fixture("01-post-scans.request.json");
+    body["project_metadata"]["repository"] = json!(repo);
+    body["project_metadata"]["repo_url"] = json!(format!("https://git.example.com/{repo}"));
+    body["scan_metadata"]["unique_id"] = json!(unique_id);
+    app.call(Method::POST, "/api/cli/v2/scans", Some(token), Some(&body))
+        .await
+}
+
+async fn project_names(app: &TestApp) -> Vec<String> {
+    let v = app
+        .admin_get(&format!("/api/v1/deployments/{}/projects", app.slug))
+        .await;
+    let mut names: Vec<String> = v["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Creating a scan with the `unique_id` of another project's scan used to answer that
+/// scan (its id, to a token that may not reach it) and leave the named project behind.
+async fn a_unique_id_of_another_project_is_refused(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, v) = scan_of(&app, &app.ci, "other/app", "shared-id").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let other = v["info"]["id"].as_i64().unwrap();
+    let scoped = app
+        .admin_post(
+            "/api/v1/tokens",
+            &json!({"scope": "ci", "name": "acme builds", "repos": ["acme/*"]}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A token that cannot reach other/app: 404, and nothing of that scan in the answer.
+    let (status, v) = scan_of(&app, &scoped, "acme/api", "shared-id").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "not_found", "{v}");
+    let text = v.to_string();
+    assert!(
+        !text.contains("other/app") && !text.contains(&other.to_string()),
+        "{text}"
+    );
+    // A token that reaches it: 409 naming the conflict.
+    let (status, v) = scan_of(&app, &app.ci, "third/app", "shared-id").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "unique_id_conflict", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other/app"),
+        "{v}"
+    );
+    assert_eq!(
+        project_names(&app).await,
+        ["other/app"],
+        "no project was made for the refused scans"
+    );
+    // A retry for the same repository is still the same scan; its project is unchanged.
+    let (status, v) = scan_of(&app, &app.ci, "other/app", "shared-id").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["info"]["id"], other);
+    // And the scoped token still starts its own scans.
+    let (status, v) = scan_of(&app, &scoped, "acme/api", "acme-1").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(project_names(&app).await, ["acme/api", "other/app"]);
+    app.stop().await;
+}
+on_both!(a_unique_id_of_another_project_is_refused);

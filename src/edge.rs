@@ -187,8 +187,18 @@ impl UploadBudget {
     }
 }
 
+/// The body length a request declares (`Content-Length`), if it declares one that parses.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Reads a request body into one buffer of its declared length (no second copy while it
-/// grows), refusing more than `limit` bytes with 413.
+/// grows), refusing more than `limit` bytes with 413 and a body that stalls (the body
+/// timeout `serve` puts around every request) with 408, both as JSON errors.
+/// Every handler that takes a raw body reads it through here.
 pub async fn read_body(
     body: axum::body::Body,
     declared: Option<usize>,

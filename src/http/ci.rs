@@ -10,7 +10,7 @@ use crate::api::{Conflict, Refusals, Success};
 use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError};
 use crate::domain::mode::{self, RuleMode};
 use crate::domain::scan::ScanStatus;
-use crate::edge::{parse_json, parse_json_in, read_body, JsonBody, Path};
+use crate::edge::{declared_length, parse_json, parse_json_in, read_body, JsonBody, Path};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::ids::{ScanId, ScanKey};
 use crate::state::AppState;
@@ -19,7 +19,7 @@ use crate::store::messages::Claimant;
 use crate::store::scans::Scan;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::Json;
@@ -48,9 +48,10 @@ pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
         .layer(middleware::from_fn(super::declared_length_limit(
             super::MAX_BODY,
         )));
+    // The handler reads its body through `read_body`, which holds it to the same limit
+    // whether or not a length is declared.
     let failure = OpenApiRouter::new()
         .routes(routes!(fail_open_report))
-        .layer(DefaultBodyLimit::max(MAX_FAILURE_REPORT))
         .layer(middleware::from_fn(super::declared_length_limit(
             MAX_FAILURE_REPORT,
         )));
@@ -192,10 +193,7 @@ async fn upload_results(
     // Room for the whole upload is reserved before a byte of it is read, so uploads in
     // flight never hold more than the configured total.
     let limit = st.config.max_results_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(&headers);
     let _room = st
         .uploads
         .reserve(declared.unwrap_or(limit).min(limit))
@@ -378,9 +376,11 @@ async fn deepbinary(Path(_platform): Path<String>) -> AppError {
 async fn fail_open_report(
     auth: Auth,
     State(st): State<AppState>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> AppResult<Json<Success>> {
-    let report: Value = parse_json(&body)?;
+    let raw = read_body(body, declared_length(&headers), MAX_FAILURE_REPORT).await?;
+    let report: Value = parse_json(&raw)?;
     let request_id = report.get("request_id").and_then(Value::as_str);
     if request_id.is_some_and(|r| r.contains('\0')) {
         return Err(AppError::bad_request(

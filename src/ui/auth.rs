@@ -3,10 +3,11 @@
 use super::layout::{bare, form_error};
 use super::{cookie, local_path, session_cookie, session_cookie_name, Posted, UiResult};
 use crate::domain::query::QueryPairs;
+use crate::edge::{declared_length, read_body};
 use crate::ids;
 use crate::state::AppState;
 use crate::store::sessions::SESSION_LIFETIME_MICROS;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -60,14 +61,23 @@ pub async fn form(State(st): State<AppState>, q: QueryPairs) -> Response {
     login_page(&st, &next, None, StatusCode::OK)
 }
 
+/// Largest sign-in form: a token, a CSRF nonce and a path to return to (at most 2 KiB).
+pub const MAX_SIGN_IN_FORM: usize = 16 * 1024;
+
 /// Signs in with an admin token. Failed attempts are throttled per client address: after
 /// [`crate::state::SIGN_IN_FAILURES`] within the window, 429 until the oldest ages out.
 pub async fn sign_in(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     parts: Parts,
-    body: Bytes,
+    body: Body,
 ) -> UiResult {
+    // Read before anything is known of the client, so held to the house limits: a body
+    // too large or stalled gets the JSON 413/408 every endpoint answers.
+    let body = match read_body(body, declared_length(&parts.headers), MAX_SIGN_IN_FORM).await {
+        Ok(body) => body,
+        Err(e) => return Ok(e.into_response()),
+    };
     let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();

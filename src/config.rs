@@ -289,10 +289,16 @@ impl DatabaseArgs {
 
     fn resolve_with(&self, file: &File) -> anyhow::Result<String> {
         if let Some(url) = file.get("database_url", self.database_url.as_deref(), text)? {
-            if let Some(path) = url.strip_prefix("sqlite://") {
-                let path = Path::new(path.split('?').next().unwrap_or(path));
-                if path.parent().is_some_and(Path::exists) {
-                    crate::files::private_file(path).map_err(|e| {
+            if let Some(path) = sqlite_file(&url) {
+                // A bare file name has the empty path as its parent: the working directory.
+                let dir = match path.parent() {
+                    Some(p) if p.as_os_str().is_empty() => Path::new("."),
+                    Some(p) => p,
+                    None => Path::new("/"),
+                };
+                // A missing directory is left to sqlx, whose error names the file.
+                if dir.exists() {
+                    crate::files::private_file(&path).map_err(|e| {
                         anyhow::anyhow!(
                             "cannot make the database file {} private: {e}",
                             path.display()
@@ -338,6 +344,28 @@ impl DatabaseArgs {
             }
         }
     }
+}
+
+/// The file a `sqlite:` database URL names, read as sqlx reads it: `sqlite://PATH` or
+/// `sqlite:PATH`, a relative PATH from the working directory, `%` escapes decoded, the
+/// query string apart. `None` for an in-memory database, or a URL of another backend.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        url::form_urlencoded::parse(params.as_bytes()).any(|(k, v)| k == "mode" && v == "memory");
+    if database.is_empty() || database == ":memory:" || in_memory {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(database)
+        .decode_utf8()
+        .ok()?;
+    Some(PathBuf::from(decoded.as_ref()))
 }
 
 /// Delivery flags, shared by `serve` and `worker`.
@@ -778,6 +806,28 @@ mod tests {
             assert!(e.contains(flag) && e.contains(says), "{e}");
         }
         assert!(File::parse(Path::new("f.toml"), "listen = { a = 1 }").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_name_the_file_sqlx_opens() {
+        let file = |u: &str| sqlite_file(u).map(|p| p.display().to_string());
+        for (url, path) in [
+            (
+                "sqlite:///var/lib/scanhook/db",
+                Some("/var/lib/scanhook/db"),
+            ),
+            ("sqlite://rel.db", Some("rel.db")),
+            ("sqlite:rel.db", Some("rel.db")),
+            ("sqlite:data/rel.db?mode=rwc", Some("data/rel.db")),
+            ("sqlite://a%20b.db", Some("a b.db")),
+            ("sqlite::memory:", None),
+            ("sqlite://:memory:", None),
+            ("sqlite://?mode=memory", None),
+            ("sqlite://x.db?mode=memory", None),
+            ("postgres://u@h/db", None),
+        ] {
+            assert_eq!(file(url).as_deref(), path, "{url}");
+        }
     }
 
     #[test]

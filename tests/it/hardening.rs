@@ -1,6 +1,7 @@
 //! What the second security review found, each hole closed and probed as a client would:
 //! characters no backend stores or no reader should trust in uploads, a scan id reused
-//! across projects, and bodies read outside the house reader.
+//! across projects, bodies read outside the house reader, and database files left to the
+//! umask.
 
 use crate::harness::{fixture, Db, TestApp};
 use crate::on_both;
@@ -280,4 +281,42 @@ async fn failure_reports_and_sign_ins_are_read_by_the_house_reader() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(v["error"]["code"], "body_too_large", "{v}");
     app.stop().await;
+}
+
+/// A database URL with a relative path (`sqlite://rel.db`, `sqlite:rel.db`) names a file
+/// in the working directory; it is made 0600 before SQLite opens it, as an absolute path
+/// and the data directory's file are (relative ones used to be left to the umask).
+#[cfg(unix)]
+#[test]
+fn relative_sqlite_files_are_private_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("sub")).unwrap();
+    for (url, file) in [
+        ("sqlite://rel.db", "rel.db"),
+        ("sqlite:bare.db", "bare.db"),
+        ("sqlite:sub/nested.db?mode=rwc", "sub/nested.db"),
+    ] {
+        // Under the usual umask, which alone would leave the file readable by all.
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "umask 022 && exec \"$0\" migrate --database-url \"$1\"",
+            ])
+            .arg(env!("CARGO_BIN_EXE_scanhook"))
+            .arg(url)
+            .current_dir(cwd.path())
+            .env_remove("SCANHOOK_DATABASE_URL")
+            .env_remove("SCANHOOK_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = cwd.path().join(file);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{url} made {}", path.display());
+    }
 }

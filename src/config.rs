@@ -10,6 +10,7 @@ use crate::delivery::guard::Guard;
 use crate::delivery::schedule::Schedule;
 use crate::delivery::sender::OutboundProxy;
 use crate::delivery::worker::DeliveryConfig;
+use crate::domain::client::TrustedProxies;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "max_connections",
         Some("1024"),
         "most connections open at once; more wait to be accepted until one closes",
+    ),
+    (
+        "trusted_proxies",
+        Some(""),
+        "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client for the sign-in throttle",
     ),
     (
         "no_deliver",
@@ -507,6 +513,11 @@ pub struct ServeArgs {
     /// [default: 1024].
     #[arg(long, env = "SCANHOOK_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
+    /// Reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names
+    /// the client for the sign-in throttle [default: none: the connection's peer is the
+    /// client].
+    #[arg(long, env = "SCANHOOK_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// Slug of the deployment created on first start of an empty database
     /// [default: scanhook].
     #[arg(long, env = "SCANHOOK_DEPLOYMENT")]
@@ -542,6 +553,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
     pub deployment: String,
     /// Run delivery workers in this process.
     pub deliver: bool,
@@ -569,6 +582,7 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            trusted_proxies: TrustedProxies::default(),
             deployment: "scanhook".into(),
             deliver: true,
             delivery: DeliveryConfig::default(),
@@ -639,6 +653,11 @@ impl Config {
                 _ => Err("is more connections than can be counted".into()),
             },
         )?;
+        let trusted_proxies = file.value(
+            "trusted_proxies",
+            args.trusted_proxies.as_deref(),
+            TrustedProxies::parse,
+        )?;
         let Delivery {
             config: delivery,
             allow_cidrs,
@@ -672,6 +691,7 @@ impl Config {
                 connection_timeout,
             )?,
             max_connections,
+            trusted_proxies,
             deployment,
         })
     }
@@ -728,11 +748,17 @@ mod tests {
             "Config::local has the defaults of SETTINGS"
         );
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.trusted_proxies, local.trusted_proxies,
+            "Config::local has the defaults of SETTINGS"
+        );
+        assert!(c.trusted_proxies.is_empty());
 
         let f = file(&format!(
             "listen = \"127.0.0.1:9000\"\ndelivery_timeout = \"3s\"\ndelivery_concurrency = 2\n\
              deliver_allow_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\nno_deliver = true\n\
-             max_connections = 64\nbody_read_timeout = \"2m\"\ndata_dir = {data:?}\n"
+             max_connections = 64\nbody_read_timeout = \"2m\"\ndata_dir = {data:?}\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n"
         ));
         let c = Config::layered(&args(&[]), &f).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
@@ -743,6 +769,8 @@ mod tests {
         assert!(!c.deliver);
         assert_eq!(c.max_connections, 64);
         assert_eq!(c.body_read_timeout, Duration::from_secs(120));
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
 
         let c = Config::layered(
             &args(&["--delivery-timeout", "9s", "--no-deliver=false"]),
@@ -799,6 +827,11 @@ mod tests {
             ("--max-connections", "0", "at least 1"),
             ("--header-read-timeout", "0s", "longer than zero"),
             ("--body-read-timeout", "2d", "at most 1d"),
+            (
+                "--trusted-proxies",
+                "10.0.0.0/8,proxy",
+                "\"proxy\" is not an IP address",
+            ),
         ] {
             let e = Config::layered(&args(&[flag, value, "--data-dir", &data]), &File::default())
                 .unwrap_err()

@@ -12,10 +12,13 @@
 //! - [`globs`]: glob lists for repositories, refs, rules and paths.
 //! - [`tokens`]: token scopes and the checks a new token passes.
 //! - [`throttle`]: failed attempts per key, bounded.
+//! - [`client`]: the key a client's address is counted under, and the address behind a
+//!   trusted proxy.
 //! - [`text`]: what names and free text may hold.
 //! - [`outbox`]: event kinds, message states, attempt outcomes.
 
 pub mod ci;
+pub mod client;
 pub mod findings;
 pub mod globs;
 pub mod integration;

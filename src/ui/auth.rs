@@ -2,6 +2,7 @@
 
 use super::layout::{bare, form_error};
 use super::{cookie, local_path, session_cookie, session_cookie_name, Posted, UiResult};
+use crate::domain::client::limit_key;
 use crate::domain::query::QueryPairs;
 use crate::edge::{declared_length, read_body};
 use crate::ids;
@@ -64,7 +65,8 @@ pub async fn form(State(st): State<AppState>, q: QueryPairs) -> Response {
 /// Largest sign-in form: a token, a CSRF nonce and a path to return to (at most 2 KiB).
 pub const MAX_SIGN_IN_FORM: usize = 16 * 1024;
 
-/// Signs in with an admin token. Failed attempts are throttled per client address: after
+/// Signs in with an admin token. Failed attempts are throttled per client address (an IPv6
+/// client per /64; behind a `trusted_proxies` proxy, the address it forwarded for): after
 /// [`crate::state::SIGN_IN_FAILURES`] within the window, 429 until the oldest ages out.
 pub async fn sign_in(
     State(st): State<AppState>,
@@ -98,8 +100,19 @@ pub async fn sign_in(
             StatusCode::FORBIDDEN,
         ));
     }
+    // Behind a trusted reverse proxy, the address it says it served; an IPv6 client by
+    // its /64, which it picks addresses from at will.
+    let client = st.config.trusted_proxies.client(
+        peer.ip(),
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let key = limit_key(client);
     let now = crate::clock::now();
-    if let Err(wait) = st.sign_ins.check(&peer.ip(), now) {
+    if let Err(wait) = st.sign_ins.check(&key, now) {
         let mut r = login_page(
             &st,
             &next,
@@ -126,8 +139,8 @@ pub async fn sign_in(
         ));
     }
     let Some((id, session)) = st.store.open_session(token).await? else {
-        st.sign_ins.failed(&peer.ip(), now);
-        tracing::warn!(client = %peer.ip(), "web UI sign-in refused: not an admin token");
+        st.sign_ins.failed(&key, now);
+        tracing::warn!(%client, peer = %peer.ip(), "web UI sign-in refused: not an admin token");
         return Ok(login_page(
             &st,
             &next,
@@ -135,7 +148,7 @@ pub async fn sign_in(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    st.sign_ins.succeeded(&peer.ip());
+    st.sign_ins.succeeded(&key);
     tracing::info!(deployment = %session.deployment.slug, token.id = %session.token, "web UI session opened");
     let session_cookie = session_cookie(&st, &id, SESSION_LIFETIME_MICROS / 1_000_000);
     let clear_login = format!("{LOGIN_COOKIE}=; Path=/login; Max-Age=0");

@@ -1,7 +1,7 @@
 //! What the second security review found, each hole closed and probed as a client would:
 //! characters no backend stores or no reader should trust in uploads, a scan id reused
-//! across projects, bodies read outside the house reader, and database files left to the
-//! umask.
+//! across projects, bodies read outside the house reader, database files left to the umask,
+//! and a sign-in throttle that one IPv6 host or a reverse proxy defeated.
 
 use crate::harness::{fixture, Db, TestApp};
 use crate::on_both;
@@ -319,4 +319,66 @@ fn relative_sqlite_files_are_private_too() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{url} made {}", path.display());
     }
+}
+
+/// Submits the sign-in form with `token`, saying `X-Forwarded-For: forwarded`.
+async fn sign_in_forwarded_for(app: &TestApp, token: &str, forwarded: &str) -> StatusCode {
+    use crate::ui::{client, cookie_of, input_value};
+    let http = client();
+    let form = http
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie_of(&form, "scanhook_login").unwrap();
+    let nonce = input_value(&form.text().await.unwrap(), "csrf").unwrap();
+    http.post(format!("{}/login", app.base))
+        .header(reqwest::header::COOKIE, login_cookie)
+        .header("x-forwarded-for", forwarded)
+        .form(&[("csrf", nonce.as_str()), ("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Behind a trusted proxy the sign-in throttle counts the client the proxy names, and an
+/// IPv6 client by its /64; a client cannot pick its key by writing the header itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_throttle_keys_clients_behind_a_trusted_proxy() {
+    use scanhook::domain::client::TrustedProxies;
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        // The tests' client connects from 127.0.0.1: it plays the proxy.
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let failures = scanhook::state::SIGN_IN_FAILURES;
+    // One IPv6 client, new address each try, and a forged entry left of the proxy's.
+    for i in 0..failures {
+        let xff = format!("203.0.113.{i}, 2001:db8:1:2::{:x}", i + 1);
+        let status = sign_in_forwarded_for(&app, "shk_wrong", &xff).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "try {i}");
+    }
+    let locked = sign_in_forwarded_for(&app, &app.admin, "2001:db8:1:2:ffff::9").await;
+    assert_eq!(
+        locked,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the /64 is one client"
+    );
+    // Another client behind the same proxy is not locked out with it.
+    let other = sign_in_forwarded_for(&app, &app.admin, "2001:db8:1:3::1").await;
+    assert_eq!(other, StatusCode::SEE_OTHER);
+    let v4 = sign_in_forwarded_for(&app, &app.admin, "198.51.100.7").await;
+    assert_eq!(v4, StatusCode::SEE_OTHER);
+    app.stop().await;
+
+    // Without trusted proxies the header is the client's own word: ignored.
+    let app = TestApp::spawn(Db::Sqlite).await;
+    for i in 0..failures {
+        let status = sign_in_forwarded_for(&app, "shk_wrong", &format!("198.51.100.{i}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "try {i}");
+    }
+    let locked = sign_in_forwarded_for(&app, &app.admin, "192.0.2.99").await;
+    assert_eq!(locked, StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
 }

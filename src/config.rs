@@ -76,9 +76,19 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "most connections open at once; more wait to be accepted until one closes",
     ),
     (
+        "max_connections_per_ip",
+        Some("256"),
+        "most connections open at once from one client address (IPv6: one /64); more are closed as they come",
+    ),
+    (
+        "min_body_rate_kib",
+        Some("16"),
+        "slowest accepted request body, in KiB/s: a body must have arrived by body_read_timeout + its length at this rate, or 408 (0: no floor)",
+    ),
+    (
         "trusted_proxies",
         Some(""),
-        "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client for the sign-in throttle",
+        "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client for the sign-in throttle; their connections are not capped per address",
     ),
     (
         "no_deliver",
@@ -513,9 +523,18 @@ pub struct ServeArgs {
     /// [default: 1024].
     #[arg(long, env = "SCANHOOK_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
+    /// Most connections open at once from one client address (an IPv6 client: its /64);
+    /// more are closed as they are accepted [default: 256].
+    #[arg(long, env = "SCANHOOK_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<String>,
+    /// Slowest accepted request body, in KiB/s: a body must have arrived within
+    /// --body-read-timeout plus its length at this rate, or it gets a 408; 0 sets no floor
+    /// [default: 16].
+    #[arg(long, env = "SCANHOOK_MIN_BODY_RATE_KIB")]
+    pub min_body_rate_kib: Option<String>,
     /// Reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names
-    /// the client for the sign-in throttle [default: none: the connection's peer is the
-    /// client].
+    /// the client for the sign-in throttle, and whose connections are not capped per
+    /// address [default: none: the connection's peer is the client].
     #[arg(long, env = "SCANHOOK_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// Slug of the deployment created on first start of an empty database
@@ -553,6 +572,10 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections served at once from one client address (`limit_key`).
+    pub max_connections_per_ip: usize,
+    /// Slowest request body, in KiB/s, on top of `body_read_timeout` (0: no floor).
+    pub min_body_rate_kib: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
     pub deployment: String,
@@ -582,6 +605,8 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            min_body_rate_kib: 16,
             trusted_proxies: TrustedProxies::default(),
             deployment: "scanhook".into(),
             deliver: true,
@@ -653,6 +678,23 @@ impl Config {
                 _ => Err("is more connections than can be counted".into()),
             },
         )?;
+        let max_connections_per_ip = file.value(
+            "max_connections_per_ip",
+            args.max_connections_per_ip.as_deref(),
+            |s| match number::<usize>(s)? {
+                n if (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&n) => Ok(n),
+                0 => Err("must be at least 1".into()),
+                _ => Err("is more connections than can be counted".into()),
+            },
+        )?;
+        let min_body_rate_kib = file.value(
+            "min_body_rate_kib",
+            args.min_body_rate_kib.as_deref(),
+            |s| match number::<u64>(s)? {
+                n if n <= 1_048_576 => Ok(n),
+                _ => Err("must be at most 1048576 (1 GiB/s)".into()),
+            },
+        )?;
         let trusted_proxies = file.value(
             "trusted_proxies",
             args.trusted_proxies.as_deref(),
@@ -691,6 +733,8 @@ impl Config {
                 connection_timeout,
             )?,
             max_connections,
+            max_connections_per_ip,
+            min_body_rate_kib,
             trusted_proxies,
             deployment,
         })
@@ -749,7 +793,16 @@ mod tests {
         );
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(
-            c.trusted_proxies, local.trusted_proxies,
+            (
+                c.max_connections_per_ip,
+                c.min_body_rate_kib,
+                &c.trusted_proxies
+            ),
+            (
+                local.max_connections_per_ip,
+                local.min_body_rate_kib,
+                &local.trusted_proxies
+            ),
             "Config::local has the defaults of SETTINGS"
         );
         assert!(c.trusted_proxies.is_empty());
@@ -758,7 +811,8 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\ndelivery_timeout = \"3s\"\ndelivery_concurrency = 2\n\
              deliver_allow_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\nno_deliver = true\n\
              max_connections = 64\nbody_read_timeout = \"2m\"\ndata_dir = {data:?}\n\
-             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n"
+             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nmax_connections_per_ip = 8\n\
+             min_body_rate_kib = 0\n"
         ));
         let c = Config::layered(&args(&[]), &f).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
@@ -771,6 +825,7 @@ mod tests {
         assert_eq!(c.body_read_timeout, Duration::from_secs(120));
         assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
         assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert_eq!((c.max_connections_per_ip, c.min_body_rate_kib), (8, 0));
 
         let c = Config::layered(
             &args(&["--delivery-timeout", "9s", "--no-deliver=false"]),
@@ -827,6 +882,8 @@ mod tests {
             ("--max-connections", "0", "at least 1"),
             ("--header-read-timeout", "0s", "longer than zero"),
             ("--body-read-timeout", "2d", "at most 1d"),
+            ("--max-connections-per-ip", "0", "at least 1"),
+            ("--min-body-rate-kib", "fast", "whole number"),
             (
                 "--trusted-proxies",
                 "10.0.0.0/8,proxy",

@@ -75,7 +75,7 @@ pub async fn sign_in(
     body: Body,
 ) -> UiResult {
     // Read before anything is known of the client, so held to the house limits: a body
-    // too large or stalled gets the JSON 413/408 every endpoint answers.
+    // too large, stalled or too slow gets the JSON 413/408 every endpoint answers.
     let body = match read_body(body, declared_length(&parts.headers), MAX_SIGN_IN_FORM).await {
         Ok(body) => body,
         Err(e) => return Ok(e.into_response()),

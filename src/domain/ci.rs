@@ -405,6 +405,31 @@ pub struct Complete {
     pub stats: Value,
 }
 
+/// Deepest nesting of `/complete`'s `stats` (real ones nest three or four levels). They
+/// are stored and read back into every `semgrep_scan` object, whose readers stop at a
+/// depth of their own.
+pub const MAX_STATS_DEPTH: usize = 32;
+
+impl Complete {
+    /// `Err(depth)` when `stats` nests deeper than [`MAX_STATS_DEPTH`].
+    pub fn check(&self) -> Result<(), usize> {
+        match value_depth(&self.stats) {
+            d if d > MAX_STATS_DEPTH => Err(d),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How deeply arrays and objects nest in `v` (a scalar: 0, `{}`: 1). Recursion is bounded
+/// by serde_json's own depth limit on what it parsed.
+pub fn value_depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The reply to `/complete`. A retried `/complete` gets the reply of the first.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct CompleteReply {
@@ -472,5 +497,29 @@ mod tests {
         assert_eq!(nesting_depth(r#"{"a":"\"[[["}"#), 1);
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(nesting_depth(&deep), 200);
+    }
+
+    #[test]
+    fn stats_nest_at_most_32_deep() {
+        let nested = |levels: usize| {
+            let mut v = serde_json::json!(1);
+            for _ in 0..levels {
+                v = serde_json::json!({"k": [v]});
+            }
+            v
+        };
+        assert_eq!(value_depth(&serde_json::json!(null)), 0);
+        assert_eq!(value_depth(&serde_json::json!({"a": 1, "b": [[]]})), 3);
+        assert_eq!(value_depth(&nested(16)), 32);
+        let ok = Complete {
+            exit_code: 0,
+            stats: nested(16),
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let deep = Complete {
+            exit_code: 0,
+            stats: serde_json::json!([nested(16)]),
+        };
+        assert_eq!(deep.check(), Err(33));
     }
 }

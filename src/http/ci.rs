@@ -7,7 +7,7 @@ use crate::api::ci::{
     ScanConfig, ScanCreated, ScanInfo,
 };
 use crate::api::{Conflict, Refusals, Success};
-use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError};
+use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError, MAX_STATS_DEPTH};
 use crate::domain::mode::{self, RuleMode};
 use crate::domain::scan::ScanStatus;
 use crate::edge::{declared_length, parse_json, parse_json_in, read_body, JsonBody, Path};
@@ -256,6 +256,14 @@ async fn complete_scan(
     JsonBody(body, _): JsonBody<Complete>,
 ) -> AppResult<Json<CompleteReply>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
+    body.check().map_err(|depth| {
+        AppError::bad_request(
+            "stats_too_deep",
+            format!(
+                "`stats` nests {depth} levels deep; at most {MAX_STATS_DEPTH} are kept: flatten it"
+            ),
+        )
+    })?;
     if !matches!(scan.status, ScanStatus::Running | ScanStatus::Completed) {
         return Err(ended(&scan, scan.status));
     }

@@ -1,7 +1,8 @@
 //! What the second security review found, each hole closed and probed as a client would:
 //! characters no backend stores or no reader should trust in uploads, a scan id reused
-//! across projects, bodies read outside the house reader, database files left to the umask,
-//! and a sign-in throttle that one IPv6 host or a reverse proxy defeated.
+//! across projects, bodies read outside the house reader, nesting that a later reader
+//! cannot follow, database files left to the umask, and a sign-in throttle that one IPv6
+//! host or a reverse proxy defeated. (The connection limits are in `limits.rs`.)
 
 use crate::harness::{fixture, Db, TestApp};
 use crate::on_both;
@@ -320,6 +321,47 @@ fn relative_sqlite_files_are_private_too() {
         assert_eq!(mode, 0o600, "{url} made {}", path.display());
     }
 }
+
+/// `/complete` keeps `stats` as sent and reads them back into the scan's objects: nesting
+/// past 32 levels is refused with its own code, and the scan stays open for a good retry.
+async fn complete_refuses_deeply_nested_stats(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let id = new_scan(&app).await;
+    let complete = format!("/api/agent/scans/{id}/complete");
+    let nested = |levels: usize| {
+        let mut v = json!({"targets": 3});
+        for _ in 1..levels {
+            v = json!({"k": v});
+        }
+        v
+    };
+    let (status, v) = ci_call(
+        &app,
+        &complete,
+        &json!({"exit_code": 0, "stats": nested(33)}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "stats_too_deep", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("33") && message.contains("32"),
+        "{message}"
+    );
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
+        .await;
+    assert_eq!(scan["status"], "running", "nothing was recorded: {scan}");
+    let (status, v) = ci_call(
+        &app,
+        &complete,
+        &json!({"exit_code": 0, "stats": nested(32)}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "32 levels are kept: {v}");
+    app.stop().await;
+}
+on_both!(complete_refuses_deeply_nested_stats);
 
 /// Submits the sign-in form with `token`, saying `X-Forwarded-For: forwarded`.
 async fn sign_in_forwarded_for(app: &TestApp, token: &str, forwarded: &str) -> StatusCode {

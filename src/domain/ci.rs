@@ -73,7 +73,7 @@ fn yes() -> bool {
     true
 }
 
-/// Longest `scan_metadata.unique_id`.
+/// Longest `scan_metadata.unique_id`, in bytes (as are the lengths below).
 pub const MAX_UNIQUE_ID: usize = 200;
 /// Longest repository name.
 pub const MAX_REPOSITORY: usize = 512;
@@ -91,7 +91,7 @@ impl CreateScan {
         let uid = &self.scan_metadata.unique_id;
         if uid.trim().is_empty() || uid.len() > MAX_UNIQUE_ID || super::text::has_hidden(uid) {
             return Err(format!(
-                "scan_metadata.unique_id must be 1 to {MAX_UNIQUE_ID} characters without control characters"
+                "scan_metadata.unique_id must be 1 to {MAX_UNIQUE_ID} bytes (UTF-8) without control characters"
             ));
         }
         let m = &self.project_metadata;
@@ -100,13 +100,13 @@ impl CreateScan {
             || super::text::has_hidden(&m.repository)
         {
             return Err(format!(
-                "project_metadata.repository must be 1 to {MAX_REPOSITORY} characters without control or formatting characters"
+                "project_metadata.repository must be 1 to {MAX_REPOSITORY} bytes (UTF-8) without control or formatting characters"
             ));
         }
         if let Some(b) = &m.branch {
             if b.is_empty() || b.len() > MAX_REF || super::text::has_hidden(b) {
                 return Err(format!(
-                    "project_metadata.branch must be 1 to {MAX_REF} characters without control or formatting characters"
+                    "project_metadata.branch must be 1 to {MAX_REF} bytes (UTF-8) without control or formatting characters"
                 ));
             }
         }
@@ -128,7 +128,7 @@ impl CreateScan {
             if let Some(v) = value {
                 if v.len() > MAX_METADATA_TEXT || super::text::has_hidden(v) {
                     return Err(format!(
-                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} characters without control or formatting characters"
+                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} bytes (UTF-8) without control or formatting characters"
                     ));
                 }
             }
@@ -148,7 +148,7 @@ impl CreateScan {
             if let Some(v) = value {
                 if v.len() > MAX_METADATA_TEXT || super::text::has_forbidden_in_text(v) {
                     return Err(format!(
-                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} characters without NUL, control (but tab and line breaks) or bidi characters"
+                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} bytes (UTF-8) without NUL, control (but tab and line breaks) or bidi characters"
                     ));
                 }
             }
@@ -156,7 +156,7 @@ impl CreateScan {
         if let Some(v) = &self.scan_metadata.cli_version {
             if v.len() > 200 || super::text::has_hidden(v) {
                 return Err(
-                    "scan_metadata.cli_version must be at most 200 plain characters".into(),
+                    "scan_metadata.cli_version must be at most 200 bytes of plain text".into(),
                 );
             }
         }
@@ -263,16 +263,16 @@ impl<'a> Finding<'a> {
     pub fn check(&self, list: &str, i: usize) -> Result<(), String> {
         let at = |what: &str| format!("{list}[{i}]: {what}");
         if self.syntactic_id.is_empty() || self.syntactic_id.len() > 256 {
-            return Err(at("`syntactic_id` must be 1 to 256 characters"));
+            return Err(at("`syntactic_id` must be 1 to 256 bytes"));
         }
         if self.match_based_id.as_ref().is_some_and(|m| m.len() > 512) {
-            return Err(at("`match_based_id` is longer than 512 characters"));
+            return Err(at("`match_based_id` is longer than 512 bytes"));
         }
         if self.check_id.is_empty() || self.check_id.len() > 512 {
-            return Err(at("`check_id` must be 1 to 512 characters"));
+            return Err(at("`check_id` must be 1 to 512 bytes"));
         }
         if self.path.is_empty() || self.path.len() > 4096 {
-            return Err(at("`path` must be 1 to 4096 characters"));
+            return Err(at("`path` must be 1 to 4096 bytes"));
         }
         if self.message.len() > 65_536 {
             return Err(at("`message` is longer than 64 KiB"));

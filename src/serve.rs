@@ -13,7 +13,8 @@
 //! - [`Limits::body_read_timeout`]: tower-http's body timer, reset on every frame that
 //!   arrives, so it bounds a stall, not the length of an upload;
 //! - [`Limits::min_body_rate_kib`]: and an upload that keeps sending, but a trickle, must
-//!   still be in by `body_read_timeout` plus its length at this rate ([`MinBodyRate`]).
+//!   still be in by `body_read_timeout` plus its length at this rate ([`WatchBodies`]),
+//!   and the answer to a request whose body was not read to its end closes the connection.
 //!
 //! On shutdown the loop stops accepting, closes the listener, and lets each connection
 //! finish the request it is serving; the caller bounds that wait.
@@ -33,6 +34,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -130,7 +132,7 @@ pub async fn serve(
         };
         // What `into_make_service_with_connect_info` does per connection, with the body
         // limits outside so that every extractor reads a timed body.
-        let service = MinBodyRate {
+        let service = WatchBodies {
             inner: RequestBodyTimeout::new(
                 Extension(ConnectInfo(peer)).layer(router.clone()),
                 limits.body_read_timeout,
@@ -263,48 +265,69 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// Wraps every request body in a [`RateBody`]: a body that keeps arriving, but a trickle,
-/// holds a connection as long as one that stalls.
+/// Wraps every request body in a [`WatchedBody`]: a body that keeps arriving, but a
+/// trickle, holds a connection as long as one that stalls, so it is held to a rate floor.
+/// And an answer given before its request's body was read to the end (a refusal: too
+/// large, no token, a stall) says `Connection: close`: the server closes that connection
+/// rather than read what is left, and a client that was not told so could send its next
+/// request on it as it closes.
 #[derive(Debug, Clone)]
-struct MinBodyRate<S> {
+struct WatchBodies<S> {
     inner: S,
     grace: Duration,
     kib_per_sec: u64,
 }
 
-impl<S, B> tower::Service<axum::http::Request<B>> for MinBodyRate<S>
+impl<S, B, R> tower::Service<axum::http::Request<B>> for WatchBodies<S>
 where
-    S: tower::Service<axum::http::Request<RateBody<B>>>,
+    S: tower::Service<axum::http::Request<WatchedBody<B>>, Response = axum::http::Response<R>>,
+    S::Future: Send + 'static,
     B: HttpBody,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: axum::http::Request<B>) -> S::Future {
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         let declared = req
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let floor = (self.kib_per_sec > 0 && !req.body().is_end_stream()).then_some(RateFloor {
+        let has_body = !req.body().is_end_stream();
+        let floor = (self.kib_per_sec > 0 && has_body).then_some(RateFloor {
             grace: self.grace,
             bytes_per_sec: self.kib_per_sec * 1024,
             declared,
         });
-        self.inner.call(req.map(|body| RateBody {
+        let unread = Arc::new(AtomicBool::new(has_body));
+        let answer = self.inner.call(req.map(|body| WatchedBody {
             body,
             floor,
             received: 0,
             started: None,
             deadline: None,
-        }))
+            unread: unread.clone(),
+        }));
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if unread.load(Ordering::Acquire) {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(response)
+        })
     }
 }
+
+/// What a request body fails with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The slowest a body may arrive.
 #[derive(Debug, Clone, Copy)]
@@ -329,50 +352,47 @@ impl RateFloor {
 /// declared length at the floor rate from the server's first read of it (for a chunked
 /// body, the length received so far, so the deadline moves as it arrives). Time the
 /// handler spends before reading (authentication, waiting for upload room) does not count.
+/// `unread` stays set until the body has been read to its end.
 #[derive(Debug)]
-pub struct RateBody<B> {
+pub struct WatchedBody<B> {
     body: B,
     floor: Option<RateFloor>,
     received: u64,
     started: Option<Instant>,
     deadline: Option<Pin<Box<Sleep>>>,
+    unread: Arc<AtomicBool>,
 }
 
-impl<B> HttpBody for RateBody<B>
+impl<B> WatchedBody<B>
 where
     B: HttpBody + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
-    type Data = B::Data;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
+    /// The next frame, or the [`BodyTooSlow`] error once the floor's deadline has passed
+    /// while the server waited for the client.
+    fn poll_paced(
+        &mut self,
+        floor: RateFloor,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
-        let this = &mut *self;
-        let Some(floor) = this.floor else {
-            return Pin::new(&mut this.body).poll_frame(cx).map_err(Into::into);
-        };
-        let started = *this.started.get_or_insert_with(Instant::now);
-        let deadline = this.deadline.get_or_insert_with(|| {
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let deadline = self.deadline.get_or_insert_with(|| {
             let allowed = floor.allowance(floor.declared.unwrap_or(0));
             Box::pin(tokio::time::sleep_until(started + allowed))
         });
-        match Pin::new(&mut this.body).poll_frame(cx) {
+        match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.received += bytes::Buf::remaining(data) as u64;
+                    self.received += bytes::Buf::remaining(data) as u64;
                     if floor.declared.is_none() {
                         deadline
                             .as_mut()
-                            .reset(started + floor.allowance(this.received));
+                            .reset(started + floor.allowance(self.received));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
-            // Only while the server waits for the client does the deadline apply.
             Poll::Pending => match deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow {
                     kib_per_sec: floor.bytes_per_sec / 1024,
@@ -380,6 +400,35 @@ where
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+}
+
+impl<B> HttpBody for WatchedBody<B>
+where
+    B: HttpBody + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = match this.floor {
+            Some(floor) => this.poll_paced(floor, cx),
+            None => Pin::new(&mut this.body).poll_frame(cx).map_err(Into::into),
+        };
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            this.unread.store(false, Ordering::Release);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -377,3 +377,39 @@ async fn stop_closes_idle_connections() {
         .expect("stop waits for no idle connection");
     read_to_eof(&mut idle, "an idle connection at stop").await;
 }
+
+/// An answer given before its request's body was read to the end (refused for its
+/// length, or for its token) says `Connection: close`, and the server closes: a client
+/// told nothing would reuse the connection as it closes, and its next request would
+/// fail (reqwest: `IncompleteMessage`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_is_read_closes_the_connection() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    for (what, path, token, status) in [
+        ("a body over the limit", "/failure", app.ci.as_str(), 413),
+        ("a wrong token", "/api/cli/v2/scans", "shk_wrong", 401),
+    ] {
+        let mut conn = connect(&app).await;
+        conn.write_all(post_head(path, token, 1_000_000).as_bytes())
+            .await
+            .unwrap();
+        conn.write_all(b"{").await.unwrap();
+        let answer = read_to_eof(&mut conn, what).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status_of(&answer), Some(status), "{what}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{what}: {text}"
+        );
+    }
+    // A body read to its end keeps the connection (the kept-alive test above posts on one).
+    let scan = fixture_text("01-post-scans.request.json");
+    let mut conn = connect(&app).await;
+    let request = post_head("/api/cli/v2/scans", &app.ci, scan.len()) + &scan;
+    conn.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut conn, "a body read whole").await.0, 200);
+    conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut conn, "the next request").await.0, 200);
+    app.stop().await;
+}

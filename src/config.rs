@@ -10,6 +10,7 @@ use crate::delivery::guard::Guard;
 use crate::delivery::schedule::Schedule;
 use crate::delivery::sender::OutboundProxy;
 use crate::delivery::worker::DeliveryConfig;
+use crate::domain::client::TrustedProxies;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,21 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "max_connections",
         Some("1024"),
         "most connections open at once; more wait to be accepted until one closes",
+    ),
+    (
+        "max_connections_per_ip",
+        Some("256"),
+        "most connections open at once from one client address (IPv6: one /64); more are closed as they come",
+    ),
+    (
+        "min_body_rate_kib",
+        Some("16"),
+        "slowest accepted request body, in KiB/s: a body must have arrived by body_read_timeout + its length at this rate, or 408 (0: no floor)",
+    ),
+    (
+        "trusted_proxies",
+        Some(""),
+        "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client for the sign-in throttle; their connections are not capped per address",
     ),
     (
         "no_deliver",
@@ -289,10 +305,16 @@ impl DatabaseArgs {
 
     fn resolve_with(&self, file: &File) -> anyhow::Result<String> {
         if let Some(url) = file.get("database_url", self.database_url.as_deref(), text)? {
-            if let Some(path) = url.strip_prefix("sqlite://") {
-                let path = Path::new(path.split('?').next().unwrap_or(path));
-                if path.parent().is_some_and(Path::exists) {
-                    crate::files::private_file(path).map_err(|e| {
+            if let Some(path) = sqlite_file(&url) {
+                // A bare file name has the empty path as its parent: the working directory.
+                let dir = match path.parent() {
+                    Some(p) if p.as_os_str().is_empty() => Path::new("."),
+                    Some(p) => p,
+                    None => Path::new("/"),
+                };
+                // A missing directory is left to sqlx, whose error names the file.
+                if dir.exists() {
+                    crate::files::private_file(&path).map_err(|e| {
                         anyhow::anyhow!(
                             "cannot make the database file {} private: {e}",
                             path.display()
@@ -338,6 +360,28 @@ impl DatabaseArgs {
             }
         }
     }
+}
+
+/// The file a `sqlite:` database URL names, read as sqlx reads it: `sqlite://PATH` or
+/// `sqlite:PATH`, a relative PATH from the working directory, `%` escapes decoded, the
+/// query string apart. `None` for an in-memory database, or a URL of another backend.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        url::form_urlencoded::parse(params.as_bytes()).any(|(k, v)| k == "mode" && v == "memory");
+    if database.is_empty() || database == ":memory:" || in_memory {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(database)
+        .decode_utf8()
+        .ok()?;
+    Some(PathBuf::from(decoded.as_ref()))
 }
 
 /// Delivery flags, shared by `serve` and `worker`.
@@ -479,6 +523,20 @@ pub struct ServeArgs {
     /// [default: 1024].
     #[arg(long, env = "SCANHOOK_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
+    /// Most connections open at once from one client address (an IPv6 client: its /64);
+    /// more are closed as they are accepted [default: 256].
+    #[arg(long, env = "SCANHOOK_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<String>,
+    /// Slowest accepted request body, in KiB/s: a body must have arrived within
+    /// --body-read-timeout plus its length at this rate, or it gets a 408; 0 sets no floor
+    /// [default: 16].
+    #[arg(long, env = "SCANHOOK_MIN_BODY_RATE_KIB")]
+    pub min_body_rate_kib: Option<String>,
+    /// Reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names
+    /// the client for the sign-in throttle, and whose connections are not capped per
+    /// address [default: none: the connection's peer is the client].
+    #[arg(long, env = "SCANHOOK_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// Slug of the deployment created on first start of an empty database
     /// [default: scanhook].
     #[arg(long, env = "SCANHOOK_DEPLOYMENT")]
@@ -514,6 +572,12 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections served at once from one client address (`limit_key`).
+    pub max_connections_per_ip: usize,
+    /// Slowest request body, in KiB/s, on top of `body_read_timeout` (0: no floor).
+    pub min_body_rate_kib: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
     pub deployment: String,
     /// Run delivery workers in this process.
     pub deliver: bool,
@@ -541,6 +605,9 @@ impl Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            min_body_rate_kib: 16,
+            trusted_proxies: TrustedProxies::default(),
             deployment: "scanhook".into(),
             deliver: true,
             delivery: DeliveryConfig::default(),
@@ -611,6 +678,28 @@ impl Config {
                 _ => Err("is more connections than can be counted".into()),
             },
         )?;
+        let max_connections_per_ip = file.value(
+            "max_connections_per_ip",
+            args.max_connections_per_ip.as_deref(),
+            |s| match number::<usize>(s)? {
+                n if (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&n) => Ok(n),
+                0 => Err("must be at least 1".into()),
+                _ => Err("is more connections than can be counted".into()),
+            },
+        )?;
+        let min_body_rate_kib = file.value(
+            "min_body_rate_kib",
+            args.min_body_rate_kib.as_deref(),
+            |s| match number::<u64>(s)? {
+                n if n <= 1_048_576 => Ok(n),
+                _ => Err("must be at most 1048576 (1 GiB/s)".into()),
+            },
+        )?;
+        let trusted_proxies = file.value(
+            "trusted_proxies",
+            args.trusted_proxies.as_deref(),
+            TrustedProxies::parse,
+        )?;
         let Delivery {
             config: delivery,
             allow_cidrs,
@@ -644,6 +733,9 @@ impl Config {
                 connection_timeout,
             )?,
             max_connections,
+            max_connections_per_ip,
+            min_body_rate_kib,
+            trusted_proxies,
             deployment,
         })
     }
@@ -700,11 +792,27 @@ mod tests {
             "Config::local has the defaults of SETTINGS"
         );
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (
+                c.max_connections_per_ip,
+                c.min_body_rate_kib,
+                &c.trusted_proxies
+            ),
+            (
+                local.max_connections_per_ip,
+                local.min_body_rate_kib,
+                &local.trusted_proxies
+            ),
+            "Config::local has the defaults of SETTINGS"
+        );
+        assert!(c.trusted_proxies.is_empty());
 
         let f = file(&format!(
             "listen = \"127.0.0.1:9000\"\ndelivery_timeout = \"3s\"\ndelivery_concurrency = 2\n\
              deliver_allow_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\nno_deliver = true\n\
-             max_connections = 64\nbody_read_timeout = \"2m\"\ndata_dir = {data:?}\n"
+             max_connections = 64\nbody_read_timeout = \"2m\"\ndata_dir = {data:?}\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nmax_connections_per_ip = 8\n\
+             min_body_rate_kib = 0\n"
         ));
         let c = Config::layered(&args(&[]), &f).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
@@ -715,6 +823,9 @@ mod tests {
         assert!(!c.deliver);
         assert_eq!(c.max_connections, 64);
         assert_eq!(c.body_read_timeout, Duration::from_secs(120));
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert_eq!((c.max_connections_per_ip, c.min_body_rate_kib), (8, 0));
 
         let c = Config::layered(
             &args(&["--delivery-timeout", "9s", "--no-deliver=false"]),
@@ -771,6 +882,13 @@ mod tests {
             ("--max-connections", "0", "at least 1"),
             ("--header-read-timeout", "0s", "longer than zero"),
             ("--body-read-timeout", "2d", "at most 1d"),
+            ("--max-connections-per-ip", "0", "at least 1"),
+            ("--min-body-rate-kib", "fast", "whole number"),
+            (
+                "--trusted-proxies",
+                "10.0.0.0/8,proxy",
+                "\"proxy\" is not an IP address",
+            ),
         ] {
             let e = Config::layered(&args(&[flag, value, "--data-dir", &data]), &File::default())
                 .unwrap_err()
@@ -778,6 +896,28 @@ mod tests {
             assert!(e.contains(flag) && e.contains(says), "{e}");
         }
         assert!(File::parse(Path::new("f.toml"), "listen = { a = 1 }").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_name_the_file_sqlx_opens() {
+        let file = |u: &str| sqlite_file(u).map(|p| p.display().to_string());
+        for (url, path) in [
+            (
+                "sqlite:///var/lib/scanhook/db",
+                Some("/var/lib/scanhook/db"),
+            ),
+            ("sqlite://rel.db", Some("rel.db")),
+            ("sqlite:rel.db", Some("rel.db")),
+            ("sqlite:data/rel.db?mode=rwc", Some("data/rel.db")),
+            ("sqlite://a%20b.db", Some("a b.db")),
+            ("sqlite::memory:", None),
+            ("sqlite://:memory:", None),
+            ("sqlite://?mode=memory", None),
+            ("sqlite://x.db?mode=memory", None),
+            ("postgres://u@h/db", None),
+        ] {
+            assert_eq!(file(url).as_deref(), path, "{url}");
+        }
     }
 
     #[test]

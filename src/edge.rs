@@ -76,34 +76,48 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     "the request body is larger than this endpoint accepts",
                 )
             }
-            other if body_timed_out(&other) => body_timeout(),
-            other => AppError::bad_request("unreadable_body", other.body_text()),
+            other => body_read_failed(&other)
+                .unwrap_or_else(|| AppError::bad_request("unreadable_body", other.body_text())),
         })?;
         let value = parse_json(&bytes)?;
         Ok(JsonBody(value, bytes))
     }
 }
 
-/// The answer to a body that stopped arriving.
-fn body_timeout() -> AppError {
-    AppError::client(
-        StatusCode::REQUEST_TIMEOUT,
-        "request_timeout",
-        "the request body stopped arriving (body_read_timeout); send it again",
-    )
+/// A request body that arrived more slowly than `min_body_rate_kib` allows (`serve`'s
+/// body wrapper fails with it; the handler that reads the body answers 408).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body arrived more slowly than {kib_per_sec} KiB/s")]
+pub struct BodyTooSlow {
+    pub kib_per_sec: u64,
 }
 
-/// Whether reading a body failed because it stalled longer than the body timeout that
-/// `serve` puts around every request: the client is slow, not wrong, so 408 rather than 400.
-fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The answer to a body that failed to arrive in time, if that is why reading `e` failed:
+/// it stalled longer than the body timeout, or trickled below the rate floor, both of which
+/// `serve` puts around every request. The client is slow, not wrong: 408 rather than 400.
+fn body_read_failed(e: &(dyn std::error::Error + 'static)) -> Option<AppError> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if err.is::<tower_http::timeout::TimeoutError>() {
-            return true;
+            return Some(AppError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body stopped arriving (body_read_timeout); send it again",
+            ));
+        }
+        if let Some(slow) = err.downcast_ref::<BodyTooSlow>() {
+            return Some(AppError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body arrived too slowly: beyond body_read_timeout, the server waits for at least {} KiB/s (min_body_rate_kib); send it again over a faster link",
+                    slow.kib_per_sec
+                ),
+            ));
         }
         next = err.source();
     }
-    false
+    None
 }
 
 /// Parses JSON, naming the path of the offending value in the error.
@@ -187,8 +201,18 @@ impl UploadBudget {
     }
 }
 
+/// The body length a request declares (`Content-Length`), if it declares one that parses.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Reads a request body into one buffer of its declared length (no second copy while it
-/// grows), refusing more than `limit` bytes with 413.
+/// grows), refusing more than `limit` bytes with 413 and a body that stalls or arrives too
+/// slowly (the limits `serve` puts around every request) with 408, both as JSON errors.
+/// Every handler that takes a raw body reads it through here.
 pub async fn read_body(
     body: axum::body::Body,
     declared: Option<usize>,
@@ -209,11 +233,8 @@ pub async fn read_body(
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            if body_timed_out(&e) {
-                body_timeout()
-            } else {
-                AppError::bad_request("unreadable_body", e.to_string())
-            }
+            body_read_failed(&e)
+                .unwrap_or_else(|| AppError::bad_request("unreadable_body", e.to_string()))
         })?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {

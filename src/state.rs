@@ -26,7 +26,7 @@ pub struct AppState {
     pub handoff: Option<Handoff>,
     /// This process's delivery counters (empty with `--no-deliver`).
     pub metrics: Arc<Metrics>,
-    /// Failed web UI sign-ins per client address.
+    /// Failed web UI sign-ins per client address (keyed by `domain::client::limit_key`).
     pub sign_ins: Arc<Throttle<IpAddr>>,
     /// Bytes of uploads held at once.
     pub uploads: Arc<UploadBudget>,

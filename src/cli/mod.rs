@@ -136,9 +136,12 @@ fn init_tracing(server: bool) {
         .try_init();
 }
 
-/// Writes log records with their control characters escaped (`\n` → `\x0a`, ESC →
-/// `\x1b`, NUL → `\x00`), but for the newline that ends each record: a log line is one
-/// record, whatever a field holds. The formatter writes each record whole, in one call.
+/// Writes log records with what would break or disguise a line escaped: C0 controls
+/// (`\n` → `\x0a`, ESC → `\x1b`, NUL → `\x00`) but for the newline that ends each record,
+/// DEL and C1 controls (`\u{85}`, which some readers take for a line break), the Unicode
+/// line and paragraph separators, and format characters such as the bidi overrides (`\u{202e}`,
+/// which makes a terminal show text out of order). A log line is one record, and reads as
+/// what it holds, whatever a field holds. The formatter writes each record whole, in one call.
 pub struct EscapedStderr<W>(pub W);
 
 impl<W: std::io::Write> std::io::Write for EscapedStderr<W> {
@@ -152,15 +155,35 @@ impl<W: std::io::Write> std::io::Write for EscapedStderr<W> {
     }
 }
 
-/// `buf` with every control byte but a final newline (and tabs) written as `\xNN`.
+/// `buf` with every control byte but a final newline (and tabs) written as `\xNN`, every
+/// C1 control, line or paragraph separator and format character as `\u{NNNN}`, and bytes
+/// that are not UTF-8 as `\xNN`.
 pub fn escape_controls(buf: &[u8]) -> Vec<u8> {
+    use std::io::Write;
     let mut out = Vec::with_capacity(buf.len() + 16);
-    for (i, &b) in buf.iter().enumerate() {
-        let last_newline = b == b'\n' && i + 1 == buf.len();
-        if (b < 0x20 && b != b'\t' && !last_newline) || b == 0x7f {
-            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
-        } else {
-            out.push(b);
+    let last = buf.len().saturating_sub(1);
+    let mut at = 0;
+    for chunk in buf.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let final_newline = c == '\n' && at == last;
+            if final_newline || c == '\t' {
+                out.push(c as u8);
+            } else if c < ' ' || c == '\u{7f}' {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            } else if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}')
+                || crate::domain::text::is_format(c)
+            {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            } else {
+                let mut utf8 = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+            at += c.len_utf8();
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+            at += 1;
         }
     }
     out
@@ -181,5 +204,24 @@ mod tests {
             "{out}"
         );
         assert_eq!(escape_controls(b"a\tb\n"), b"a\tb\n");
+    }
+
+    #[test]
+    fn unicode_that_breaks_or_disguises_a_line_is_escaped() {
+        let record = "ref=main\u{85}next\u{9b}2J \u{2028}\u{2029} evil\u{202e}txt.exe \u{2066}x\u{2069} é 日本 😀\n";
+        let out = String::from_utf8(escape_controls(record.as_bytes())).unwrap();
+        assert_eq!(
+            out,
+            "ref=main\\u{85}next\\u{9b}2J \\u{2028}\\u{2029} evil\\u{202e}txt.exe \\u{2066}x\\u{2069} é 日本 😀\n"
+        );
+        for c in ('\u{80}'..='\u{9f}')
+            .chain('\u{202a}'..='\u{202e}')
+            .chain('\u{2066}'..='\u{2069}')
+        {
+            let out = String::from_utf8(escape_controls(format!("a{c}b").as_bytes())).unwrap();
+            assert!(!out.contains(c), "{c:?} passed as {out:?}");
+        }
+        // A byte that is not UTF-8 cannot smuggle one either.
+        assert_eq!(escape_controls(b"a\xc2b\n"), b"a\\xc2b\n");
     }
 }

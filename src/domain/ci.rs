@@ -73,7 +73,7 @@ fn yes() -> bool {
     true
 }
 
-/// Longest `scan_metadata.unique_id`.
+/// Longest `scan_metadata.unique_id`, in bytes (as are the lengths below).
 pub const MAX_UNIQUE_ID: usize = 200;
 /// Longest repository name.
 pub const MAX_REPOSITORY: usize = 512;
@@ -91,7 +91,7 @@ impl CreateScan {
         let uid = &self.scan_metadata.unique_id;
         if uid.trim().is_empty() || uid.len() > MAX_UNIQUE_ID || super::text::has_hidden(uid) {
             return Err(format!(
-                "scan_metadata.unique_id must be 1 to {MAX_UNIQUE_ID} characters without control characters"
+                "scan_metadata.unique_id must be 1 to {MAX_UNIQUE_ID} bytes (UTF-8) without control characters"
             ));
         }
         let m = &self.project_metadata;
@@ -100,13 +100,13 @@ impl CreateScan {
             || super::text::has_hidden(&m.repository)
         {
             return Err(format!(
-                "project_metadata.repository must be 1 to {MAX_REPOSITORY} characters without control or formatting characters"
+                "project_metadata.repository must be 1 to {MAX_REPOSITORY} bytes (UTF-8) without control or formatting characters"
             ));
         }
         if let Some(b) = &m.branch {
             if b.is_empty() || b.len() > MAX_REF || super::text::has_hidden(b) {
                 return Err(format!(
-                    "project_metadata.branch must be 1 to {MAX_REF} characters without control or formatting characters"
+                    "project_metadata.branch must be 1 to {MAX_REF} bytes (UTF-8) without control or formatting characters"
                 ));
             }
         }
@@ -128,7 +128,7 @@ impl CreateScan {
             if let Some(v) = value {
                 if v.len() > MAX_METADATA_TEXT || super::text::has_hidden(v) {
                     return Err(format!(
-                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} characters without control or formatting characters"
+                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} bytes (UTF-8) without control or formatting characters"
                     ));
                 }
             }
@@ -148,7 +148,7 @@ impl CreateScan {
             if let Some(v) = value {
                 if v.len() > MAX_METADATA_TEXT || super::text::has_forbidden_in_text(v) {
                     return Err(format!(
-                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} characters without NUL, control (but tab and line breaks) or bidi characters"
+                        "project_metadata.{key} must be at most {MAX_METADATA_TEXT} bytes (UTF-8) without NUL, control (but tab and line breaks) or bidi characters"
                     ));
                 }
             }
@@ -156,7 +156,7 @@ impl CreateScan {
         if let Some(v) = &self.scan_metadata.cli_version {
             if v.len() > 200 || super::text::has_hidden(v) {
                 return Err(
-                    "scan_metadata.cli_version must be at most 200 plain characters".into(),
+                    "scan_metadata.cli_version must be at most 200 bytes of plain text".into(),
                 );
             }
         }
@@ -257,23 +257,49 @@ impl<'a> Finding<'a> {
             .unwrap_or(&self.syntactic_id)
     }
 
-    /// Checks what serde cannot: ids present, fields within sane sizes.
+    /// Checks what serde cannot: ids present, fields within sane sizes, and text that every
+    /// backend can store and nobody misreads (no NUL or other C0 control, no bidi control;
+    /// `message` may hold tabs and line breaks).
     pub fn check(&self, list: &str, i: usize) -> Result<(), String> {
         let at = |what: &str| format!("{list}[{i}]: {what}");
         if self.syntactic_id.is_empty() || self.syntactic_id.len() > 256 {
-            return Err(at("`syntactic_id` must be 1 to 256 characters"));
+            return Err(at("`syntactic_id` must be 1 to 256 bytes"));
         }
         if self.match_based_id.as_ref().is_some_and(|m| m.len() > 512) {
-            return Err(at("`match_based_id` is longer than 512 characters"));
+            return Err(at("`match_based_id` is longer than 512 bytes"));
         }
         if self.check_id.is_empty() || self.check_id.len() > 512 {
-            return Err(at("`check_id` must be 1 to 512 characters"));
+            return Err(at("`check_id` must be 1 to 512 bytes"));
         }
         if self.path.is_empty() || self.path.len() > 4096 {
-            return Err(at("`path` must be 1 to 4096 characters"));
+            return Err(at("`path` must be 1 to 4096 bytes"));
         }
         if self.message.len() > 65_536 {
             return Err(at("`message` is longer than 64 KiB"));
+        }
+        let texts = [
+            ("check_id", Some(&self.check_id), false),
+            ("path", Some(&self.path), false),
+            ("message", Some(&self.message), true),
+            ("syntactic_id", Some(&self.syntactic_id), false),
+            ("match_based_id", self.match_based_id.as_ref(), false),
+            ("commit_date", self.commit_date.as_ref(), false),
+        ];
+        for (field, value, line_breaks) in texts {
+            let Some(c) =
+                value.and_then(|v| super::text::first_forbidden_in_upload(v, line_breaks))
+            else {
+                continue;
+            };
+            let allowed = if line_breaks {
+                "control characters (tab and line breaks are fine)"
+            } else {
+                "control characters"
+            };
+            return Err(at(&format!(
+                "`{field}` holds U+{:04X}; remove {allowed} and bidi controls (U+202A–U+202E, U+2066–U+2069)",
+                c as u32
+            )));
         }
         if !self.metadata().get().starts_with('{') {
             return Err(at("`metadata` must be an object"));
@@ -379,6 +405,31 @@ pub struct Complete {
     pub stats: Value,
 }
 
+/// Deepest nesting of `/complete`'s `stats` (real ones nest three or four levels). They
+/// are stored and read back into every `semgrep_scan` object, whose readers stop at a
+/// depth of their own.
+pub const MAX_STATS_DEPTH: usize = 32;
+
+impl Complete {
+    /// `Err(depth)` when `stats` nests deeper than [`MAX_STATS_DEPTH`].
+    pub fn check(&self) -> Result<(), usize> {
+        match value_depth(&self.stats) {
+            d if d > MAX_STATS_DEPTH => Err(d),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How deeply arrays and objects nest in `v` (a scalar: 0, `{}`: 1). Recursion is bounded
+/// by serde_json's own depth limit on what it parsed.
+pub fn value_depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The reply to `/complete`. A retried `/complete` gets the reply of the first.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct CompleteReply {
@@ -421,6 +472,20 @@ pub struct ScanError {
     pub stderr: String,
 }
 
+impl ScanError {
+    /// The client's stderr is kept as sent (colour codes and all) but for NUL, which
+    /// PostgreSQL cannot store in text.
+    pub fn check(&self) -> Result<(), String> {
+        if self.stderr.contains('\0') {
+            return Err(
+                "`stderr` holds U+0000 (NUL), which cannot be stored: remove it or send the text escaped"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +497,29 @@ mod tests {
         assert_eq!(nesting_depth(r#"{"a":"\"[[["}"#), 1);
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(nesting_depth(&deep), 200);
+    }
+
+    #[test]
+    fn stats_nest_at_most_32_deep() {
+        let nested = |levels: usize| {
+            let mut v = serde_json::json!(1);
+            for _ in 0..levels {
+                v = serde_json::json!({"k": [v]});
+            }
+            v
+        };
+        assert_eq!(value_depth(&serde_json::json!(null)), 0);
+        assert_eq!(value_depth(&serde_json::json!({"a": 1, "b": [[]]})), 3);
+        assert_eq!(value_depth(&nested(16)), 32);
+        let ok = Complete {
+            exit_code: 0,
+            stats: nested(16),
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let deep = Complete {
+            exit_code: 0,
+            stats: serde_json::json!([nested(16)]),
+        };
+        assert_eq!(deep.check(), Err(33));
     }
 }

@@ -12,6 +12,8 @@
 //! - [`globs`]: glob lists for repositories, refs, rules and paths.
 //! - [`tokens`]: token scopes and the checks a new token passes.
 //! - [`throttle`]: failed attempts per key, bounded.
+//! - [`client`]: the key a client's address is counted under, and the address behind a
+//!   trusted proxy.
 //! - [`text`]: what names and free text may hold.
 //! - [`filters`]: what an integration receives, narrowed (globs, severity, CEL).
 //! - [`events`]: the finding events' bodies and the JSON Schema of every body.
@@ -20,6 +22,7 @@
 //! - [`routing`]: which integration is sent which events, as one pure function.
 
 pub mod ci;
+pub mod client;
 pub mod events;
 pub mod filters;
 pub mod findings;

@@ -47,6 +47,22 @@ pub fn has_forbidden_in_text(s: &str) -> bool {
         .any(|c| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || is_format(c))
 }
 
+/// A bidi embedding, override or isolate (U+202A–U+202E, U+2066–U+2069): text after one
+/// shows in another order than it is stored in ("Trojan Source").
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The first character of a string sent by a CI client that has no place in what is stored
+/// and shown: a C0 control (NUL, ESC, …; tab and line breaks too unless `line_breaks`) or a
+/// bidi control. PostgreSQL refuses NUL in text outright, the others forge log lines and
+/// hide code in what a reviewer reads.
+pub fn first_forbidden_in_upload(s: &str, line_breaks: bool) -> Option<char> {
+    s.chars().find(|&c| {
+        (c <= '\u{1F}' && !(line_breaks && matches!(c, '\t' | '\n' | '\r'))) || is_bidi_control(c)
+    })
+}
+
 /// A name people give (integrations, tokens, policies): trimmed, 1 to 200 characters,
 /// nothing hidden.
 pub fn check_name(name: &str) -> Result<&str, String> {
@@ -86,5 +102,22 @@ mod tests {
         assert!(has_forbidden_in_text("a\u{0}b"));
         assert!(has_forbidden_in_text("a\u{1b}[2Jb"));
         assert!(has_forbidden_in_text("a\u{2066}b"));
+    }
+
+    #[test]
+    fn uploads_refuse_c0_and_bidi_controls() {
+        assert_eq!(first_forbidden_in_upload("src/app.py", false), None);
+        assert_eq!(first_forbidden_in_upload("Équipe \u{200d} ok", false), None);
+        assert_eq!(first_forbidden_in_upload("a\tb\r\nc", true), None);
+        assert_eq!(first_forbidden_in_upload("a\tb", false), Some('\t'));
+        assert_eq!(first_forbidden_in_upload("a\u{0}b", true), Some('\u{0}'));
+        assert_eq!(
+            first_forbidden_in_upload("a\u{1b}[2J", true),
+            Some('\u{1b}')
+        );
+        for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
+            assert_eq!(first_forbidden_in_upload(&format!("x{c}y"), true), Some(c));
+        }
+        assert_eq!(first_forbidden_in_upload("\u{2029}\u{206a}", true), None);
     }
 }

@@ -1,7 +1,9 @@
 //! A throttle of failed attempts per key (the web UI's sign-in, per client address): at
 //! most `limit` failures within `window`; beyond that the key waits until its oldest
-//! failure in the window ages out. Bounded in memory: it remembers at most `capacity` keys,
-//! forgetting the stalest first. Time is passed in, so tests drive it.
+//! failure in the window ages out. Bounded in memory: it remembers at most `capacity` keys.
+//! When full it forgets keys with no failure in the window first, then the unlocked key
+//! whose last failure is oldest; a locked key goes last, so that filling the table from
+//! many addresses does not unlock one. Time is passed in, so tests drive it.
 
 use crate::clock::Micros;
 use std::collections::{HashMap, VecDeque};
@@ -52,12 +54,21 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
             let cutoff = now - self.window;
             all.retain(|_, times| times.back().is_some_and(|t| *t > cutoff));
             if all.len() >= self.capacity {
-                // Still full of live keys: forget the one whose last failure is oldest.
-                let stalest = all
+                // Still full of live keys: forget the unlocked one whose last failure is
+                // oldest. Only when every key is locked, the one that unlocks soonest (its
+                // oldest failure is the oldest): it had least of its wait left.
+                let limit = self.limit;
+                let unlocked = all
                     .iter()
+                    .filter(|(_, times)| times.iter().filter(|t| **t > cutoff).count() < limit)
                     .min_by_key(|(_, times)| times.back().copied().unwrap_or(Micros::MIN))
                     .map(|(k, _)| k.clone());
-                if let Some(k) = stalest {
+                let victim = unlocked.or_else(|| {
+                    all.iter()
+                        .min_by_key(|(_, times)| times.front().copied().unwrap_or(Micros::MIN))
+                        .map(|(k, _)| k.clone())
+                });
+                if let Some(k) = victim {
                     all.remove(&k);
                 }
             }
@@ -114,5 +125,32 @@ mod tests {
             t.failures.lock().unwrap().contains_key(&9),
             "the newest is kept"
         );
+    }
+
+    #[test]
+    fn a_full_table_forgets_unlocked_keys_before_locked_ones() {
+        let t = Throttle::new(2, Duration::from_secs(600), 3);
+        // The oldest key is locked out…
+        t.failed(&"locked", 0);
+        t.failed(&"locked", SEC);
+        assert!(t.check(&"locked", 2 * SEC).is_err());
+        // …and others fill the table, each with one failure, newer than the lock.
+        for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            t.failed(k, (10 + i as Micros) * SEC);
+        }
+        let all = t.failures.lock().unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all.contains_key(&"locked"), "flooding does not unlock it");
+        assert!(all.contains_key(&"e") && all.contains_key(&"d"), "{all:?}");
+        drop(all);
+        assert!(t.check(&"locked", 20 * SEC).is_err());
+
+        // When every key is locked, the one that unlocks soonest goes.
+        let t = Throttle::new(1, Duration::from_secs(600), 2);
+        t.failed(&"first", 0);
+        t.failed(&"second", SEC);
+        t.failed(&"third", 2 * SEC);
+        let all = t.failures.lock().unwrap();
+        assert!(!all.contains_key(&"first") && all.contains_key(&"second"));
     }
 }

@@ -7,11 +7,11 @@ use crate::api::ci::{
     ScanConfig, ScanCreated, ScanInfo,
 };
 use crate::api::{Conflict, Refusals, Success};
-use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError};
+use crate::domain::ci::{Complete, CompleteReply, CreateScan, Results, ScanError, MAX_STATS_DEPTH};
 use crate::domain::mode::{self, RuleMode};
 use crate::domain::outbox::Claimant;
 use crate::domain::scan::ScanStatus;
-use crate::edge::{parse_json, parse_json_in, read_body, JsonBody, Path};
+use crate::edge::{declared_length, parse_json, parse_json_in, read_body, JsonBody, Path};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::ids::{ScanId, ScanKey};
 use crate::state::AppState;
@@ -19,7 +19,7 @@ use crate::store::complete::Completion;
 use crate::store::scans::Scan;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::Json;
@@ -48,9 +48,10 @@ pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
         .layer(middleware::from_fn(super::declared_length_limit(
             super::MAX_BODY,
         )));
+    // The handler reads its body through `read_body`, which holds it to the same limit
+    // whether or not a length is declared.
     let failure = OpenApiRouter::new()
         .routes(routes!(fail_open_report))
-        .layer(DefaultBodyLimit::max(MAX_FAILURE_REPORT))
         .layer(middleware::from_fn(super::declared_length_limit(
             MAX_FAILURE_REPORT,
         )));
@@ -63,6 +64,7 @@ pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "The scan, new or the one with this unique_id", body = ScanCreated),
         (status = 403, description = "The token's project scope does not include this repository", body = ErrorBody),
+        (status = 409, description = "`unique_id_conflict`: the unique_id is already the id of another repository's scan", body = ErrorBody),
         Refusals,
     ))]
 async fn create_scan(
@@ -83,6 +85,27 @@ async fn create_scan(
         )));
     }
     let scan = st.store.create_scan(auth.deployment.id, &req).await?;
+    if scan.project != *repo {
+        // The id is taken by another project's scan. A token that cannot reach that
+        // project learns nothing of it; one that can is told why.
+        let uid = &req.scan_metadata.unique_id;
+        if !auth.reaches(&scan.project) {
+            return Err(AppError::client(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "scan_metadata.unique_id {uid:?} cannot be used for {repo:?} and names no scan this token reaches; start the scan with a new unique_id"
+                ),
+            ));
+        }
+        return Err(AppError::conflict(
+            "unique_id_conflict",
+            format!(
+                "scan_metadata.unique_id {uid:?} is already the id of a scan of {:?}; a retry must name the same repository, a new scan needs a new unique_id",
+                scan.project
+            ),
+        ));
+    }
     tracing::info!(scan.id = %scan.public_id, project = %scan.project, git_ref = %scan.git_ref, "scan started");
     Ok(Json(ScanCreated {
         info: ScanInfo {
@@ -170,10 +193,7 @@ async fn upload_results(
     // Room for the whole upload is reserved before a byte of it is read, so uploads in
     // flight never hold more than the configured total.
     let limit = st.config.max_results_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(&headers);
     let _room = st
         .uploads
         .reserve(declared.unwrap_or(limit).min(limit))
@@ -236,6 +256,14 @@ async fn complete_scan(
     JsonBody(body, _): JsonBody<Complete>,
 ) -> AppResult<Json<CompleteReply>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
+    body.check().map_err(|depth| {
+        AppError::bad_request(
+            "stats_too_deep",
+            format!(
+                "`stats` nests {depth} levels deep; at most {MAX_STATS_DEPTH} are kept: flatten it"
+            ),
+        )
+    })?;
     if !matches!(scan.status, ScanStatus::Running | ScanStatus::Completed) {
         return Err(ended(&scan, scan.status));
     }
@@ -297,6 +325,8 @@ async fn scan_error(
     JsonBody(body, _): JsonBody<ScanError>,
 ) -> AppResult<Json<Success>> {
     let scan = scan_in_path(&st, &auth, &scan_id).await?;
+    body.check()
+        .map_err(|m| AppError::bad_request("invalid_body", m))?;
     let stderr: String = body.stderr.chars().take(65_536).collect();
     if st
         .store
@@ -351,10 +381,18 @@ async fn deepbinary(Path(_platform): Path<String>) -> AppError {
 async fn fail_open_report(
     auth: Auth,
     State(st): State<AppState>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> AppResult<Json<Success>> {
-    let report: Value = parse_json(&body)?;
+    let raw = read_body(body, declared_length(&headers), MAX_FAILURE_REPORT).await?;
+    let report: Value = parse_json(&raw)?;
     let request_id = report.get("request_id").and_then(Value::as_str);
+    if request_id.is_some_and(|r| r.contains('\0')) {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "`request_id` holds U+0000 (NUL), which cannot be stored: remove it",
+        ));
+    }
     let exit_code = report.get("exit_code").and_then(Value::as_i64);
     st.store
         .record_failure(

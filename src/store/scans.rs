@@ -140,7 +140,10 @@ pub struct ScanFilter {
 
 impl Store {
     /// Creates the scan (and its project on first sight) or returns the one that already
-    /// has this `unique_id`: the client retries this call with the same id.
+    /// has this `unique_id`: the client retries this call with the same id. The scan
+    /// returned may belong to another project than `req` names (the caller decides what
+    /// that means); a call that finds the id taken writes nothing, so it leaves no project
+    /// behind.
     pub async fn create_scan(
         &self,
         deployment_id: DeploymentId,
@@ -169,7 +172,7 @@ impl Store {
         .await?;
         let project_id: ProjectId = col(&project, "id")?;
         let ignored: String = col(&project, "ignored_files")?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
              is_full_scan, cli_version, meta, ignored_files, status, started_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10) \
@@ -187,7 +190,13 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await?;
+        } else {
+            // A retry, or the id of a scan of another project: the project this call may
+            // have made (and any repo_url it changed) goes with the transaction.
+            tx.rollback().await?;
+        }
         self.scan_by_unique_id(deployment_id, &req.scan_metadata.unique_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("scan vanished after insert"))

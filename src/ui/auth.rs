@@ -2,11 +2,13 @@
 
 use super::layout::{bare, form_error};
 use super::{cookie, local_path, session_cookie, session_cookie_name, Posted, UiResult};
+use crate::domain::client::limit_key;
 use crate::domain::query::QueryPairs;
+use crate::edge::{declared_length, read_body};
 use crate::ids;
 use crate::state::AppState;
 use crate::store::sessions::SESSION_LIFETIME_MICROS;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -60,14 +62,24 @@ pub async fn form(State(st): State<AppState>, q: QueryPairs) -> Response {
     login_page(&st, &next, None, StatusCode::OK)
 }
 
-/// Signs in with an admin token. Failed attempts are throttled per client address: after
+/// Largest sign-in form: a token, a CSRF nonce and a path to return to (at most 2 KiB).
+pub const MAX_SIGN_IN_FORM: usize = 16 * 1024;
+
+/// Signs in with an admin token. Failed attempts are throttled per client address (an IPv6
+/// client per /64; behind a `trusted_proxies` proxy, the address it forwarded for): after
 /// [`crate::state::SIGN_IN_FAILURES`] within the window, 429 until the oldest ages out.
 pub async fn sign_in(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     parts: Parts,
-    body: Bytes,
+    body: Body,
 ) -> UiResult {
+    // Read before anything is known of the client, so held to the house limits: a body
+    // too large, stalled or too slow gets the JSON 413/408 every endpoint answers.
+    let body = match read_body(body, declared_length(&parts.headers), MAX_SIGN_IN_FORM).await {
+        Ok(body) => body,
+        Err(e) => return Ok(e.into_response()),
+    };
     let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -88,8 +100,19 @@ pub async fn sign_in(
             StatusCode::FORBIDDEN,
         ));
     }
+    // Behind a trusted reverse proxy, the address it says it served; an IPv6 client by
+    // its /64, which it picks addresses from at will.
+    let client = st.config.trusted_proxies.client(
+        peer.ip(),
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let key = limit_key(client);
     let now = crate::clock::now();
-    if let Err(wait) = st.sign_ins.check(&peer.ip(), now) {
+    if let Err(wait) = st.sign_ins.check(&key, now) {
         let mut r = login_page(
             &st,
             &next,
@@ -116,8 +139,8 @@ pub async fn sign_in(
         ));
     }
     let Some((id, session)) = st.store.open_session(token).await? else {
-        st.sign_ins.failed(&peer.ip(), now);
-        tracing::warn!(client = %peer.ip(), "web UI sign-in refused: not an admin token");
+        st.sign_ins.failed(&key, now);
+        tracing::warn!(%client, peer = %peer.ip(), "web UI sign-in refused: not an admin token");
         return Ok(login_page(
             &st,
             &next,
@@ -125,7 +148,7 @@ pub async fn sign_in(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    st.sign_ins.succeeded(&peer.ip());
+    st.sign_ins.succeeded(&key);
     tracing::info!(deployment = %session.deployment.slug, token.id = %session.token, "web UI session opened");
     let session_cookie = session_cookie(&st, &id, SESSION_LIFETIME_MICROS / 1_000_000);
     let clear_login = format!("{LOGIN_COOKIE}=; Path=/login; Max-Age=0");

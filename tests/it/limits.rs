@@ -1,8 +1,10 @@
 //! The server's connection limits, probed with raw TCP clients as an attacker would (a
 //! security review found that half-sent headers and stalled bodies held connections open
 //! indefinitely, and that nothing capped how many): the header timeout (also the idle
-//! limit of a kept-alive connection), the body timeout, the connection cap, and that
-//! ordinary traffic — kept-alive connections, slow uploads that keep sending — still works.
+//! limit of a kept-alive connection), the body timeout and the rate floor, the connection
+//! cap and the cap per address, and that ordinary traffic — kept-alive connections, slow
+//! uploads that keep sending — still works. Every check waits for an event (an answer, a
+//! close), never for a stretch of time: a bounded wait only turns a hang into a failure.
 
 use crate::harness::{fixture, fixture_text, Db, TestApp};
 use serde_json::Value;
@@ -16,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(5);
 
 const SHORT: Duration = Duration::from_millis(300);
 
-async fn connect(app: &TestApp) -> TcpStream {
+pub(crate) async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.base.trim_start_matches("http://"))
         .await
         .expect("the listener takes the connection")
@@ -46,7 +48,10 @@ async fn read_to_eof(conn: &mut TcpStream, what: &str) -> Vec<u8> {
 
 /// Reads one response (status line, headers, a `Content-Length` body) and leaves the
 /// connection open for the next request.
-async fn read_response(conn: &mut TcpStream, what: &str) -> (u16, Value) {
+pub(crate) async fn read_response(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+    what: &str,
+) -> (u16, Value) {
     let mut got = Vec::new();
     let read = async {
         loop {
@@ -157,22 +162,137 @@ async fn a_stalled_body_gets_408() {
     // credentials, it is cut off too.
     let mut conn = connect(&app).await;
     let head = "POST /login HTTP/1.1\r\nHost: scanhook.test\r\n\
-        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\nt";
+        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nt";
     conn.write_all(head.as_bytes()).await.unwrap();
     let answer = read_to_eof(&mut conn, "a stalled sign-in").await;
-    assert_ne!(
-        status_of(&answer),
-        Some(200),
-        "{}",
-        String::from_utf8_lossy(&answer)
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), Some(408), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    app.stop().await;
+}
+
+/// A body that keeps arriving, but a trickle, is cut off by the rate floor: it had
+/// `body_read_timeout` + its length at `min_body_rate_kib` (here 1 s + 1 KiB at 1 KiB/s),
+/// while a byte every 100 ms never lets the stall timer (1 s) fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickling_below_the_rate_floor_gets_408() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.body_read_timeout = Duration::from_secs(1);
+        c.min_body_rate_kib = 1;
+    })
+    .await;
+    let scan = app
+        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
+        .await["info"]["id"]
+        .as_i64()
+        .unwrap();
+    let declared = 1024;
+    let (mut rx, mut tx) = connect(&app).await.into_split();
+    let head = post_head(
+        &format!("/api/agent/scans/{scan}/results"),
+        &app.ci,
+        declared,
     );
+    tx.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..declared {
+            if tx.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (status, v) = read_response(&mut rx, "a trickling body").await;
+    trickle.abort();
+    assert_eq!(status, 408, "{v}");
+    assert_eq!(v["error"]["code"], "request_timeout", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("min_body_rate_kib"),
+        "the rate floor, not the stall timer, ended it: {message}"
+    );
+    app.stop().await;
+}
+
+/// Binds a client to `source` (another loopback address is another client) and connects.
+async fn connect_from(app: &TestApp, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket
+        .connect(app.base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .expect("the listener takes the connection")
+}
+
+/// One address may hold `max_connections_per_ip` connections; a further one is closed as it
+/// is accepted, while other addresses are served, and a place comes back as soon as the
+/// server closes one of the address's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_cap_are_closed() {
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.max_connections_per_ip = 2;
+        c.trusted_proxies = scanhook::domain::client::TrustedProxies::parse("127.0.0.3").unwrap();
+        // The open connections must outlive the test, idle: only the cap closes one.
+        c.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect(&app).await;
+        conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut conn, "within the cap").await.0, 200);
+        open.push(conn);
+    }
+    // Accepted by the kernel, then closed by the server without an answer.
+    let mut third = connect(&app).await;
+    let answer = read_to_eof(&mut third, "a third connection from one address").await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // Another address is another client.
+    let mut other = connect_from(&app, "127.0.0.2").await;
+    other.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut other, "another address").await.0, 200);
+    // The server closes one of the two (the client asked it to): its place is free by the
+    // time the client sees the end of it.
+    open[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: scanhook.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let last = read_to_eof(&mut open[0], "a connection closed after its answer").await;
+    assert_eq!(status_of(&last), Some(200));
+    let mut again = connect(&app).await;
+    again.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(
+        read_response(&mut again, "after a place came back").await.0,
+        200
+    );
+    // The other one is still served.
+    open[1].write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut open[1], "still open").await.0, 200);
+    // A trusted proxy speaks for many clients: its connections are not capped per address.
+    let mut proxied = Vec::new();
+    for n in 0..3 {
+        let mut conn = connect_from(&app, "127.0.0.3").await;
+        conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+        assert_eq!(
+            read_response(&mut conn, "from the proxy").await.0,
+            200,
+            "{n}"
+        );
+        proxied.push(conn);
+    }
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upload_that_keeps_sending_is_not_cut_off() {
     let timeout = Duration::from_secs(1);
-    let app = TestApp::spawn_with(Db::Sqlite, |c| c.body_read_timeout = timeout).await;
+    let app = TestApp::spawn_with(Db::Sqlite, |c| {
+        c.body_read_timeout = timeout;
+        // The rate floor at its lowest: the body may take 1 s + 1 s per KiB (some 11 s).
+        c.min_body_rate_kib = 1;
+    })
+    .await;
     let scan = app
         .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
         .await;
@@ -218,15 +338,20 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     // The kernel completes the third handshake, but the server does not accept it.
     let mut third = connect(&app).await;
     third.write_all(get("/healthz").as_bytes()).await.unwrap();
-    // A bounded wait for what must not happen: a server without the cap answers at once,
-    // and one with it never answers while the two stay open.
-    let mut byte = [0u8; 1];
-    assert!(
-        tokio::time::timeout(SHORT, third.read(&mut byte))
-            .await
-            .is_err(),
-        "a connection beyond the cap was served"
-    );
+    // Ordered, not timed: requests sent after the third's are answered on the open
+    // connections, and still nothing has come back on the third. (A server without the
+    // cap would have answered it by then; one with it cannot while the two stay open.)
+    for round in 0..3 {
+        for conn in open.iter_mut() {
+            conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+            assert_eq!(read_response(conn, "a later request").await.0, 200);
+        }
+        let mut byte = [0u8; 1];
+        match third.try_read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("round {round}: the connection beyond the cap was served: {other:?}"),
+        }
+    }
     drop(open.remove(0));
     let (status, _) = read_response(&mut third, "after one closed").await;
     assert_eq!(status, 200);
@@ -251,4 +376,40 @@ async fn stop_closes_idle_connections() {
         .await
         .expect("stop waits for no idle connection");
     read_to_eof(&mut idle, "an idle connection at stop").await;
+}
+
+/// An answer given before its request's body was read to the end (refused for its
+/// length, or for its token) says `Connection: close`, and the server closes: a client
+/// told nothing would reuse the connection as it closes, and its next request would
+/// fail (reqwest: `IncompleteMessage`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_is_read_closes_the_connection() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    for (what, path, token, status) in [
+        ("a body over the limit", "/failure", app.ci.as_str(), 413),
+        ("a wrong token", "/api/cli/v2/scans", "shk_wrong", 401),
+    ] {
+        let mut conn = connect(&app).await;
+        conn.write_all(post_head(path, token, 1_000_000).as_bytes())
+            .await
+            .unwrap();
+        conn.write_all(b"{").await.unwrap();
+        let answer = read_to_eof(&mut conn, what).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status_of(&answer), Some(status), "{what}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{what}: {text}"
+        );
+    }
+    // A body read to its end keeps the connection (the kept-alive test above posts on one).
+    let scan = fixture_text("01-post-scans.request.json");
+    let mut conn = connect(&app).await;
+    let request = post_head("/api/cli/v2/scans", &app.ci, scan.len()) + &scan;
+    conn.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut conn, "a body read whole").await.0, 200);
+    conn.write_all(get("/healthz").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut conn, "the next request").await.0, 200);
+    app.stop().await;
 }

@@ -9,6 +9,7 @@ mod cli;
 mod delivery;
 mod e2e_semgrep;
 mod egress;
+mod hardening;
 mod limits;
 mod migrations;
 mod multinode;

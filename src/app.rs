@@ -61,7 +61,9 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
-    let store = store.with_key(secret_key(config.secret_key_file.as_deref())?);
+    let store = store
+        .with_key(secret_key(config.secret_key_file.as_deref())?)
+        .with_public_url(&config.public_url);
     store.adopt_key().await?;
     let first_admin_token = bootstrap(&store, &config.deployment).await?;
     let listener = TcpListener::bind(config.listen)

@@ -3,6 +3,7 @@
 
 use crate::clock::{iso, Micros};
 use crate::delivery::test_notification::TestResult;
+use crate::domain::channels::ChannelKind;
 use crate::domain::filters::FilterSpec;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
@@ -15,10 +16,21 @@ use serde_json::value::RawValue;
 /// `POST /api/v1/integrations`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntegrationIn {
+    /// What it posts (default `webhook`: the seed's signed JSON).
+    #[serde(default)]
+    pub kind: Option<ChannelKind>,
     /// 1 to 200 characters.
     pub name: String,
-    /// http or https, without credentials.
+    /// http or https, without credentials. For slack, teams and discord the URL is the
+    /// credential: it is stored sealed and shown masked from then on.
     pub url: String,
+    /// For `template`: a minijinja template over `event`, `body` (the webhook body) and
+    /// `scanhook_url`; compiled and tried on a sample at save time.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// For `template`: the content type of what it renders (default application/json).
+    #[serde(default)]
+    pub content_type: Option<String>,
     /// The event types it receives (default: semgrep_scan and semgrep_finding).
     #[serde(default)]
     #[schema(value_type = Option<Vec<EventKind>>)]
@@ -45,13 +57,20 @@ pub struct IntegrationPatch {
     /// Replaces all its filters (`{}` clears them).
     #[serde(default)]
     pub filters: Option<FilterSpec>,
+    /// For `template` integrations: a new template (with `content_type`, or the current one).
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 /// An integration as admins see it (with its signing secret).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntegrationOut {
     pub id: IntegrationId,
+    pub kind: ChannelKind,
     pub name: String,
+    /// Masked for slack, teams and discord (the URL is their credential).
     pub url: String,
     pub enabled: bool,
     /// Why it was disabled by scanhook (410 Gone, failing continuously).
@@ -66,6 +85,11 @@ pub struct IntegrationOut {
     pub events: Vec<EventKind>,
     /// What narrows them.
     pub filters: FilterSpec,
+    /// For `template`: its source and content type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -74,8 +98,9 @@ impl IntegrationOut {
     pub fn new(i: &Integration, now: Micros) -> IntegrationOut {
         IntegrationOut {
             id: i.public_id.clone(),
+            kind: i.kind,
             name: i.name.clone(),
-            url: i.url.to_string(),
+            url: i.shown_url(),
             enabled: i.enabled,
             disabled_reason: i.disabled_reason.clone(),
             secret: i.secret.expose().to_string(),
@@ -83,6 +108,8 @@ impl IntegrationOut {
             modes: i.modes.clone(),
             events: i.events.clone(),
             filters: i.filters.spec().clone(),
+            template: i.template.as_ref().map(|t| t.source().to_string()),
+            content_type: i.template.as_ref().map(|t| t.content_type().to_string()),
             created_at: iso(i.created_at),
             updated_at: iso(i.updated_at),
         }

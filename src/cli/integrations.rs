@@ -7,6 +7,7 @@ use crate::api::integrations::{
     IntegrationOut, IntegrationPatch, ModeList, ModeNotifies, NotifyIn, RecoverIn, Requeued,
     Resent, TestOut,
 };
+use crate::domain::channels::ChannelKind;
 use crate::domain::filters::FilterSpec;
 use crate::domain::findings::Severity;
 use crate::domain::mode::RuleMode;
@@ -19,10 +20,15 @@ use reqwest::Method;
 pub enum IntegrationsCommand {
     /// Add a webhook integration; prints it with its id and `whsec_…` secret.
     Add {
+        /// webhook (the seed's signed JSON), slack, teams, discord or template.
+        #[arg(long, default_value = "webhook")]
+        kind: ChannelKind,
         #[arg(long)]
         name: String,
         #[arg(long)]
         url: String,
+        #[command(flatten)]
+        template: TemplateArgs,
         #[command(flatten)]
         routing: RoutingArgs,
         #[command(flatten)]
@@ -44,6 +50,8 @@ pub enum IntegrationsCommand {
         enable: bool,
         #[arg(long)]
         disable: bool,
+        #[command(flatten)]
+        template: TemplateArgs,
         #[command(flatten)]
         routing: RoutingArgs,
         /// Remove every filter (before applying the filter flags given with it).
@@ -84,6 +92,30 @@ pub enum IntegrationsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// A template integration's body.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TemplateArgs {
+    /// For --kind template: a minijinja template file over `event`, `body` (the webhook
+    /// body) and `scanhook_url`.
+    #[arg(long)]
+    pub template: Option<std::path::PathBuf>,
+    /// For --kind template: the content type of what it renders (default application/json).
+    #[arg(long)]
+    pub content_type: Option<String>,
+}
+
+impl TemplateArgs {
+    fn source(&self) -> anyhow::Result<Option<String>> {
+        self.template
+            .as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read the template {}: {e}", p.display()))
+            })
+            .transpose()
+    }
 }
 
 /// What an integration receives: its event types and filters.
@@ -211,9 +243,10 @@ fn integration_line(i: &IntegrationOut) -> String {
     let modes: Vec<&str> = i.modes.iter().map(|m| m.as_str()).collect();
     let events: Vec<&str> = i.events.iter().map(|e| e.as_str()).collect();
     let mut line = format!(
-        "{}  {}  {}  {}  modes=[{}]  events=[{}]",
+        "{}  {}  {}  {}  {}  modes=[{}]  events=[{}]",
         i.id,
         if i.enabled { "enabled " } else { "disabled" },
+        i.kind,
         i.name,
         i.url,
         modes.join(","),
@@ -231,15 +264,20 @@ fn integration_line(i: &IntegrationOut) -> String {
 pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
     match cmd {
         IntegrationsCommand::Add {
+            kind,
             name,
             url,
+            template,
             routing,
             client,
         } => {
             let filters = routing.filters_over(FilterSpec::default())?;
             let body = IntegrationIn {
+                kind: Some(kind),
                 name,
                 url,
+                template: template.source()?,
+                content_type: template.content_type.clone(),
                 events: routing.events.clone(),
                 filters: (!filters.is_empty()).then_some(filters),
             };
@@ -269,6 +307,7 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
             url,
             enable,
             disable,
+            template,
             routing,
             clear_filters,
             client,
@@ -297,6 +336,8 @@ pub async fn run_integrations(cmd: IntegrationsCommand) -> anyhow::Result<()> {
                 None
             };
             let body = IntegrationPatch {
+                template: template.source()?,
+                content_type: template.content_type.clone(),
                 name,
                 url,
                 enabled,

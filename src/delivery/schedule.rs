@@ -35,6 +35,11 @@ impl Schedule {
         })
     }
 
+    /// The longest delay of the schedule: how long a `Retry-After` may hold anything.
+    pub fn longest(&self) -> Duration {
+        self.delays.iter().max().copied().unwrap_or_default()
+    }
+
     /// The delay before the next attempt after `failed_attempts` failures, or `None` when the
     /// schedule is spent. `unit` is a random number in [0, 1).
     pub fn next_delay(

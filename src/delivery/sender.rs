@@ -75,7 +75,9 @@ impl Sender {
                 ..Outcome::default()
             };
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/json"));
         let mut req = reqwest::Request::new(reqwest::Method::POST, url);
         *req.headers_mut() = headers;
         *req.body_mut() = Some(body.into());
@@ -106,9 +108,10 @@ impl Sender {
                     retry_after,
                 }
             }
+            // Without the URL: for chat kinds it is the credential, and it is in the log.
             Err(e) => Outcome {
                 latency: started.elapsed(),
-                error: Some(describe(&e)),
+                error: Some(describe(&e.without_url())),
                 ..Outcome::default()
             },
         }

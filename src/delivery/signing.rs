@@ -103,6 +103,33 @@ impl Signer {
     }
 }
 
+/// The headers of one attempt: signed by `signer` (webhook and template kinds), or, for
+/// chat kinds that take no signature, only `webhook-id` and `X-Scanhook-Event`; and the
+/// body's content type.
+pub fn delivery_headers(
+    signer: Option<&Signer>,
+    msg_id: &str,
+    kind: &str,
+    now: Micros,
+    body: &[u8],
+    content_type: &str,
+) -> anyhow::Result<HeaderMap> {
+    let mut h = match signer {
+        Some(s) => s.headers(msg_id, kind, now, body)?,
+        None => {
+            let mut h = HeaderMap::with_capacity(4);
+            h.insert("webhook-id", HeaderValue::from_str(msg_id)?);
+            h.insert("x-scanhook-event", HeaderValue::from_str(kind)?);
+            h
+        }
+    };
+    h.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type)?,
+    );
+    Ok(h)
+}
+
 /// `X-Semgrep-Signature-256`: hex HMAC-SHA256 of the body, keyed by the secret string.
 pub fn semgrep(secret: &str, body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");

@@ -3,10 +3,13 @@
 //! still being added (nothing to log it under yet). The API and the UI both call [`send`].
 
 use super::sender::Sender;
-use super::signing::Signer;
+use super::signing::{self, Signer};
 use crate::clock::{self, Micros};
+use crate::domain::channels::template::Template;
+use crate::domain::channels::{render_chat, ChannelKind, Note, TestNote};
 use crate::domain::integration::Integration;
 use crate::domain::outbox::EventKind;
+use crate::domain::outbox::Outcome;
 use crate::domain::webhook::WebhookUrl;
 use crate::ids::MessageId;
 use crate::store::Store;
@@ -23,6 +26,10 @@ pub struct Target<'a> {
     pub previous: Option<(&'a str, Micros)>,
     /// The saved integration whose delivery log gets the attempt.
     pub logged_under: Option<&'a Integration>,
+    /// What it posts, and (for chat kinds) the name its test message gives.
+    pub kind: ChannelKind,
+    pub name: &'a str,
+    pub template: Option<&'a Template>,
 }
 
 impl<'a> Target<'a> {
@@ -33,16 +40,62 @@ impl<'a> Target<'a> {
             secret: integration.secret.expose(),
             previous: integration.previous_secret(now),
             logged_under: Some(integration),
+            kind: integration.kind,
+            name: &integration.name,
+            template: integration.template.as_deref(),
         }
     }
 
     /// An integration being added, with the secret it will be saved with.
-    pub fn unsaved(url: &'a WebhookUrl, secret: &'a str) -> Target<'a> {
+    pub fn unsaved(
+        url: &'a WebhookUrl,
+        secret: &'a str,
+        kind: ChannelKind,
+        name: &'a str,
+        template: Option<&'a Template>,
+    ) -> Target<'a> {
         Target {
             url,
             secret,
             previous: None,
             logged_under: None,
+            kind,
+            name,
+            template,
+        }
+    }
+
+    /// The test message in the target's format.
+    fn body(&self, server_url: &str) -> Result<String, String> {
+        match self.kind {
+            ChannelKind::Webhook => Ok(TEST_BODY.to_string()),
+            ChannelKind::Template => {
+                let t = self.template.ok_or("its template no longer compiles")?;
+                let context = serde_json::json!({
+                    "event": EventKind::Test.as_str(),
+                    "body": serde_json::from_str::<serde_json::Value>(TEST_BODY).expect("the test body is JSON"),
+                    "scanhook_url": server_url,
+                });
+                t.render(&context)
+                    .map(|o| o.body)
+                    .map_err(|e| format!("the template failed: {e}"))
+            }
+            chat => {
+                let note = Note::Test(TestNote {
+                    integration: self.name,
+                    server_url,
+                });
+                render_chat(chat, &note)
+                    .map(|r| r.body)
+                    .ok_or_else(|| "no test message for this kind".into())
+            }
+        }
+    }
+
+    fn content_type(&self) -> &str {
+        match self.template {
+            Some(t) if self.kind == ChannelKind::Template => t.content_type(),
+            _ => "application/json",
         }
     }
 }
@@ -66,23 +119,31 @@ pub async fn send(
 ) -> anyhow::Result<TestResult> {
     let msg_id = MessageId::generate();
     let now = clock::now();
-    let body = TEST_BODY.as_bytes();
-    let headers = Signer::new(target.secret, target.previous)?.headers(
-        msg_id.as_str(),
-        EventKind::Test.as_str(),
-        now,
-        body,
-    )?;
-    let outcome = sender
-        .send(
-            target.url.as_url().clone(),
-            headers,
-            bytes::Bytes::from_static(body),
-        )
-        .await;
+    let (body, outcome) = match target.body(&store.links().base) {
+        Ok(body) => {
+            let signer = Signer::new(target.secret, target.previous)?;
+            let headers = signing::delivery_headers(
+                target.kind.signs().then_some(&signer),
+                msg_id.as_str(),
+                EventKind::Test.as_str(),
+                now,
+                body.as_bytes(),
+                target.content_type(),
+            )?;
+            let outcome = sender
+                .send(
+                    target.url.as_url().clone(),
+                    headers,
+                    bytes::Bytes::from(body.clone()),
+                )
+                .await;
+            (body, outcome)
+        }
+        Err(why) => (String::new(), Outcome::refused(why)),
+    };
     if let Some(integration) = target.logged_under {
         store
-            .record_test(integration, &msg_id, TEST_BODY, now, &outcome)
+            .record_test(integration, &msg_id, &body, now, &outcome)
             .await?;
     }
     Ok(TestResult {

@@ -8,7 +8,7 @@
 use super::metrics::Metrics;
 use super::schedule::Schedule;
 use super::sender::Sender;
-use super::signing::Signer;
+use super::signing::{self, Signer};
 use crate::clock::{Clock, Micros};
 use crate::domain::integration::Integration;
 use crate::domain::outbox::{Claimant, Claimed};
@@ -155,6 +155,8 @@ struct Lane {
     drained: bool,
     /// Its URL and signing keys, for the integration as last claimed.
     target: Option<Arc<Target>>,
+    /// Its endpoint answered 429 with `Retry-After`: nothing is sent to it before then.
+    paused_until: Option<Micros>,
 }
 
 /// What the attempts to one integration share, prepared once per claim rather than per
@@ -177,6 +179,10 @@ impl Target {
 impl Lane {
     fn claimed(&self) -> usize {
         self.waiting.len() + self.running
+    }
+
+    fn paused(&self, now: Micros) -> bool {
+        self.paused_until.is_some_and(|until| until > now)
     }
 }
 
@@ -266,9 +272,12 @@ impl Worker {
     /// Tells handlers how much more a lane can take.
     fn publish_room(&self, d: &Dispatch, integration: i64) {
         let lane = d.lanes.get(&integration);
-        let free = self
-            .window(lane)
-            .saturating_sub(lane.map_or(0, Lane::claimed));
+        let free = if lane.is_some_and(|l| l.paused(self.clock.now())) {
+            0
+        } else {
+            self.window(lane)
+                .saturating_sub(lane.map_or(0, Lane::claimed))
+        };
         let mut room = self.handoff.room.lock().expect("room lock");
         room.insert(integration, free);
     }
@@ -283,7 +292,13 @@ impl Worker {
                 touched.push(id);
             }
         }
+        let now = self.clock.now();
         for id in touched {
+            // Taken while held (a claim that was under way): back to the queue with the rest.
+            if let Some(lane) = d.lanes.get_mut(&id).filter(|l| l.paused(now)) {
+                let until = lane.paused_until.expect("paused");
+                self.pause(lane, id, until);
+            }
             self.start(d, id);
             self.publish_room(d, id);
         }
@@ -309,7 +324,16 @@ impl Worker {
             lanes: d
                 .lanes
                 .iter()
-                .map(|(id, l)| (*id, (l.claimed(), self.window(Some(l)), l.drained)))
+                .map(|(id, l)| {
+                    // A paused lane asks for nothing: it counts as full.
+                    let window = self.window(Some(l));
+                    let held = if l.paused(self.clock.now()) {
+                        window
+                    } else {
+                        l.claimed()
+                    };
+                    (*id, (held, window, l.drained))
+                })
                 .collect(),
             held: d.claimed(),
         }
@@ -378,6 +402,9 @@ impl Worker {
         let Some(lane) = d.lanes.get_mut(&integration) else {
             return;
         };
+        if lane.paused(self.clock.now()) {
+            return;
+        }
         while lane.running < self.config.per_integration {
             let Some(message) = lane.waiting.pop_front() else {
                 return;
@@ -403,10 +430,43 @@ impl Worker {
             if let Some(r) = record {
                 let us = r.outcome.latency.as_micros() as f64;
                 lane.latency_us = Some(lane.latency_us.map_or(us, |avg| avg * 0.8 + us * 0.2));
+                if let Some(until) = self.pause_for(r) {
+                    self.pause(lane, *integration, until);
+                }
             }
         }
         self.start(d, *integration);
         self.publish_room(d, *integration);
+    }
+
+    /// Until when an attempt's answer holds its integration: a 429 with `Retry-After`
+    /// (chat platforms' rate limit), at most the schedule's longest delay.
+    fn pause_for(&self, r: &AttemptRecord) -> Option<Micros> {
+        if r.outcome.status != Some(429) {
+            return None;
+        }
+        let wait = r.outcome.retry_after?.min(self.config.schedule.longest());
+        Some(r.attempted_at + wait.as_micros() as Micros)
+    }
+
+    /// Holds a lane until `until`: what it was about to send goes back to the queue, due
+    /// then, and so does every pending message of the integration (for every process);
+    /// the other integrations' lanes carry on.
+    fn pause(self: &Arc<Self>, lane: &mut Lane, integration: i64, until: Micros) {
+        lane.paused_until = Some(lane.paused_until.map_or(until, |u| u.max(until)));
+        let released: Vec<i64> = lane.waiting.drain(..).map(|m| m.id).collect();
+        tracing::info!(
+            integration.id = %lane.target.as_ref().map(|t| t.of.public_id.to_string()).unwrap_or_default(),
+            held_for_ms = (until - self.clock.now()).max(0) / 1000,
+            released = released.len(),
+            "rate limited (429 with Retry-After): holding this integration's messages"
+        );
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.hold_integration(integration, until, &released).await {
+                tracing::warn!(error = ?e, "could not hold a rate-limited integration's messages");
+            }
+        });
     }
 
     /// Claims and delivers until nothing is due at the clock's time; returns how many
@@ -565,11 +625,14 @@ impl Worker {
             Ok(prepared) => prepared,
             Err(e) => return refused(e.clone()),
         };
-        match signer.headers(
+        let of = &target.of;
+        match signing::delivery_headers(
+            of.kind.signs().then_some(signer),
             message.public_id.as_str(),
             message.kind.as_str(),
             now,
             &message.body,
+            of.content_type(),
         ) {
             Ok(headers) => {
                 self.sender

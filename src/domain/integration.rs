@@ -3,12 +3,15 @@
 //! persists it; `delivery/` sends to it.
 
 use crate::clock::Micros;
+use crate::domain::channels::template::Template;
+use crate::domain::channels::ChannelKind;
 use crate::domain::filters::Filters;
 use crate::domain::mode::RuleMode;
 use crate::domain::outbox::EventKind;
 use crate::domain::webhook::WebhookUrl;
 use crate::ids::{DeploymentId, IntegrationId};
 use std::fmt;
+use std::sync::Arc;
 
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const ROTATION_OVERLAP_MICROS: Micros = 24 * 3600 * 1_000_000;
@@ -34,6 +37,13 @@ impl fmt::Debug for SigningSecret {
     }
 }
 
+/// An integration that never chose posts the seed's signed JSON.
+impl Default for ChannelKind {
+    fn default() -> ChannelKind {
+        ChannelKind::Webhook
+    }
+}
+
 /// A webhook target.
 #[derive(Debug, Clone)]
 pub struct Integration {
@@ -42,6 +52,9 @@ pub struct Integration {
     pub deployment_id: DeploymentId,
     pub public_id: IntegrationId,
     pub name: String,
+    /// What it posts: the seed's signed JSON, a chat platform's format, or a template.
+    pub kind: ChannelKind,
+    /// Where it posts. For chat kinds this is the credential: show [`Integration::shown_url`].
     pub url: WebhookUrl,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
@@ -55,11 +68,30 @@ pub struct Integration {
     pub events: Vec<EventKind>,
     /// What narrows them.
     pub filters: Filters,
+    /// For `template`: the compiled template (with its content type).
+    pub template: Option<Arc<Template>>,
     pub created_at: Micros,
     pub updated_at: Micros,
 }
 
 impl Integration {
+    /// The URL as listings, pages and logs show it: masked for chat kinds.
+    pub fn shown_url(&self) -> String {
+        if self.kind.is_chat() {
+            self.url.masked()
+        } else {
+            self.url.to_string()
+        }
+    }
+
+    /// The content type of what it posts.
+    pub fn content_type(&self) -> &str {
+        match &self.template {
+            Some(t) if self.kind == ChannelKind::Template => t.content_type(),
+            _ => "application/json",
+        }
+    }
+
     /// Whether it receives events of `kind`.
     pub fn receives(&self, kind: EventKind) -> bool {
         self.events.contains(&kind)

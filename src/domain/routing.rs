@@ -13,11 +13,14 @@
 //! Finding events are sent as JSON arrays of at most [`FINDINGS_PER_MESSAGE`] objects.
 //! Integrations that select the same events of a kind share those arrays' bodies.
 
+use super::channels::{render_chat, ChannelKind, Digest, FindingLine, Note, ScanFacts, TriageNote};
 use super::filters::{Filters, Subject};
+use super::findings::TriageState;
 use super::integration::Integration;
 use super::mode::RuleMode;
 use super::outbox::{EventKind, NewMessage, Outbox, FINDINGS_PER_MESSAGE};
 use crate::ids::IntegrationId;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// A `semgrep_scan` to route.
@@ -100,85 +103,336 @@ pub fn admits_scan(i: &Integration, s: &ScanEvent) -> bool {
     i.enabled && i.receives(EventKind::Scan) && i.filters.admits_scan(s.repository, s.git_ref)
 }
 
+/// Where chat messages link to: pages of scanhook's UI under its public URL.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// `--public-url`, without a trailing slash.
+    pub base: String,
+}
+
+impl Links {
+    pub fn new(base: &str) -> Links {
+        Links {
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// A scan's page.
+    pub fn scan(&self, public_id: &str) -> String {
+        format!("{}/scans/{}", self.base, enc(public_id))
+    }
+
+    /// A rule's page.
+    pub fn rule(&self, rule: &str) -> String {
+        format!("{}/rules/{}", self.base, enc(rule))
+    }
+
+    /// The findings of a rule on a ref of a repository (the list, any status).
+    pub fn findings(&self, repository: &str, git_ref: &str, rule: &str) -> String {
+        format!(
+            "{}/findings?status=any&repos={}&ref={}&rules={}",
+            self.base,
+            enc(repository),
+            enc(git_ref),
+            enc(rule)
+        )
+    }
+}
+
+/// Percent-encodes what is not unreserved (RFC 3986).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The events of each kind that reach `i`, by index; failures of its expression recorded.
+fn select(
+    i: &Integration,
+    events: &[Event],
+    failures: &mut Vec<FilterFailure>,
+) -> Vec<(EventKind, Vec<usize>)> {
+    let mut out = Vec::new();
+    for kind in EventKind::SUBSCRIBABLE {
+        if kind == EventKind::Scan || !i.receives(kind) {
+            continue;
+        }
+        let mut chosen = Vec::new();
+        let mut failure: Option<FilterFailure> = None;
+        for (n, e) in events.iter().enumerate().filter(|(_, e)| e.kind() == kind) {
+            match admits(i, e) {
+                Ok(true) => chosen.push(n),
+                Ok(false) => {}
+                Err(why) => match &mut failure {
+                    Some(f) => f.count += 1,
+                    None => {
+                        failure = Some(FilterFailure {
+                            integration: i.public_id.clone(),
+                            kind,
+                            count: 1,
+                            first: format!(
+                                "{why} (rule {}, {}:{})",
+                                e.subject.rule, e.subject.path, e.subject.line
+                            ),
+                        })
+                    }
+                },
+            }
+        }
+        failures.extend(failure);
+        if !chosen.is_empty() {
+            out.push((kind, chosen));
+        }
+    }
+    out
+}
+
 /// The messages to queue for a scan (if any) and finding events: per integration, the
-/// scan first, then its arrays in the order of [`EventKind::SUBSCRIBABLE`].
-pub fn route(integrations: &[Integration], scan: Option<&ScanEvent>, events: &[Event]) -> Routed {
+/// scan first, then its arrays in the order of [`EventKind::SUBSCRIBABLE`]. Webhook
+/// integrations get the seed's bodies; template integrations the same messages through
+/// their template; chat integrations one digest per scan (or one note per triage) in their
+/// platform's format, linking to `links`.
+pub fn route(
+    integrations: &[Integration],
+    scan: Option<&ScanEvent>,
+    events: &[Event],
+    links: &Links,
+) -> Routed {
     let mut out = Routed::default();
     let mut scan_payload: Option<usize> = None;
     // (kind, selected events) → the payloads of their arrays.
     let mut arrays: HashMap<(EventKind, Vec<usize>), Vec<usize>> = HashMap::new();
     for i in integrations.iter().filter(|i| i.enabled) {
-        if let Some(s) = scan.filter(|s| admits_scan(i, s)) {
-            let payload = *scan_payload.get_or_insert_with(|| {
-                out.outbox.payloads.push(s.object.clone());
-                out.outbox.payloads.len() - 1
-            });
-            out.outbox.messages.push(NewMessage {
-                integration_id: i.id,
-                kind: EventKind::Scan,
-                payload,
-            });
-        }
-        for kind in EventKind::SUBSCRIBABLE {
-            if kind == EventKind::Scan || !i.receives(kind) {
-                continue;
-            }
-            let mut chosen = Vec::new();
-            let mut failure: Option<FilterFailure> = None;
-            for (n, e) in events.iter().enumerate().filter(|(_, e)| e.kind() == kind) {
-                match admits(i, e) {
-                    Ok(true) => chosen.push(n),
-                    Ok(false) => {}
-                    Err(why) => match &mut failure {
-                        Some(f) => f.count += 1,
+        let scan_admitted = scan.filter(|s| admits_scan(i, s));
+        let selected = select(i, events, &mut out.failures);
+        match i.kind {
+            ChannelKind::Webhook => {
+                if let Some(s) = scan_admitted {
+                    let payload = *scan_payload.get_or_insert_with(|| {
+                        out.outbox.payloads.push(s.object.clone());
+                        out.outbox.payloads.len() - 1
+                    });
+                    out.outbox.messages.push(NewMessage {
+                        integration_id: i.id,
+                        kind: EventKind::Scan,
+                        payload,
+                    });
+                }
+                for (kind, chosen) in &selected {
+                    let key = (*kind, chosen.clone());
+                    let payloads = match arrays.get(&key) {
+                        Some(p) => p.clone(),
                         None => {
-                            failure = Some(FilterFailure {
-                                integration: i.public_id.clone(),
-                                kind,
-                                count: 1,
-                                first: format!(
-                                    "{why} (rule {}, {}:{})",
-                                    e.subject.rule, e.subject.path, e.subject.line
-                                ),
-                            })
+                            let mut payloads = Vec::new();
+                            for body in arrays_of(events, chosen) {
+                                payloads.push(out.outbox.payloads.len());
+                                out.outbox.payloads.push(body);
+                            }
+                            arrays.insert(key, payloads.clone());
+                            payloads
                         }
-                    },
+                    };
+                    out.outbox
+                        .messages
+                        .extend(payloads.into_iter().map(|payload| NewMessage {
+                            integration_id: i.id,
+                            kind: *kind,
+                            payload,
+                        }));
                 }
             }
-            out.failures.extend(failure);
-            if chosen.is_empty() {
-                continue;
-            }
-            let key = (kind, chosen);
-            let payloads = match arrays.get(&key) {
-                Some(p) => p.clone(),
-                None => {
-                    let mut payloads = Vec::new();
-                    for chunk in key.1.chunks(FINDINGS_PER_MESSAGE) {
-                        let objects: Vec<&str> =
-                            chunk.iter().map(|&n| events[n].object.as_str()).collect();
-                        payloads.push(out.outbox.payloads.len());
-                        out.outbox.payloads.push(format!("[{}]", objects.join(",")));
+            ChannelKind::Template => {
+                let mut bodies: Vec<(EventKind, String)> = Vec::new();
+                if let Some(s) = scan_admitted {
+                    bodies.push((EventKind::Scan, s.object.clone()));
+                }
+                for (kind, chosen) in &selected {
+                    bodies.extend(arrays_of(events, chosen).into_iter().map(|b| (*kind, b)));
+                }
+                for (kind, body) in bodies {
+                    match render_template(i, kind, &body, links) {
+                        Ok(rendered) => {
+                            out.outbox.payloads.push(rendered);
+                            out.outbox.messages.push(NewMessage {
+                                integration_id: i.id,
+                                kind,
+                                payload: out.outbox.payloads.len() - 1,
+                            });
+                        }
+                        Err(why) => out.failures.push(FilterFailure {
+                            integration: i.public_id.clone(),
+                            kind,
+                            count: 1,
+                            first: format!("the template failed: {why}"),
+                        }),
                     }
-                    arrays.insert(key.clone(), payloads.clone());
-                    payloads
                 }
-            };
-            out.outbox
-                .messages
-                .extend(payloads.into_iter().map(|payload| NewMessage {
-                    integration_id: i.id,
+            }
+            kind => {
+                if let Some((note_kind, body)) = chat_message(
                     kind,
-                    payload,
-                }));
-            out.selections.push(Selection {
+                    scan_admitted.or(scan.filter(|_| !selected.is_empty())),
+                    events,
+                    &selected,
+                    links,
+                ) {
+                    out.outbox.payloads.push(body);
+                    out.outbox.messages.push(NewMessage {
+                        integration_id: i.id,
+                        kind: note_kind,
+                        payload: out.outbox.payloads.len() - 1,
+                    });
+                }
+            }
+        }
+        out.selections
+            .extend(selected.into_iter().map(|(kind, events)| Selection {
                 integration_id: i.id,
                 kind,
-                events: key.1,
-            });
-        }
+                events,
+            }));
     }
     out
+}
+
+/// The JSON arrays of the chosen events, at most [`FINDINGS_PER_MESSAGE`] each.
+fn arrays_of(events: &[Event], chosen: &[usize]) -> Vec<String> {
+    chosen
+        .chunks(FINDINGS_PER_MESSAGE)
+        .map(|chunk| {
+            let objects: Vec<&str> = chunk.iter().map(|&n| events[n].object.as_str()).collect();
+            format!("[{}]", objects.join(","))
+        })
+        .collect()
+}
+
+/// A message body through an integration's template.
+fn render_template(
+    i: &Integration,
+    kind: EventKind,
+    body: &str,
+    links: &Links,
+) -> Result<String, String> {
+    let Some(template) = &i.template else {
+        return Err("its stored template no longer compiles".into());
+    };
+    let body: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let context = json!({"event": kind.as_str(), "body": body, "scanhook_url": links.base});
+    template
+        .render(&context)
+        .map(|o| o.body)
+        .map_err(|e| e.to_string())
+}
+
+/// A chat integration's message: a digest of the scan, or (without a scan) a note of the
+/// triage changes. `None` when there is nothing to say.
+fn chat_message(
+    kind: ChannelKind,
+    scan: Option<&ScanEvent>,
+    events: &[Event],
+    selected: &[(EventKind, Vec<usize>)],
+    links: &Links,
+) -> Option<(EventKind, String)> {
+    let objects: Vec<(EventKind, Value)> = selected
+        .iter()
+        .flat_map(|(k, chosen)| chosen.iter().map(move |&n| (*k, n)))
+        .map(|(k, n)| {
+            let v: Value = serde_json::from_str(&events[n].object).unwrap_or(Value::Null);
+            (k, v[k.as_str()].clone())
+        })
+        .collect();
+    let urls: Vec<(String, String)> = selected
+        .iter()
+        .flat_map(|(_, chosen)| chosen.iter())
+        .map(|&n| {
+            let s = &events[n].subject;
+            (
+                links.findings(s.repository, s.git_ref, s.rule),
+                links.rule(s.rule),
+            )
+        })
+        .collect();
+    let line = |n: usize, at: usize| -> FindingLine<'_> {
+        let s = &events[n].subject;
+        FindingLine {
+            rule: s.rule,
+            severity: s.severity,
+            path: s.path,
+            line: s.line,
+            message: s.message,
+            url: &urls[at].0,
+            rule_url: &urls[at].1,
+        }
+    };
+    // Each selected event with its position among `urls`.
+    let mut at = 0;
+    let mut of_kind: HashMap<EventKind, Vec<(usize, usize)>> = HashMap::new();
+    for (k, chosen) in selected {
+        for &n in chosen {
+            of_kind.entry(*k).or_default().push((n, at));
+            at += 1;
+        }
+    }
+    let lines = |k: EventKind| -> Vec<FindingLine<'_>> {
+        of_kind
+            .get(&k)
+            .map(|v| v.iter().map(|&(n, at)| line(n, at)).collect())
+            .unwrap_or_default()
+    };
+    let note = match scan {
+        Some(s) => {
+            let summary: Value = serde_json::from_str(&s.object).unwrap_or(Value::Null);
+            let o = &summary["semgrep_scan"];
+            let text = |k: &str| o[k].as_str().filter(|v| !v.is_empty());
+            let scan_url = links.scan(text("id").unwrap_or_default());
+            let note = Note::Digest(Digest {
+                scan: ScanFacts {
+                    repository: s.repository,
+                    git_ref: s.git_ref,
+                    commit: text("commit"),
+                    commit_title: text("commit_title"),
+                    author: text("commit_author_name").or(text("commit_author_username")),
+                    pull_request_id: text("pull_request_id"),
+                    pull_request_title: text("pull_request_title"),
+                    exit_code: o["exit_code"].as_i64(),
+                    url: &scan_url,
+                },
+                new: lines(EventKind::Finding),
+                fixed: lines(EventKind::FindingFixed),
+                reopened: lines(EventKind::FindingReopened),
+            });
+            return render_chat(kind, &note).map(|r| (EventKind::Scan, r.body));
+        }
+        None => {
+            let triaged = of_kind.get(&EventKind::FindingTriaged)?;
+            let notes: Vec<TriageNote> = triaged
+                .iter()
+                .map(|&(n, at)| {
+                    let o = &objects[at].1;
+                    let s = &events[n].subject;
+                    TriageNote {
+                        repository: s.repository,
+                        git_ref: s.git_ref,
+                        finding: line(n, at),
+                        state: o["triage_state"]
+                            .as_str()
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(TriageState::Untriaged),
+                        reason: o["triage_reason"].as_str(),
+                        comment: o["comment"].as_str(),
+                    }
+                })
+                .collect();
+            Note::Triage(notes)
+        }
+    };
+    render_chat(kind, &note).map(|r| (EventKind::FindingTriaged, r.body))
 }
 
 /// How far back a preview of filters looks: findings first seen in this many days.
@@ -240,6 +494,8 @@ mod tests {
             public_id: IntegrationId::generate(),
             deployment_id: DeploymentId(1),
             name: format!("integration {id}"),
+            kind: ChannelKind::Webhook,
+            template: None,
             url: WebhookUrl::parse("https://hooks.example.com/").unwrap(),
             enabled: true,
             disabled_reason: None,
@@ -327,7 +583,7 @@ mod tests {
             &meta,
             999,
         ));
-        let out = route(&integrations, Some(&scan()), &events).outbox;
+        let out = route(&integrations, Some(&scan()), &events, &Links::default()).outbox;
         let of = |id: i64| -> Vec<(EventKind, usize)> {
             out.messages
                 .iter()
@@ -409,7 +665,7 @@ mod tests {
                 2,
             ),
         ];
-        let routed = route(&[i], Some(&scan()), &events);
+        let routed = route(&[i], Some(&scan()), &events, &Links::default());
         assert_eq!(routed.selections[0].events, [0]);
         assert_eq!(routed.failures.len(), 1);
         assert_eq!(routed.failures[0].count, 2);
@@ -582,7 +838,7 @@ mod tests {
                 })
                 .collect();
             let scan = ScanEvent { repository: "acme/api", git_ref: "refs/pull/3/merge", object: "{\"semgrep_scan\":{}}".into() };
-            let routed = route(&integrations, Some(&scan), &events);
+            let routed = route(&integrations, Some(&scan), &events, &Links::default());
             for (n, i) in integrations.iter().enumerate() {
                 // What the messages carry, read back from the bodies.
                 let mut got: Vec<(EventKind, usize)> = Vec::new();

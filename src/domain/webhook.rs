@@ -38,6 +38,28 @@ impl WebhookUrl {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The URL with its credential hidden, for a chat kind whose URL is the credential:
+    /// scheme, host and port, then `/…` and the last four characters of the rest (enough to
+    /// tell two apart, too few to use).
+    pub fn masked(&self) -> String {
+        let u = &self.0;
+        let origin = u.origin().ascii_serialization();
+        let rest = &u.as_str()[origin.len().min(u.as_str().len())..];
+        let tail: String = rest
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if rest.chars().count() <= 8 {
+            format!("{origin}/…")
+        } else {
+            format!("{origin}/…{tail}")
+        }
+    }
 }
 
 impl fmt::Display for WebhookUrl {
@@ -54,6 +76,23 @@ pub fn check_name(name: &str) -> Result<&str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_urls_keep_the_host_and_hide_the_credential() {
+        let slack =
+            WebhookUrl::parse("https://hooks.slack.com/services/T000/B000/XXXXsecretWXYZ").unwrap();
+        assert_eq!(slack.masked(), "https://hooks.slack.com/…WXYZ");
+        let teams = WebhookUrl::parse(
+            "https://prod-1.westus.logic.azure.com:443/workflows/abc/paths/invoke?sig=s3cr3tvalue",
+        )
+        .unwrap();
+        assert_eq!(
+            teams.masked(),
+            "https://prod-1.westus.logic.azure.com/…alue"
+        );
+        let short = WebhookUrl::parse("http://127.0.0.1:9/hook").unwrap();
+        assert_eq!(short.masked(), "http://127.0.0.1:9/…");
+    }
 
     #[test]
     fn urls() {

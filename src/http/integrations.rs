@@ -10,6 +10,8 @@ use crate::api::integrations::{
 use crate::api::{AdminRefusals, Conflict, Refusals};
 use crate::clock;
 use crate::delivery::test_notification::{self, Target};
+use crate::domain::channels::template::{Template, TemplateError};
+use crate::domain::channels::ChannelKind;
 use crate::domain::filters::FilterError;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
@@ -55,7 +57,7 @@ fn out(i: &Integration) -> IntegrationOut {
     IntegrationOut::new(i, clock::now())
 }
 
-fn bad(e: String) -> AppError {
+fn bad(e: impl Into<String>) -> AppError {
     AppError::bad_request("invalid_body", e)
 }
 
@@ -64,7 +66,42 @@ pub fn filter_error(e: FilterError) -> AppError {
     AppError::bad_request("invalid_filter", e.to_string())
 }
 
-/// Add a webhook integration (Settings > Integrations > Add Integration > Webhook).
+/// A template that does not compile: 400 with its line.
+fn template_error(e: TemplateError) -> AppError {
+    AppError::bad_request("invalid_template", format!("template: {e}"))
+}
+
+/// The template a request gives for an integration of `kind`, compiled.
+fn template_of(
+    kind: ChannelKind,
+    source: Option<&str>,
+    content_type: Option<&str>,
+    current: Option<&Template>,
+) -> AppResult<Option<Template>> {
+    if kind != ChannelKind::Template {
+        if source.is_some() || content_type.is_some() {
+            return Err(bad(format!(
+                "template and content_type are for kind template, not {kind}"
+            )));
+        }
+        return Ok(None);
+    }
+    let source = match (source, current) {
+        (Some(s), _) => s,
+        (None, Some(t)) if content_type.is_some() => t.source(),
+        (None, Some(_)) => return Ok(None),
+        (None, None) => return Err(bad("kind template needs a template")),
+    };
+    let content_type = content_type
+        .or(current.map(|t| t.content_type()))
+        .unwrap_or("application/json");
+    Template::compile(source, content_type)
+        .map(Some)
+        .map_err(template_error)
+}
+
+/// Add an integration: a webhook (Settings > Integrations > Add Integration > Webhook),
+/// Slack, Microsoft Teams, Discord or a custom template.
 #[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", security(("bearer" = [])),
     request_body = IntegrationIn,
     responses((status = 201, description = "Added, with its signing secret", body = IntegrationOut), Refusals, AdminRefusals))]
@@ -83,8 +120,17 @@ async fn create_integration(
     };
     let filters = body.filters.clone().unwrap_or_default();
     filters.compile().map_err(filter_error)?;
+    let kind = body.kind.unwrap_or(ChannelKind::Webhook);
+    let template = template_of(
+        kind,
+        body.template.as_deref(),
+        body.content_type.as_deref(),
+        None,
+    )?;
     let url = url.to_string();
     let new = NewIntegration {
+        kind,
+        template: template.as_ref(),
         name,
         url: &url,
         secret: None,
@@ -165,7 +211,15 @@ async fn update_integration(
     if let Some(f) = &body.filters {
         f.compile().map_err(filter_error)?;
     }
+    let current = load(&st, d.id, &id).await?;
+    let template = template_of(
+        current.kind,
+        body.template.as_deref(),
+        body.content_type.as_deref(),
+        current.template.as_deref(),
+    )?;
     let change = IntegrationChange {
+        template: template.as_ref(),
         name,
         url: url.as_deref(),
         enabled: body.enabled,
@@ -248,7 +302,7 @@ async fn recover_failed(
 ) -> AppResult<Json<Requeued>> {
     load(&st, d.id, &id).await?;
     let since = clock::parse_since(&body.since)
-        .ok_or_else(|| bad("since must be epoch seconds or RFC 3339".into()))?;
+        .ok_or_else(|| bad("since must be epoch seconds or RFC 3339"))?;
     let n = st.store.recover(d.id, &id, since).await?;
     st.wake.notify_one();
     Ok(Json(Requeued { requeued: n }))
@@ -272,6 +326,12 @@ async fn backfill(
     JsonBody(body, _): JsonBody<BackfillIn>,
 ) -> AppResult<Json<BackfillOut>> {
     let i = load(&st, d.id, &id).await?;
+    if i.kind.is_chat() {
+        return Err(AppError::conflict(
+            "not_supported",
+            format!("integration {id} is a {} integration: it gets a digest per scan, and backfill sends webhook bodies", i.kind),
+        ));
+    }
     if !i.receives(EventKind::Finding) {
         return Err(AppError::conflict(
             "not_subscribed",
@@ -371,9 +431,7 @@ async fn set_notifies(
 ) -> AppResult<Json<ModeNotifies>> {
     let mode = path_mode(mode)?;
     if ids.is_empty() {
-        return Err(bad(
-            "integration_ids must name at least one integration".into()
-        ));
+        return Err(bad("integration_ids must name at least one integration"));
     }
     let unknown = st
         .store

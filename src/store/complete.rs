@@ -122,6 +122,7 @@ impl Store {
             .collect();
         let now = clock::now();
         let backend = self.backend();
+        let links = self.links();
         let mut tx = self.writer().begin().await?;
         // Taking the project row first serialises scans of one project (a row lock on
         // PostgreSQL, the write lock on SQLite), so two completions never interleave.
@@ -159,7 +160,7 @@ impl Store {
         let outcome = match body.as_deref().map(Results::parse).transpose()? {
             None => Outcome {
                 finding_payload: "[]".into(),
-                routed: routing::route(&integrations, Some(&scan_event), &[]),
+                routed: routing::route(&integrations, Some(&scan_event), &[], links),
                 ..Outcome::default()
             },
             Some(results) => {
@@ -178,7 +179,7 @@ impl Store {
                     vec![]
                 };
                 let events = events(scan, &results, &plan, &loaded, &fixed, &wanted, now)?;
-                let routed = routing::route(&integrations, Some(&scan_event), &events);
+                let routed = routing::route(&integrations, Some(&scan_event), &events, links);
                 let written = write(&mut tx, backend, scan, &plan, now).await?;
                 let notified: Vec<&str> = events
                     .iter()

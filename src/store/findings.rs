@@ -439,7 +439,7 @@ impl Store {
                     }),
                 })
                 .collect();
-            let routed = routing::route(&integrations, None, &events);
+            let routed = routing::route(&integrations, None, &events, self.links());
             out.queued = messages::enqueue(
                 &mut tx,
                 self.backend(),

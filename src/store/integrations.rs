@@ -2,6 +2,8 @@
 
 use super::{col, Store};
 use crate::clock;
+use crate::domain::channels::template::Template;
+use crate::domain::channels::ChannelKind;
 use crate::domain::filters::{FilterSpec, Filters};
 use crate::domain::integration::{Integration, SigningSecret, ROTATION_OVERLAP_MICROS};
 use crate::domain::mode::RuleMode;
@@ -10,21 +12,35 @@ use crate::domain::webhook::WebhookUrl;
 use crate::ids::{self, DeploymentId, IntegrationId};
 use crate::secrets::SecretKey;
 use sqlx::any::AnyRow;
+use std::sync::Arc;
 
 const COLUMNS: &str =
     "i.id, i.deployment_id, i.public_id, i.name, i.url, i.enabled, i.disabled_reason, i.secret, \
     i.old_secret, i.old_secret_until, i.failing_since, i.created_at, i.updated_at, i.events, \
-    i.filters";
+    i.filters, i.kind, i.sealed_url, i.template, i.content_type";
 
 /// An integration as stored, its secrets opened with `key`.
 fn from_row(r: &AnyRow, key: &SecretKey) -> anyhow::Result<Integration> {
+    let kind: ChannelKind = col::<String>(r, "kind")?
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    // A chat kind's URL is its credential: sealed, with only its masked form in `url`.
+    let url = match col::<Option<String>>(r, "sealed_url")? {
+        Some(sealed) => key.open(&sealed)?,
+        None => col::<String>(r, "url")?,
+    };
     Ok(Integration {
+        kind,
+        template: template_from(
+            col::<Option<String>>(r, "template")?,
+            col::<Option<String>>(r, "content_type")?,
+        ),
         id: col(r, "id")?,
         deployment_id: col(r, "deployment_id")?,
         public_id: col(r, "public_id")?,
         name: col(r, "name")?,
         // Stored as WebhookUrl wrote it, so it parses again.
-        url: WebhookUrl::parse(&col::<String>(r, "url")?).map_err(anyhow::Error::msg)?,
+        url: WebhookUrl::parse(&url).map_err(anyhow::Error::msg)?,
         enabled: col::<i64>(r, "enabled")? != 0,
         disabled_reason: col(r, "disabled_reason")?,
         secret: SigningSecret::new(key.open(&col::<String>(r, "secret")?)?),
@@ -39,6 +55,33 @@ fn from_row(r: &AnyRow, key: &SecretKey) -> anyhow::Result<Integration> {
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
     })
+}
+
+/// The stored template, compiled. One that no longer compiles renders nothing (each
+/// message it would have rendered counts as a failure) instead of failing every scan.
+fn template_from(source: Option<String>, content_type: Option<String>) -> Option<Arc<Template>> {
+    let source = source?;
+    let content_type = content_type.unwrap_or_else(|| "application/json".into());
+    match Template::compile(&source, &content_type) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored template no longer compiles; it sends nothing until fixed");
+            None
+        }
+    }
+}
+
+/// The `url` and `sealed_url` columns of `url` for an integration of `kind`.
+fn url_columns(
+    kind: ChannelKind,
+    url: &str,
+    key: &SecretKey,
+) -> anyhow::Result<(String, Option<String>)> {
+    if !kind.is_chat() {
+        return Ok((url.to_string(), None));
+    }
+    let parsed = WebhookUrl::parse(url).map_err(anyhow::Error::msg)?;
+    Ok((parsed.masked(), Some(key.seal(parsed.as_str()))))
 }
 
 /// The stored subscription list; none stored is the seed's two.
@@ -87,8 +130,11 @@ fn filters_column(spec: &FilterSpec) -> Option<String> {
 /// An integration to make; its fields checked.
 #[derive(Debug, Clone)]
 pub struct NewIntegration<'a> {
+    pub kind: ChannelKind,
     pub name: &'a str,
     pub url: &'a str,
+    /// For `template` (compiled).
+    pub template: Option<&'a Template>,
     /// The signing secret (a fresh one when `None`).
     pub secret: Option<&'a str>,
     pub events: &'a [EventKind],
@@ -104,6 +150,8 @@ pub struct IntegrationChange<'a> {
     pub events: Option<&'a [EventKind]>,
     /// Checked (they compile).
     pub filters: Option<&'a FilterSpec>,
+    /// For `template` integrations: a new template (compiled).
+    pub template: Option<&'a Template>,
 }
 
 impl Store {
@@ -115,21 +163,29 @@ impl Store {
     ) -> anyhow::Result<Integration> {
         let now = clock::now();
         let public_id = IntegrationId::generate();
+        let (url, sealed_url) = url_columns(new.kind, new.url, self.key()?)?;
         sqlx::query(
             "INSERT INTO integrations (public_id, deployment_id, name, url, enabled, secret, \
-             created_at, updated_at, events, filters) VALUES ($1, $2, $3, $4, 1, $5, $6, $6, $7, $8)",
+             created_at, updated_at, events, filters, kind, sealed_url, template, content_type) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&public_id)
         .bind(deployment_id)
         .bind(new.name)
-        .bind(new.url)
+        .bind(url)
         .bind(
-            self.key()?
-                .seal(&new.secret.map_or_else(ids::new_signing_secret, str::to_string)),
+            self.key()?.seal(
+                &new.secret
+                    .map_or_else(ids::new_signing_secret, str::to_string),
+            ),
         )
         .bind(now)
         .bind(events_column(new.events))
         .bind(filters_column(new.filters))
+        .bind(new.kind.as_str())
+        .bind(sealed_url)
+        .bind(new.template.map(|t| t.source()))
+        .bind(new.template.map(|t| t.content_type()))
         .execute(self.writer())
         .await?;
         self.integration(deployment_id, &public_id)
@@ -201,8 +257,21 @@ impl Store {
         change: &IntegrationChange<'_>,
     ) -> anyhow::Result<Option<Integration>> {
         let enabled = change.enabled.map(i64::from).unwrap_or(-1);
+        // The kind is fixed at creation; it says how a new URL is stored.
+        let (url, sealed_url) = match change.url {
+            Some(u) => {
+                let Some(now) = self.integration(deployment_id, public_id).await? else {
+                    return Ok(None);
+                };
+                let (url, sealed) = url_columns(now.kind, u, self.key()?)?;
+                (Some(url), sealed)
+            }
+            None => (None, None),
+        };
         sqlx::query(
             "UPDATE integrations SET name = COALESCE($1, name), url = COALESCE($2, url), \
+             sealed_url = COALESCE($11, sealed_url), \
+             template = COALESCE($12, template), content_type = COALESCE($13, content_type), \
              enabled = CASE WHEN $3 < 0 THEN enabled ELSE $3 END, \
              disabled_reason = CASE WHEN $3 = 1 THEN NULL ELSE disabled_reason END, \
              failing_since = CASE WHEN $3 = 1 THEN NULL ELSE failing_since END, \
@@ -211,7 +280,7 @@ impl Store {
              updated_at = $4 WHERE deployment_id = $5 AND public_id = $6",
         )
         .bind(change.name)
-        .bind(change.url)
+        .bind(url)
         .bind(enabled)
         .bind(clock::now())
         .bind(deployment_id)
@@ -220,6 +289,9 @@ impl Store {
         .bind(change.events.and_then(events_column))
         .bind(i64::from(change.filters.is_some()))
         .bind(change.filters.and_then(filters_column))
+        .bind(sealed_url)
+        .bind(change.template.map(|t| t.source()))
+        .bind(change.template.map(|t| t.content_type()))
         .execute(self.writer())
         .await?;
         self.integration(deployment_id, public_id).await

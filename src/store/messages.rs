@@ -244,6 +244,39 @@ const MESSAGE_COLUMNS: &str = "m.public_id, i.public_id AS integration, \
     m.status, m.attempts, m.next_attempt_at, m.created_at, m.delivered_at, p.body";
 
 impl Store {
+    /// Holds an integration's messages until `until` (its endpoint answered 429 with
+    /// `Retry-After`): its pending messages come due no sooner, and `released` (claimed
+    /// here, not yet sent) go back to pending, due then.
+    pub async fn hold_integration(
+        &self,
+        integration_id: i64,
+        until: Micros,
+        released: &[i64],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query(
+            "UPDATE messages SET next_attempt_at = $1 WHERE integration_id = $2 \
+             AND status = 'pending' AND next_attempt_at < $1",
+        )
+        .bind(until)
+        .bind(integration_id)
+        .execute(&mut *tx)
+        .await?;
+        for chunk in released.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            sqlx::query(&format!(
+                "UPDATE messages SET status = 'pending', lease_until = NULL, next_attempt_at = $1 \
+                 WHERE status = 'delivering' AND id IN ({})",
+                list.join(",")
+            ))
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The internal ids of the integrations that are sent to.
     pub async fn enabled_integration_ids(&self) -> anyhow::Result<Vec<i64>> {
         sqlx::query("SELECT id FROM integrations WHERE enabled = 1 ORDER BY id")

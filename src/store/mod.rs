@@ -47,6 +47,8 @@ pub struct Store {
     backend: Backend,
     /// Seals and opens the secrets it stores (integration signing secrets).
     key: Option<std::sync::Arc<crate::secrets::SecretKey>>,
+    /// Where chat messages routed here link to (`--public-url`).
+    links: std::sync::Arc<crate::domain::routing::Links>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -85,6 +87,7 @@ impl Store {
                     writer,
                     backend,
                     key: None,
+                    links: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -99,6 +102,7 @@ impl Store {
                     pool,
                     backend,
                     key: None,
+                    links: Default::default(),
                 })
             }
         }

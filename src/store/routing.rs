@@ -100,7 +100,12 @@ impl Store {
                 fresh.push(f);
             }
             let events: Vec<Event> = fresh.iter().map(finding_event).collect();
-            let routed = routing::route(std::slice::from_ref(integration), None, &events);
+            let routed = routing::route(
+                std::slice::from_ref(integration),
+                None,
+                &events,
+                self.links(),
+            );
             out.failures.extend(routed.failures);
             let chosen: Vec<&StoredFinding> = routed
                 .selections

@@ -336,7 +336,7 @@ impl Store {
             git_ref: &scan.git_ref,
             object: scan_object,
         };
-        let routed = routing::route(&integrations, Some(&event), &[]);
+        let routed = routing::route(&integrations, Some(&event), &[], self.links());
         super::messages::enqueue(
             &mut tx,
             self.backend(),

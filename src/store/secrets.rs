@@ -13,6 +13,16 @@ impl Store {
         self
     }
 
+    /// This store with where the chat messages it routes link to (`--public-url`).
+    pub fn with_public_url(mut self, public_url: &str) -> Store {
+        self.links = Arc::new(crate::domain::routing::Links::new(public_url));
+        self
+    }
+
+    pub fn links(&self) -> &crate::domain::routing::Links {
+        &self.links
+    }
+
     /// The key, or an error for a store opened without one (only roles that never touch
     /// secrets, such as `token`, run so).
     pub(crate) fn key(&self) -> anyhow::Result<&SecretKey> {
@@ -88,17 +98,24 @@ impl Store {
     pub async fn rotate_key(&self, new: &SecretKey) -> anyhow::Result<usize> {
         let old = self.key()?;
         let mut tx = self.writer().begin().await?;
-        let rows = sqlx::query("SELECT id, secret, old_secret FROM integrations")
+        let rows = sqlx::query("SELECT id, secret, old_secret, sealed_url FROM integrations")
             .fetch_all(&mut *tx)
             .await?;
         for row in &rows {
             let secret = old.open(&col::<String>(row, "secret")?)?;
-            let previous = col::<Option<String>>(row, "old_secret")?
-                .map(|s| old.open(&s))
-                .transpose()?;
-            sqlx::query("UPDATE integrations SET secret = $1, old_secret = $2 WHERE id = $3")
+            let reopen = |column: &str| -> anyhow::Result<Option<String>> {
+                col::<Option<String>>(row, column)?
+                    .map(|s| old.open(&s))
+                    .transpose()
+            };
+            let previous = reopen("old_secret")?;
+            let url = reopen("sealed_url")?;
+            sqlx::query(
+                "UPDATE integrations SET secret = $1, old_secret = $2, sealed_url = $3 WHERE id = $4",
+            )
                 .bind(new.seal(&secret))
                 .bind(previous.as_deref().map(|p| new.seal(p)))
+                .bind(url.as_deref().map(|u| new.seal(u)))
                 .bind(col::<i64>(row, "id")?)
                 .execute(&mut *tx)
                 .await?;

@@ -110,7 +110,7 @@ fn ui_routes() -> Router<AppState> {
         .route("/settings/integrations", get(settings::list))
         .route("/settings/integrations/add", get(settings::choose))
         .route(
-            "/settings/integrations/add/webhook",
+            "/settings/integrations/add/{kind}",
             get(settings::add_form).post(settings::add),
         )
         .route(

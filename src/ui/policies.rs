@@ -237,7 +237,7 @@ pub async fn edit_mode(
                     @for i in &all {
                         label.inline {
                             input type="checkbox" name="integration" value=(i.public_id) checked[i.modes.contains(&m)];
-                            (i.name) " " code { (i.url) }
+                            (i.name) " " code { (i.shown_url()) }
                         }
                         br;
                     }

@@ -6,6 +6,8 @@ use super::layout::{badge, csrf, empty, form_error, maybe_when, page, when, Sect
 use super::{done, parse_id, Posted, Session, UiError, UiResult};
 use crate::clock::{self, iso};
 use crate::delivery::test_notification::{self, Target, TestResult};
+use crate::domain::channels::template::Template;
+use crate::domain::channels::ChannelKind;
 use crate::domain::filters::{FilterSpec, Filters};
 use crate::domain::findings::Severity;
 use crate::domain::integration::Integration;
@@ -68,8 +70,8 @@ pub async fn list(Session(s): Session, State(st): State<AppState>, q: QueryPairs
                     @for i in &all {
                         tr {
                             td { a href={ "/settings/integrations/" (i.public_id) } { (i.name) } }
-                            td { "Webhook" }
-                            td { code { (i.url) } }
+                            td { (kind_label(i.kind)) }
+                            td { code { (i.shown_url()) } }
                             td { (badge(if i.enabled { "enabled" } else { "disabled" }))
                                 @if let Some(r) = &i.disabled_reason { br; span.hint { (r) } } }
                             td { (modes_of(i)) }
@@ -93,10 +95,12 @@ pub async fn list(Session(s): Session, State(st): State<AppState>, q: QueryPairs
 pub async fn choose(Session(s): Session) -> UiResult {
     let body = html! {
         div.cards {
-            div.card {
-                h2 { "Webhook" }
-                p { "POST each scan and each new finding, signed, to an endpoint of yours." }
-                a.button href="/settings/integrations/add/webhook" { "Webhook" }
+            @for kind in ChannelKind::ALL {
+                div.card {
+                    h2 { (kind_label(*kind)) }
+                    p { (kind_blurb(*kind)) }
+                    a.button href={ "/settings/integrations/add/" (kind.as_str()) } { (kind_label(*kind)) }
+                }
             }
         }
     };
@@ -109,11 +113,55 @@ pub async fn choose(Session(s): Session) -> UiResult {
     ))
 }
 
+/// What people call a kind.
+fn kind_label(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Webhook => "Webhook",
+        ChannelKind::Slack => "Slack",
+        ChannelKind::Teams => "Microsoft Teams",
+        ChannelKind::Discord => "Discord",
+        ChannelKind::Template => "Custom template",
+    }
+}
+
+fn kind_blurb(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Webhook => {
+            "POST each scan and each new finding, signed, to an endpoint of yours."
+        }
+        ChannelKind::Slack => {
+            "A digest per scan in a channel, through a Slack (or Mattermost) incoming webhook."
+        }
+        ChannelKind::Teams => {
+            "A digest per scan as an Adaptive Card, through a Teams Workflows webhook."
+        }
+        ChannelKind::Discord => "A digest per scan as embeds, through a Discord channel webhook.",
+        ChannelKind::Template => {
+            "Your own body, rendered from a template over the same events, signed."
+        }
+    }
+}
+
+/// The label of the URL field.
+fn url_label(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Webhook => "Webhook URL",
+        ChannelKind::Slack => "Slack webhook URL",
+        ChannelKind::Teams => "Teams Workflows URL",
+        ChannelKind::Discord => "Discord webhook URL",
+        ChannelKind::Template => "URL",
+    }
+}
+
 /// What the integration form shows: the typed values, an error, a Test or Preview result.
 #[derive(Default)]
 struct FormState<'a> {
+    kind: ChannelKind,
     name: &'a str,
-    url: &'a str,
+    template: &'a str,
+    content_type: &'a str,
+    /// As shown: a chat kind's saved URL masked.
+    url: std::borrow::Cow<'a, str>,
     events: Vec<EventKind>,
     filters: FilterSpec,
     error: Option<String>,
@@ -130,11 +178,23 @@ impl<'a> FormState<'a> {
         }
     }
 
+    fn of_kind(mut self, kind: ChannelKind) -> FormState<'a> {
+        self.kind = kind;
+        if kind == ChannelKind::Template && self.template.is_empty() {
+            self.template = SAMPLE_TEMPLATE;
+            self.content_type = "application/json";
+        }
+        self
+    }
+
     /// The integration as stored.
     fn saved(i: &'a Integration) -> FormState<'a> {
         FormState {
+            kind: i.kind,
             name: &i.name,
-            url: i.url.as_str(),
+            template: i.template.as_deref().map_or("", |t| t.source()),
+            content_type: i.template.as_deref().map_or("", |t| t.content_type()),
+            url: i.shown_url().into(),
             events: i.events.clone(),
             filters: i.filters.spec().clone(),
             ..FormState::default()
@@ -145,7 +205,9 @@ impl<'a> FormState<'a> {
     fn typed(form: &'a Posted) -> FormState<'a> {
         FormState {
             name: form.get("name").unwrap_or_default(),
-            url: form.get("url").unwrap_or_default(),
+            template: form.get("template").unwrap_or_default(),
+            content_type: form.get("content_type").unwrap_or_default(),
+            url: form.get("url").unwrap_or_default().into(),
             events: form
                 .all("events")
                 .iter()
@@ -282,11 +344,28 @@ fn integration_fields(s: &UiSession, f: &FormState, saved: bool) -> Markup {
         input #name type="text" name="name" value=(f.name) required maxlength="200"
             aria-describedby="name-hint";
         p.hint id="name-hint" { "Shown in this list and in the delivery log." }
-        label for="url" { "Webhook URL" }
+        label for="url" { (url_label(f.kind)) }
         input #url type="url" name="url" value=(f.url) required placeholder="https://hooks.example.com/semgrep"
             aria-describedby="url-hint";
-        p.hint id="url-hint" { "http or https, without credentials. Private addresses need the server's "
-            code { "--deliver-allow-cidrs" } "." }
+        p.hint id="url-hint" {
+            @if f.kind.is_chat() {
+                "The URL is the credential: it is stored sealed and shown masked. "
+                @if saved { "Leave it as shown to keep it, or paste a new one to replace it. " }
+            } @else {
+                "http or https, without credentials. "
+            }
+            "Private addresses need the server's " code { "--deliver-allow-cidrs" } "." }
+        @if f.kind == ChannelKind::Template {
+            label for="template" { "Template" }
+            textarea #template name="template" rows="8" aria-describedby="template-hint" required {
+                (f.template)
+            }
+            p.hint id="template-hint" { "minijinja, over " code { "event" } " (the event type), "
+                code { "body" } " (the webhook body, parsed) and " code { "scanhook_url" }
+                ". Tried on a sample when saved." }
+            label for="content_type" { "Content type" }
+            input #content_type type="text" name="content_type" value=(f.content_type) placeholder="application/json";
+        }
         fieldset #events {
             legend { "Events" }
             @for kind in EventKind::SUBSCRIBABLE {
@@ -337,10 +416,15 @@ fn integration_fields(s: &UiSession, f: &FormState, saved: bool) -> Markup {
     }
 }
 
+/// What a new template integration's form starts with.
+const SAMPLE_TEMPLATE: &str =
+    r#"{"text": {{ (event ~ " from scanhook: " ~ (body | length) ~ " item(s)") | tojson }}}"#;
+
 fn add_page(s: &UiSession, secret: &str, f: &FormState, status: StatusCode) -> Response {
+    let action = format!("/settings/integrations/add/{}", f.kind.as_str());
     let body = html! {
         (form_error(f.error.as_deref()))
-        form method="post" action="/settings/integrations/add/webhook" data-inline="test-result" {
+        form method="post" action=(action) data-inline="test-result" {
             input type="hidden" name="secret" value=(secret);
             (integration_fields(s, f, false))
         }
@@ -349,7 +433,7 @@ fn add_page(s: &UiSession, secret: &str, f: &FormState, status: StatusCode) -> R
         status,
         page(
             s,
-            "Add Integration: Webhook",
+            &format!("Add Integration: {}", kind_label(f.kind)),
             Section::Integrations,
             None,
             body,
@@ -358,33 +442,67 @@ fn add_page(s: &UiSession, secret: &str, f: &FormState, status: StatusCode) -> R
         .into_response()
 }
 
-pub async fn add_form(Session(s): Session) -> UiResult {
+pub async fn add_form(Session(s): Session, Path(kind): Path<String>) -> UiResult {
+    let kind = parse_kind(&kind)?;
     Ok(add_page(
         &s,
         &ids::new_signing_secret(),
-        &FormState::new(),
+        &FormState::new().of_kind(kind),
         StatusCode::OK,
     ))
+}
+
+fn parse_kind(kind: &str) -> Result<ChannelKind, AppError> {
+    kind.parse()
+        .map_err(|_| AppError::not_found("integration kind"))
 }
 
 /// What a valid form saves.
 struct Checked {
     name: String,
     url: String,
+    template: Option<Template>,
     events: Vec<EventKind>,
     filters: FilterSpec,
 }
 
-/// Validates the typed form.
-fn check(form: &Posted) -> Result<Checked, String> {
+/// The URL a form means: a chat kind's masked URL left as shown is its saved one.
+fn real_url<'a>(saved: &'a Integration, typed: &'a str) -> &'a str {
+    if saved.kind.is_chat() && typed.trim() == saved.url.masked() {
+        saved.url.as_str()
+    } else {
+        typed
+    }
+}
+
+/// The form's template, compiled, for the template kind.
+fn form_template(form: &Posted, kind: ChannelKind) -> Result<Option<Template>, String> {
+    if kind != ChannelKind::Template {
+        return Ok(None);
+    }
+    let content_type = form
+        .get("content_type")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .unwrap_or("application/json");
+    Template::compile(form.get("template").unwrap_or_default(), content_type)
+        .map(Some)
+        .map_err(|e| format!("Template: {e}"))
+}
+
+/// Validates the typed form of a `kind` (of `saved`, when editing).
+fn check(form: &Posted, kind: ChannelKind, saved: Option<&Integration>) -> Result<Checked, String> {
     let name =
         check_name(form.get("name").unwrap_or_default()).map_err(|e| format!("Name: {e}"))?;
-    let url = WebhookUrl::parse(form.get("url").unwrap_or_default())
-        .map_err(|e| format!("Webhook URL: {e}"))?;
+    let typed = form.get("url").unwrap_or_default();
+    let typed = saved.map_or(typed, |i| real_url(i, typed));
+    let url = WebhookUrl::parse(typed).map_err(|e| format!("{}: {e}", url_label(kind)))?;
     let events =
         EventKind::parse_subscriptions(&form.all("events")).map_err(|e| format!("Events: {e}"))?;
     let (filters, _) = compiled_filters(form)?;
+    let template = form_template(form, kind)?;
     Ok(Checked {
+        template,
         name: name.to_string(),
         url: url.to_string(),
         events,
@@ -396,17 +514,28 @@ fn check(form: &Posted) -> Result<Checked, String> {
 /// secret it will be saved with) or a saved one (logged in its delivery log).
 async fn test_url(
     st: &AppState,
+    form: &Posted,
+    kind: ChannelKind,
     url: &str,
     saved: Option<&Integration>,
     secret: &str,
 ) -> UiResult<Result<TestResult, String>> {
     let url = match WebhookUrl::parse(url) {
         Ok(u) => u,
-        Err(e) => return Ok(Err(format!("Webhook URL: {e}"))),
+        Err(e) => return Ok(Err(format!("{}: {e}", url_label(kind)))),
     };
+    let template = match form_template(form, kind) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let name = form.get("name").unwrap_or_default();
     let target = match saved {
-        Some(i) => Target::saved(i, &url, clock::now()),
-        None => Target::unsaved(&url, secret),
+        Some(i) => {
+            let mut t = Target::saved(i, &url, clock::now());
+            t.template = template.as_ref().or(t.template);
+            t
+        }
+        None => Target::unsaved(&url, secret, kind, name, template.as_ref()),
     };
     Ok(Ok(
         test_notification::send(&st.store, &st.sender, target).await?
@@ -415,16 +544,17 @@ async fn test_url(
 
 /// Test or Save of the Add form. The form carries the secret the integration will sign
 /// with, so a receiver that verifies signatures accepts the Test as it will the real thing.
-pub async fn add(State(st): State<AppState>, form: Posted) -> UiResult {
+pub async fn add(State(st): State<AppState>, Path(kind): Path<String>, form: Posted) -> UiResult {
+    let kind = parse_kind(&kind)?;
     let s = &form.session;
     let secret = form
         .get("secret")
         .filter(|v| ids::is_signing_secret(v))
         .map_or_else(ids::new_signing_secret, str::to_string);
-    let mut f = FormState::typed(&form);
+    let mut f = FormState::typed(&form).of_kind(kind);
     match form.get("action") {
         Some("test") => {
-            f.test = Some(test_url(&st, f.url, None, &secret).await?);
+            f.test = Some(test_url(&st, &form, kind, &f.url, None, &secret).await?);
             return Ok(add_page(s, &secret, &f, StatusCode::OK));
         }
         Some("preview") => {
@@ -433,13 +563,15 @@ pub async fn add(State(st): State<AppState>, form: Posted) -> UiResult {
         }
         _ => {}
     }
-    match check(&form) {
+    match check(&form, kind, None) {
         Err(e) => {
             f.error = Some(e);
             Ok(add_page(s, &secret, &f, StatusCode::BAD_REQUEST))
         }
         Ok(c) => {
             let new = NewIntegration {
+                kind,
+                template: c.template.as_ref(),
                 name: &c.name,
                 url: &c.url,
                 secret: Some(&secret),
@@ -532,10 +664,11 @@ pub async fn edit_form(
 pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let s = &form.session;
     let i = load(&st, s, &id).await?;
-    let mut f = FormState::typed(&form);
+    let mut f = FormState::typed(&form).of_kind(i.kind);
     match form.get("action") {
         Some("test") => {
-            f.test = Some(test_url(&st, f.url, Some(&i), i.secret.expose()).await?);
+            let url = real_url(&i, &f.url);
+            f.test = Some(test_url(&st, &form, i.kind, url, Some(&i), i.secret.expose()).await?);
             return Ok(edit_page(s, &i, &f, false, None, StatusCode::OK));
         }
         Some("preview") => {
@@ -544,7 +677,7 @@ pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Post
         }
         _ => {}
     }
-    match check(&form) {
+    match check(&form, i.kind, Some(&i)) {
         Err(e) => {
             f.error = Some(e);
             Ok(edit_page(s, &i, &f, false, None, StatusCode::BAD_REQUEST))
@@ -555,6 +688,7 @@ pub async fn edit(State(st): State<AppState>, Path(id): Path<String>, form: Post
                 url: Some(&c.url),
                 events: Some(&c.events),
                 filters: Some(&c.filters),
+                template: c.template.as_ref(),
                 ..IntegrationChange::default()
             };
             st.store
@@ -626,7 +760,7 @@ pub async fn confirm_delete(
 ) -> UiResult {
     let i = load(&st, &s, &id).await?;
     let body = html! {
-        p { "Delete " strong { (i.name) } " (" code { (i.url) } ")? Its unsent messages fail; "
+        p { "Delete " strong { (i.name) } " (" code { (i.shown_url()) } ")? Its unsent messages fail; "
             "the delivery log is kept. This cannot be undone." }
         form.row method="post" action={ "/settings/integrations/" (i.public_id) "/delete" } {
             (csrf(&s))
@@ -670,7 +804,7 @@ pub async fn deliveries(
     let path = format!("/settings/integrations/{id}/deliveries");
     let since_default = iso(clock::now() - 24 * 3600 * 1_000_000);
     let body = html! {
-        p { "To " code { (i.url) } " · " a href={ "/settings/integrations/" (id) } { "Integration settings" } }
+        p { "To " code { (i.shown_url()) } " · " a href={ "/settings/integrations/" (id) } { "Integration settings" } }
         nav.filters aria-label="Filter by status" {
             a href=(path) { "All" }
             @for v in MessageStatus::ALL { a href={ (path) "?status=" (v) } { (v) } }

@@ -5,7 +5,8 @@
 //   PHASE=setup       sign in (keyboard only); Settings > Integrations > Add Integration >
 //                     Webhook: a failing Test (closed port), a successful Test (receiver),
 //                     Save; reveal the secret; upload a rule file; change a rule's mode in
-//                     place; Rule Modes > Block > Edit: notify the integration.
+//                     place; Rule Modes > Block > Edit: notify the integration; Add
+//                     Integration > Slack: Test, Save (the URL shown masked).
 //                     Prints {"integration": ID, "secret": WHSEC} as its last line.
 //   PHASE=after-scan  the scan page and its messages; the delivery log and a delivery's
 //                     attempts; Resend; triage Ignore hides the finding; the integration's
@@ -132,6 +133,23 @@ async function setup() {
   assert.match(secret, /^whsec_/);
   await screenshot("integration-saved");
 
+  // Add Integration > Slack: Test, then Save; its URL is the credential, shown masked.
+  await nav("Settings › Integrations");
+  await page.getByRole("link", { name: "Add Integration" }).click();
+  await page.getByRole("link", { name: "Slack", exact: true }).click();
+  assert.equal(await heading(), "Add Integration: Slack");
+  await page.getByLabel("Name").fill("Team chat");
+  await page.getByLabel("Slack webhook URL").fill(env("SLACK_URL"));
+  await page.getByRole("button", { name: "Test" }).click();
+  await result.getByText("Success").waitFor();
+  await screenshot("slack-test");
+  await submit(page.getByRole("button", { name: "Save" }), /\/settings\/integrations\/int_\w+\?done=created/);
+  const slack = page.url().match(/\/settings\/integrations\/(int_[A-Za-z0-9]+)/)[1];
+  const shownUrl = await page.getByLabel("Slack webhook URL").inputValue();
+  assert.ok(!shownUrl.includes("slack-credential"), `the saved URL is shown masked: ${shownUrl}`);
+  assert.match(await page.locator("main").innerText(), /stored sealed and shown masked/);
+  await screenshot("slack-saved");
+
   await nav("Settings › Integrations");
   const row = page.getByRole("row", { name: /Security alerts/ });
   assert.match(await row.innerText(), /enabled/);
@@ -162,7 +180,7 @@ async function setup() {
   const block = await page.getByRole("region", { name: "Block" }).innerText();
   assert.match(block, /Security alerts/, "the Block card lists the integration it notifies");
   await screenshot("rule-modes");
-  return { integration, secret };
+  return { integration, secret, slack };
 }
 
 async function afterScan() {
@@ -179,7 +197,7 @@ async function afterScan() {
 
   // The delivery log of the integration: the scan's finding message, delivered.
   await nav("Settings › Integrations");
-  await page.getByRole("link", { name: "Delivery log" }).click();
+  await page.getByRole("row", { name: /Security alerts/ }).getByRole("link", { name: "Delivery log" }).click();
   assert.match(await heading(), /^Deliveries: Security alerts/);
   const findingRow = page.getByRole("row", { name: /semgrep_finding/ });
   await eventually("the finding message is delivered", 60, async () =>

@@ -37,6 +37,8 @@ struct Inner {
     hold: Mutex<bool>,
     release: Notify,
     arrived: Notify,
+    /// Sent as `Retry-After` with every 429.
+    retry_after: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -49,7 +51,7 @@ async fn handle(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
+) -> (StatusCode, HeaderMap, String) {
     let headers = headers
         .iter()
         .map(|(k, v)| {
@@ -69,8 +71,15 @@ async fn handle(
         inner.release.notified().await;
     }
     let status = inner.script.lock().unwrap().pop_front().unwrap_or(200);
+    let mut answer = HeaderMap::new();
+    if status == 429 {
+        if let Some(ra) = inner.retry_after.lock().unwrap().as_deref() {
+            answer.insert("retry-after", ra.parse().unwrap());
+        }
+    }
     (
         StatusCode::from_u16(status).unwrap(),
+        answer,
         format!("answered {status}"),
     )
 }
@@ -95,6 +104,11 @@ impl Receiver {
     /// The next answers, in order; 200 after them.
     pub fn script(&self, statuses: &[u16]) {
         self.inner.script.lock().unwrap().extend(statuses);
+    }
+
+    /// The `Retry-After` every 429 carries.
+    pub fn retry_after(&self, value: &str) {
+        *self.inner.retry_after.lock().unwrap() = Some(value.to_string());
     }
 
     /// Holds every request open until [`Receiver::release`].

@@ -57,6 +57,8 @@ async fn phase(name: &str, db: Db, env: &[(&str, &str)]) -> Value {
 async fn seed_procedures_then_a_real_scan(db: Db) {
     let app = TestApp::spawn(db).await;
     let rx = Receiver::start().await;
+    let chat = Receiver::start().await;
+    let slack_url = format!("{}?token=slack-credential-0123456789", chat.url);
     // A port nobody listens on: bound, then released.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}/hook", closed.local_addr().unwrap());
@@ -72,12 +74,26 @@ async fn seed_procedures_then_a_real_scan(db: Db) {
     let mut env = common.to_vec();
     env.extend([
         ("RECEIVER_URL", rx.url.as_str()),
+        ("SLACK_URL", slack_url.as_str()),
         ("CLOSED_URL", closed_url.as_str()),
         ("RULES_FILE", rules.as_str()),
         ("PUBLIC_URL", public_url.as_str()),
     ]);
     let made = phase("setup", db, &env).await;
     let integration = made["integration"].as_str().unwrap();
+    // The Slack integration added in the browser: its Test reached the real URL, unsigned.
+    let slack = app
+        .admin_get(&format!(
+            "/api/v1/integrations/{}",
+            made["slack"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(slack["kind"], "slack");
+    assert!(!slack["url"].as_str().unwrap().contains("slack-credential"));
+    let tests = chat.received();
+    assert_eq!(tests.len(), 1, "the Test before Save");
+    assert!(tests[0].header("webhook-signature").is_none());
+    assert!(tests[0].json().is_object());
     let secret = made["secret"].as_str().unwrap();
 
     // What the clicks did, seen through the API.

@@ -545,6 +545,82 @@ mod tests {
     }
 
     #[test]
+    fn chat_kinds_get_one_digest_per_scan_and_templates_each_body() {
+        use crate::domain::channels::template::Template;
+        let meta = json!({});
+        let events: Vec<Event> = (0..600)
+            .map(|n| {
+                event(
+                    EventKind::Finding,
+                    RuleMode::Monitor,
+                    "a.py",
+                    Severity::High,
+                    &meta,
+                    n,
+                )
+            })
+            .collect();
+        let mut slack = integration(
+            1,
+            &[RuleMode::Monitor],
+            &EventKind::DEFAULT,
+            FilterSpec::default(),
+        );
+        slack.kind = ChannelKind::Slack;
+        let mut quiet = integration(
+            2,
+            &[RuleMode::Monitor],
+            &[EventKind::FindingFixed],
+            FilterSpec::default(),
+        );
+        quiet.kind = ChannelKind::Discord;
+        let mut templated = integration(
+            3,
+            &[RuleMode::Monitor],
+            &EventKind::DEFAULT,
+            FilterSpec::default(),
+        );
+        templated.kind = ChannelKind::Template;
+        templated.template = Some(std::sync::Arc::new(
+            Template::compile("{{ event }}:{{ body | length }}", "text/plain").unwrap(),
+        ));
+        let links = Links::new("https://scanhook.example/");
+        let routed = route(&[slack, quiet, templated], Some(&scan()), &events, &links);
+        let of = |id: i64| -> Vec<(EventKind, &str)> {
+            routed
+                .outbox
+                .messages
+                .iter()
+                .filter(|m| m.integration_id == id)
+                .map(|m| (m.kind, routed.outbox.payloads[m.payload].as_str()))
+                .collect()
+        };
+        let digest = of(1);
+        assert_eq!(digest.len(), 1, "one digest for 600 findings");
+        assert_eq!(digest[0].0, EventKind::Scan);
+        assert!(digest[0].1.contains("600 new"), "{}", digest[0].1);
+        assert!(
+            digest[0].1.contains("https://scanhook.example/rules/r"),
+            "{}",
+            digest[0].1
+        );
+        assert!(
+            of(2).is_empty(),
+            "nothing it subscribes to happened: no digest"
+        );
+        let bodies: Vec<&str> = of(3).iter().map(|&(_, b)| b).collect();
+        assert_eq!(
+            bodies,
+            [
+                "semgrep_scan:1",
+                "semgrep_finding:500",
+                "semgrep_finding:100"
+            ]
+        );
+        assert_eq!(routed.events_for(1), 600);
+    }
+
+    #[test]
     fn the_seeds_default_is_the_old_routing() {
         use RuleMode::{Block, Comment, Monitor};
         let d = &EventKind::DEFAULT;

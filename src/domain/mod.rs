@@ -18,7 +18,10 @@
 //! - [`outbox`]: event kinds, queued and claimed messages, message states, attempt
 //!   outcomes and the failure-streak policy.
 //! - [`routing`]: which integration is sent which events, as one pure function.
+//! - [`channels`]: chat messages (Slack, Teams, Discord) rendered from notes, and user
+//!   templates.
 
+pub mod channels;
 pub mod ci;
 pub mod events;
 pub mod filters;

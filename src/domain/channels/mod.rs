@@ -1,9 +1,10 @@
 //! What a chat channel is sent: a scan's digest, triage changes or the Test action's note,
 //! rendered for Slack (Block Kit), Microsoft Teams (an Adaptive Card in a Workflows
-//! envelope) or Discord (embeds).
+//! envelope) or Discord (embeds), and user templates for the `template` kind.
 //! - [`clip`]: user text cleaned, escaped per platform and clipped without splitting a
 //!   character; links checked.
 //! - [`slack`], [`teams`], [`discord`]: one renderer each, inside the platform's limits.
+//! - [`template`]: sandboxed, fuel-bounded minijinja templates.
 //!
 //! Renderers are pure and never fail: a note of any size comes out inside the platform's
 //! documented limits, the findings that did not fit counted in an "… and N more" that
@@ -15,6 +16,7 @@ pub mod clip;
 pub mod discord;
 pub mod slack;
 pub mod teams;
+pub mod template;
 
 #[cfg(test)]
 mod tests;

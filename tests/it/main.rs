@@ -4,6 +4,7 @@ mod harness;
 
 mod architecture;
 mod bad_input;
+mod channels;
 mod chat;
 mod ci_protocol;
 mod cli;

@@ -76,7 +76,8 @@ pub struct ScanFacts<'a> {
     pub pull_request_id: Option<&'a str>,
     pub pull_request_title: Option<&'a str>,
     pub exit_code: Option<i64>,
-    /// The scan's page in scanhook's UI.
+    /// The scan's page in scanhook's UI: an absolute http(s) URL (anything else is shown
+    /// without a link, see [`clip::link`]).
     pub url: &'a str,
 }
 
@@ -88,7 +89,7 @@ pub struct FindingLine<'a> {
     pub path: &'a str,
     pub line: i64,
     pub message: &'a str,
-    /// The finding's page in scanhook's UI.
+    /// The finding's page in scanhook's UI (an absolute http(s) URL).
     pub url: &'a str,
     /// The rule's page (empty or not http(s): the rule is shown without a link).
     pub rule_url: &'a str,

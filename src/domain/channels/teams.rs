@@ -40,6 +40,7 @@ struct Card {
     kind: &'static str,
     version: &'static str,
     body: Vec<Element>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     actions: Vec<Action>,
 }
 

@@ -159,3 +159,9 @@ fn content_types_are_a_type_and_subtype() {
     }
     assert!(check_content_type(&format!("text/{}", "a".repeat(200))).is_err());
 }
+
+#[test]
+fn templates_can_be_shared_between_tasks() {
+    fn shared<T: Send + Sync + Clone>() {}
+    shared::<Template>();
+}

@@ -508,7 +508,7 @@ async fn a_slack_integration_gets_one_digest_per_semgrep_ci_scan(db: Db) {
     add(
         &app,
         json!({"kind": "slack", "name": "#appsec", "url": chat_url(&rx),
-               "events": ["semgrep_scan", "semgrep_finding", "finding_fixed", "finding_reopened"]}),
+               "events": ["semgrep_scan", "semgrep_finding", "finding_fixed", "finding_reopened", "finding_triaged"]}),
     )
     .await;
     let repo = Repo::new();
@@ -551,6 +551,99 @@ async fn a_slack_integration_gets_one_digest_per_semgrep_ci_scan(db: Db) {
     assert!(digests[1]
         .to_string()
         .contains("python-subprocess-shell-true"));
+
+    // A triage: its own short note, not a digest.
+    let password = app
+        .findings("status=open")
+        .await
+        .into_iter()
+        .find(|f| f["rule_name"] == "python-hardcoded-password")
+        .unwrap();
+    app.admin_post(
+        &format!("/api/v1/deployments/{}/triage", app.slug),
+        &json!({"issue_ids": [password["id"]], "new_triage_state": "ignored",
+                "new_triage_reason": "false_positive", "new_note": "test fixture"}),
+    )
+    .await;
+    drained(&app).await;
+    let got = rx.received();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].header("x-scanhook-event"), Some("finding_triaged"));
+    let note = got[2].json().to_string();
+    assert!(
+        note.contains("python-hardcoded-password") && note.contains("test fixture"),
+        "{note}"
+    );
+    assert!(!note.contains(" new · "), "a note, not a digest: {note}");
     app.stop().await;
 }
 on_both!(a_slack_integration_gets_one_digest_per_semgrep_ci_scan);
+
+async fn the_cli_adds_every_kind(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ticket.j2");
+    std::fs::write(&file, "{{ event }} for {{ scanhook_url }}").unwrap();
+    let client = |args: &[&str]| {
+        let mut c = scanhook();
+        c.args(args)
+            .args(["--server", &app.base, "--token", &app.admin]);
+        crate::cli::run(&mut c)
+    };
+    let url = chat_url(&rx);
+    let (ok, out, err) = client(&[
+        "integrations",
+        "add",
+        "--kind",
+        "discord",
+        "--name",
+        "D",
+        "--url",
+        &url,
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["kind"], "discord");
+    assert!(!out.contains(TOKEN), "{out}");
+    let (ok, out, err) = client(&[
+        "integrations",
+        "add",
+        "--kind",
+        "template",
+        "--name",
+        "T",
+        "--url",
+        &rx.url,
+        "--template",
+        file.to_str().unwrap(),
+        "--content-type",
+        "text/plain",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (t["kind"].as_str(), t["content_type"].as_str()),
+        (Some("template"), Some("text/plain"))
+    );
+    let (ok, out, err) = client(&["integrations", "test", t["id"].as_str().unwrap()]);
+    assert!(ok && out.starts_with("HTTP 200"), "{out} {err}");
+    let last = rx.received().pop().unwrap();
+    assert_eq!(last.header("content-type"), Some("text/plain"));
+    assert!(last.body.starts_with("test for "), "{}", last.body);
+    let (ok, _, err) = client(&[
+        "integrations",
+        "add",
+        "--kind",
+        "irc",
+        "--name",
+        "X",
+        "--url",
+        &rx.url,
+    ]);
+    assert!(!ok && err.contains("slack"), "{err}");
+    app.stop().await;
+}
+on_both!(the_cli_adds_every_kind);

@@ -743,6 +743,15 @@ async fn secrets_are_sealed_at_rest_and_rotate(db: Db) {
             .await;
         plain.push(made["secret"].as_str().unwrap().to_string());
     }
+    // A chat URL is a credential too: sealed, and re-sealed by a rotation.
+    let slack_url = "https://hooks.slack.com/services/T0/B0/sealedurlsecret";
+    let made = app
+        .admin_post(
+            "/api/v1/integrations",
+            &json!({"kind": "slack", "name": "chat", "url": slack_url}),
+        )
+        .await;
+    plain.push(made["secret"].as_str().unwrap().to_string());
     assert!(plain[0].starts_with("whsec_"), "admins still see it");
     let stored = stored_secrets(&app.database_url).await;
     assert!(stored.iter().all(|s| s.starts_with("enc1:")), "{stored:?}");
@@ -793,7 +802,7 @@ async fn secrets_are_sealed_at_rest_and_rotate(db: Db) {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("2 integration secret(s) re-sealed"), "{err}");
+    assert!(err.contains("3 integration secret(s) re-sealed"), "{err}");
     let rotated = stored_secrets(&app.database_url).await;
     assert!(rotated
         .iter()
@@ -810,6 +819,26 @@ async fn secrets_are_sealed_at_rest_and_rotate(db: Db) {
         .map(|i| i.secret.expose().to_string())
         .collect();
     assert_eq!(secrets, plain, "the same secrets, under the new key");
+    let chat = new.list_integrations(dep.id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        chat.url.as_str(),
+        slack_url,
+        "the chat URL opens under the new key"
+    );
+    {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::AnyConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT url, sealed_url FROM integrations WHERE name = 'chat'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let (url, sealed): (String, String) = (row.get("url"), row.get("sealed_url"));
+        conn.close().await.ok();
+        assert!(!url.contains("sealedurlsecret") && !sealed.contains("sealedurlsecret"));
+        assert!(sealed.starts_with("enc1:"), "{sealed}");
+    }
     let old = store.with_key(SecretKey::read(&app.key_file).unwrap());
     assert!(old.adopt_key().await.is_err(), "the old key is refused");
     app.stop().await;

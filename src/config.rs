@@ -339,6 +339,15 @@ impl DatabaseArgs {
         Ok(format!("sqlite://{}", db.display()))
     }
 
+    /// The SQLite database file these arguments name, without creating anything; `None`
+    /// for PostgreSQL or an in-memory database.
+    pub fn sqlite_target(&self, file: &File) -> anyhow::Result<Option<PathBuf>> {
+        match file.get("database_url", self.database_url.as_deref(), text)? {
+            Some(url) => Ok(sqlite_file(&url)),
+            None => Ok(Some(self.data_dir_with(file)?.join("scanhook.db"))),
+        }
+    }
+
     fn data_dir_with(&self, file: &File) -> anyhow::Result<PathBuf> {
         Ok(PathBuf::from(file.value(
             "data_dir",

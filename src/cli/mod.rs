@@ -8,6 +8,7 @@
 //! - `openapi`: print the API's OpenAPI document.
 //! - `rotate-secret-key` ([`secret_key`]): re-seal the stored secrets under a new key.
 
+pub mod backup;
 pub mod client;
 pub mod integrations;
 pub mod migrate;
@@ -42,6 +43,10 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Run the database migrations and exit.
     Migrate(crate::config::DatabaseArgs),
+    /// Copy a live SQLite database into FILE, consistently, while scanhook runs.
+    Backup(backup::BackupArgs),
+    /// Make FILE (a backup) the database; never overwrites an existing one.
+    Restore(backup::RestoreArgs),
     /// Create, list and revoke API tokens (on the database, or with --server through the API).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -88,6 +93,8 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(*args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Backup(args) => backup::backup(args).await,
+            Command::Restore(args) => backup::restore(args).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::Rules(cmd) => rules::run(cmd).await,
             Command::Integrations(cmd) => integrations::run_integrations(cmd).await,

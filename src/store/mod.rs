@@ -117,6 +117,20 @@ impl Store {
         migrator.run(&self.pool).await.context("running migrations")
     }
 
+    /// Writes a consistent copy of a SQLite database into `path` (an empty or missing
+    /// file) with `VACUUM INTO`: one read transaction, so writers carry on meanwhile.
+    pub async fn backup_into(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.backend == Backend::Sqlite,
+            "only SQLite databases are backed up by scanhook"
+        );
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.display().to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

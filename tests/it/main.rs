@@ -3,6 +3,7 @@
 mod harness;
 
 mod architecture;
+mod backup;
 mod bad_input;
 mod channels;
 mod chat;

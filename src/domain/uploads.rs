@@ -8,6 +8,15 @@
 //! findings). Every finding's `check_id` is `<tool>.<ruleId>` (`bandit.B602`), so rules of
 //! different tools never collide; Semgrep keeps its own rule ids.
 //!
+//! # Paths
+//!
+//! A finding's `path` is its first location's `artifactLocation.uri` (or that of the
+//! `artifacts` entry its `index` names), percent-decoded, without `file://` and leading
+//! `./`. An absolute path loses the longest directory it lies under among the run's
+//! `originalUriBaseIds`, its invocations' `workingDirectory` and the `root` given to
+//! [`convert_under`]; outside all of them it stays absolute. URIs of other schemes
+//! (`https://…`) are not files of the repository: such results are skipped.
+//!
 //! # Identity
 //!
 //! A finding's identity (`match_based_id`, and `syntactic_id` alike) must survive code
@@ -62,6 +71,9 @@
 
 mod body;
 mod identity;
+mod paths;
+#[cfg(test)]
+mod robustness;
 mod sarif;
 mod semgrep_json;
 #[cfg(test)]
@@ -96,7 +108,7 @@ impl UploadFormat {
         // serde reads a struct from an array too: only an object is either format.
         if bytes.trim_ascii_start().first() != Some(&b'{') {
             let e = serde_json::from_slice::<IgnoredAny>(bytes).err();
-            return Err(e.map_or_else(|| not_an_object(), not_json));
+            return Err(e.map_or_else(not_an_object, not_json));
         }
         let top: Top = serde_json::from_slice(bytes).map_err(not_json)?;
         // Semgrep's output has a `version` too (its own): `results` decides first.

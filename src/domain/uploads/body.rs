@@ -211,8 +211,8 @@ fn clean_message(message: &str) -> String {
     let mut out: String = message
         .chars()
         .map(|c| {
-            let forbidden = (c <= '\u{1F}' && !matches!(c, '\t' | '\n' | '\r'))
-                || text::is_bidi_control(c);
+            let forbidden =
+                (c <= '\u{1F}' && !matches!(c, '\t' | '\n' | '\r')) || text::is_bidi_control(c);
             if forbidden {
                 '\u{FFFD}'
             } else {

@@ -95,7 +95,11 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            Basis::choose(fp(&[("a", "1"), ("matchBasedId/v1", "m")]), Some("x"), "msg"),
+            Basis::choose(
+                fp(&[("a", "1"), ("matchBasedId/v1", "m")]),
+                Some("x"),
+                "msg"
+            ),
             Basis::MatchBased("m".into())
         );
         assert_eq!(

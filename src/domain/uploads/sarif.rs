@@ -4,6 +4,7 @@
 
 use super::body::{bounded, Body, Draft};
 use super::identity::Basis;
+use super::paths::{repo_path, roots};
 use super::UploadError;
 use crate::domain::text;
 use serde_json::{json, Map, Value};
@@ -140,7 +141,12 @@ fn convert_run(
     let results = match run.get("results") {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(results)) => results,
-        Some(_) => return Err(UploadError::new(format!("{at}.results"), "must be an array")),
+        Some(_) => {
+            return Err(UploadError::new(
+                format!("{at}.results"),
+                "must be an array",
+            ))
+        }
     };
     let (mut unusable, mut first): (usize, Option<UploadError>) = (0, None);
     for (i, result) in results.iter().enumerate() {
@@ -178,79 +184,6 @@ fn rule_list(component: Option<&Value>) -> Vec<&Object> {
         .flatten()
         .filter_map(Value::as_object)
         .collect()
-}
-
-/// The absolute directories that results' absolute URIs are made relative to: the
-/// `originalUriBaseIds` (`%SRCROOT%`), the invocations' working directories and the
-/// uploader's `root`.
-fn roots(run: &Object, root: Option<&str>) -> Vec<String> {
-    let bases = run
-        .get("originalUriBaseIds")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flat_map(|m| m.values());
-    let dirs = run
-        .get("invocations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.get("workingDirectory"));
-    let mut roots: Vec<String> = bases
-        .chain(dirs)
-        .filter_map(|l| l.get("uri").and_then(Value::as_str))
-        .chain(root)
-        .filter_map(without_scheme)
-        .filter(|p| p.starts_with('/'))
-        .map(|p| {
-            let p = p.trim_end_matches('/');
-            format!("{p}/")
-        })
-        .filter(|p| p != "/")
-        .collect();
-    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
-    roots
-}
-
-/// A URI percent-decoded, without `file://` (and its host, if any). `None` for other
-/// schemes and for bytes that are not UTF-8.
-fn without_scheme(uri: &str) -> Option<String> {
-    let decoded = percent_encoding::percent_decode_str(uri)
-        .decode_utf8()
-        .ok()?;
-    let lower = decoded.get(..7).map(str::to_ascii_lowercase);
-    if lower.as_deref() == Some("file://") {
-        let rest = &decoded[7..];
-        // `file://host/path`: the host is dropped.
-        return Some(match rest.find('/') {
-            Some(i) => rest[i..].to_string(),
-            None => String::new(),
-        });
-    }
-    if let Some(rest) = decoded.strip_prefix("file:") {
-        return Some(rest.to_string());
-    }
-    // `https://…`, `git://…`: not a file of the repository.
-    let scheme = decoded.split_once("://").map(|(s, _)| s);
-    if scheme.is_some_and(|s| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    }) {
-        return None;
-    }
-    Some(decoded.into_owned())
-}
-
-/// The repository-relative path of an artifact URI: decoded, without `file://`, the roots
-/// or leading `./`. An absolute path outside every root stays absolute.
-pub(super) fn repo_path(uri: &str, roots: &[String]) -> Option<String> {
-    let full = without_scheme(uri)?;
-    let mut p = full.as_str();
-    if let Some(rest) = roots.iter().find_map(|r| p.strip_prefix(r.as_str())) {
-        p = rest;
-    }
-    while let Some(rest) = p.strip_prefix("./") {
-        p = rest.trim_start_matches('/');
-    }
-    (!p.is_empty()).then(|| p.to_string())
 }
 
 fn is_not_a_problem(result: &Value) -> bool {
@@ -394,9 +327,7 @@ fn message(result: &Object, rule: Option<&Object>) -> Option<String> {
         let strings = rule?.get("messageStrings")?;
         text_of(strings.get(id))
     });
-    let arguments = m
-        .and_then(|m| m.get("arguments"))
-        .and_then(Value::as_array);
+    let arguments = m.and_then(|m| m.get("arguments")).and_then(Value::as_array);
     if let Some(template) = template {
         let mut out = template.to_string();
         for (i, a) in arguments.into_iter().flatten().enumerate().take(100) {

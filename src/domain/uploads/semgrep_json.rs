@@ -25,13 +25,17 @@ pub(super) fn convert(doc: &Value) -> Result<Body, UploadError> {
     };
     let mut body = Body::new("semgrep".to_string());
     let paths = doc.get("paths");
-    let scanned = paths.and_then(|p| p.get("scanned")).and_then(Value::as_array);
+    let scanned = paths
+        .and_then(|p| p.get("scanned"))
+        .and_then(Value::as_array);
     for path in scanned.into_iter().flatten().filter_map(Value::as_str) {
         if let Some(p) = clean_path(path) {
             body.add_searched(&p);
         }
     }
-    let skipped = paths.and_then(|p| p.get("skipped")).and_then(Value::as_array);
+    let skipped = paths
+        .and_then(|p| p.get("skipped"))
+        .and_then(Value::as_array);
     for entry in skipped.into_iter().flatten() {
         let path = entry.as_str().or_else(|| entry.get("path")?.as_str());
         if let Some(p) = path.and_then(clean_path) {

@@ -17,6 +17,11 @@
 //! [`convert_under`]; outside all of them it stays absolute. URIs of other schemes
 //! (`https://…`) are not files of the repository: such results are skipped.
 //!
+//! `searched_paths` are the results' paths and the run's `artifacts`; `rule_ids` the
+//! driver's and extensions' rules and every rule seen. A tool that lists no artifacts
+//! (bandit, ruff) thus makes a finding fixed in a file left without findings close as
+//! `removed`, not `fixed`.
+//!
 //! # Identity
 //!
 //! A finding's identity (`match_based_id`, and `syntactic_id` alike) must survive code

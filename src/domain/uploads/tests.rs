@@ -485,3 +485,42 @@ fn a_few_unusable_results_are_skipped_and_counted() {
     let (c, _) = only(&empty, UploadFormat::Sarif, None);
     assert_eq!((c.findings, c.skipped), (0, 0), "a clean scan");
 }
+
+#[test]
+fn the_lifecycle_keeps_moved_findings_open_and_fixes_gone_ones() {
+    use crate::domain::lifecycle::{decide, Opened, Prior, State};
+    use std::collections::HashMap;
+    let scan = |results: Value| {
+        let mut doc: Value = serde_json::from_str(&sarif(results)).unwrap();
+        doc["runs"][0]["artifacts"] = json!([
+            {"location": {"uri": "src/a.py"}},
+            {"location": {"uri": "src/b.py"}}
+        ]);
+        only(&doc.to_string(), UploadFormat::Sarif, None).0
+    };
+    let mut in_b = result(4, Some("eval(x)"));
+    in_b["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] = json!("src/b.py");
+    let first = scan(json!([result(10, Some("os.system(cmd)")), in_b]));
+    let first = Results::parse(&first.results_json).unwrap();
+    let prior: HashMap<String, Prior> = first
+        .findings
+        .iter()
+        .map(|f| {
+            let p = Prior {
+                state: State::Open,
+                path: f.path.to_string(),
+                rule_id: f.check_id.to_string(),
+            };
+            (f.key().to_string(), p)
+        })
+        .collect();
+
+    let second = scan(json!([result(13, Some("os.system(cmd)"))]));
+    let second = Results::parse(&second.results_json).unwrap();
+    let decision = decide(&second, &prior, &HashMap::new());
+    assert_eq!(decision.open.len(), 1);
+    assert_eq!(decision.open[0].how, Opened::StillOpen, "moved, not new");
+    assert!(!decision.open[0].notify);
+    let b = first.findings[1].key().to_string();
+    assert_eq!(decision.closed, [(b, State::Fixed)]);
+}

@@ -56,7 +56,8 @@
 //! | `semgrep --json` `extra.severity`: `CRITICAL`          | 3 critical       |
 //! | … `ERROR`, `HIGH`                                       | 2 high           |
 //! | … `WARNING`, `MEDIUM` (also when unknown)               | 1 medium         |
-//! | … `INFO`, `LOW`                                         | 0 low            |
+//! | … `INFO`, `LOW`, `INVENTORY`                            | 0 low            |
+//! | … `EXPERIMENT`                                          | 4 experiment     |
 //!
 //! # Metadata
 //!

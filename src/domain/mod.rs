@@ -22,6 +22,8 @@
 //! - [`routing`]: which integration is sent which events, as one pure function.
 //! - [`channels`]: chat messages (Slack, Teams, Discord) rendered from notes, and user
 //!   templates.
+//! - [`uploads`]: SARIF 2.1.0 and `semgrep scan --json` files converted into `/results`
+//!   bodies, one per tool, with identities that survive moved code.
 
 pub mod channels;
 pub mod ci;
@@ -42,4 +44,5 @@ pub mod scan;
 pub mod text;
 pub mod throttle;
 pub mod tokens;
+pub mod uploads;
 pub mod webhook;

@@ -42,6 +42,8 @@ pub struct Metrics {
     latency: Histogram,
     failures: Family<IntegrationLabel, Counter>,
     filter_errors: Family<IntegrationLabel, Counter>,
+    database_bytes: Gauge,
+    oldest_pending: Gauge,
     /// When the delivery loop last went round (microseconds; 0 before its first turn).
     last_loop: AtomicI64,
 }
@@ -79,6 +81,18 @@ impl Default for Metrics {
             "Events not sent because an integration's filter expression failed on them",
             filter_errors.clone(),
         );
+        let database_bytes = Gauge::default();
+        registry.register(
+            "scanhook_database_bytes",
+            "Size of the database (SQLite: its pages; PostgreSQL: pg_database_size)",
+            database_bytes.clone(),
+        );
+        let oldest_pending = Gauge::default();
+        registry.register(
+            "scanhook_oldest_pending_message_age_seconds",
+            "Age of the oldest message waiting to be delivered (0 when none waits)",
+            oldest_pending.clone(),
+        );
         // Every outcome and state shows from the first scrape, at zero.
         for outcome in ["delivered", "http_failure", "error"] {
             let _ = attempts.get_or_create(&OutcomeLabel { outcome });
@@ -90,6 +104,8 @@ impl Default for Metrics {
             latency,
             failures,
             filter_errors,
+            database_bytes,
+            oldest_pending,
             last_loop: AtomicI64::new(0),
         }
     }
@@ -135,6 +151,14 @@ impl Metrics {
     }
 
     /// The exposition text, with the queue depth by state passed in.
+    /// Sets the storage gauges: the database's size, and the age at `now` of the oldest
+    /// pending message (created at `oldest_pending_at`).
+    pub fn storage(&self, database_bytes: i64, oldest_pending_at: Option<i64>, now: i64) {
+        self.database_bytes.set(database_bytes);
+        let age = oldest_pending_at.map_or(0, |at| (now - at).max(0) / 1_000_000);
+        self.oldest_pending.set(age);
+    }
+
     pub fn render(&self, queue: &[(MessageStatus, i64)]) -> String {
         for &state in MessageStatus::ALL {
             let n = queue

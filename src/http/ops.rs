@@ -2,6 +2,7 @@
 //! the webhook bodies.
 
 use crate::api::ops::{Health, Ready};
+use crate::clock;
 use crate::domain::events;
 use crate::domain::outbox::EventKind;
 use crate::error::{error_response, AppError, ErrorBody};
@@ -97,12 +98,18 @@ fn delivery_loop_age(
 }
 
 /// Prometheus metrics: queue depth by state, attempts by outcome, delivery latency
-/// histogram, failures per integration. Needs no token.
+/// histogram, failures per integration, the database's size and the age of the oldest
+/// pending message. Needs no token.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "The OpenMetrics text exposition format", body = String,
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    match state.store.queue_depth().await {
+    let read = async {
+        let (bytes, oldest) = state.store.storage_facts().await?;
+        state.metrics.storage(bytes, oldest, clock::now());
+        state.store.queue_depth().await
+    };
+    match read.await {
         Ok(queue) => (
             [(
                 "content-type",

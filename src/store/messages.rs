@@ -734,6 +734,23 @@ impl Store {
     }
 
     /// Messages by status, for readiness and metrics.
+    /// The database's size in bytes, and when the oldest pending message was queued.
+    pub async fn storage_facts(&self) -> anyhow::Result<(i64, Option<Micros>)> {
+        let size = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT p.page_count * s.page_size AS n FROM pragma_page_count() p, pragma_page_size() s"
+            }
+            Backend::Postgres => "SELECT pg_database_size(current_database()) AS n",
+        };
+        let row = sqlx::query(size).fetch_one(self.pool()).await?;
+        let bytes: i64 = col(&row, "n")?;
+        // Pending rows are few when delivery keeps up, and a partial index holds them.
+        let row = sqlx::query("SELECT MIN(created_at) AS t FROM messages WHERE status = 'pending'")
+            .fetch_one(self.pool())
+            .await?;
+        Ok((bytes, col(&row, "t")?))
+    }
+
     pub async fn queue_depth(&self) -> anyhow::Result<Vec<(MessageStatus, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM messages GROUP BY status")
             .fetch_all(self.pool())

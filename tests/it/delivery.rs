@@ -200,6 +200,56 @@ async fn signed_deliveries_routed_by_mode(db: Db) {
 }
 on_both!(signed_deliveries_routed_by_mode);
 
+/// `/metrics` as text.
+async fn metrics(app: &TestApp) -> String {
+    app.http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of an unlabelled metric line.
+fn gauge(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn metrics_tell_the_database_size_and_the_oldest_waiting_message(db: Db) {
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let age = "scanhook_oldest_pending_message_age_seconds";
+    let m = metrics(&app).await;
+    assert_eq!(gauge(&m, age), 0, "nothing waits");
+    assert!(gauge(&m, "scanhook_database_bytes") > 4096, "{m}");
+    let rx = Receiver::start().await;
+    integration(&app, "Feed", &rx.url, &[]).await;
+    scan(&app, "cccccccc-0000-4000-8000-000000000001").await;
+    // Queued two hours ago, as far as the rows say.
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE messages SET created_at = created_at - 7200000000")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+    }
+    let waited = gauge(&metrics(&app).await, age);
+    assert!((7200..7200 + 600).contains(&waited), "{waited}");
+    app.stop().await;
+}
+on_both!(metrics_tell_the_database_size_and_the_oldest_waiting_message);
+
 async fn retries_follow_the_schedule(db: Db) {
     let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
     let rx = Receiver::start().await;

@@ -4,10 +4,11 @@
 use crate::clock::{iso, Micros};
 use crate::delivery::test_notification::TestResult;
 use crate::domain::channels::ChannelKind;
+use crate::domain::event_kind::EventKind;
 use crate::domain::filters::FilterSpec;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
-use crate::domain::outbox::{EventKind, MessageStatus};
+use crate::domain::outbox::MessageStatus;
 use crate::ids::{IntegrationId, MessageId, ScanId};
 use crate::store::messages::{AttemptRow, MessageRow};
 use serde::{Deserialize, Serialize};

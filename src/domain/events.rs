@@ -5,10 +5,10 @@
 //! that serialise them.
 
 use super::ci::MetadataKeys;
+use super::event_kind::EventKind;
 use super::filters::Subject;
 use super::findings::{Severity, TriageState};
 use super::mode::RuleMode;
-use super::outbox::EventKind;
 use super::payload::{finding_object, FindingFacts, FindingItem, FindingObject, ScanBody};
 use crate::clock::{iso, Micros};
 use crate::ids::{FindingId, ProjectId};

@@ -10,10 +10,10 @@
 //! written). An expression that fails on a finding (a key it reads is missing, a type does
 //! not match) does not send that finding; the failure is logged and counted.
 
+use super::event_kind::EventKind;
 use super::findings::Severity;
 use super::globs::Globs;
 use super::mode::RuleMode;
-use super::outbox::EventKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;

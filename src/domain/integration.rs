@@ -5,9 +5,9 @@
 use crate::clock::Micros;
 use crate::domain::channels::template::Template;
 use crate::domain::channels::ChannelKind;
+use crate::domain::event_kind::EventKind;
 use crate::domain::filters::Filters;
 use crate::domain::mode::RuleMode;
-use crate::domain::outbox::EventKind;
 use crate::domain::webhook::WebhookUrl;
 use crate::ids::{DeploymentId, IntegrationId};
 use std::fmt;

@@ -17,7 +17,8 @@
 //! - [`text`]: what names and free text may hold.
 //! - [`filters`]: what an integration receives, narrowed (globs, severity, CEL).
 //! - [`events`]: the finding events' bodies and the JSON Schema of every body.
-//! - [`outbox`]: event kinds, queued and claimed messages, message states, attempt
+//! - [`event_kind`]: the event types messages carry and integrations subscribe to.
+//! - [`outbox`]: queued and claimed messages, message states, attempt
 //!   outcomes and the failure-streak policy.
 //! - [`routing`]: which integration is sent which events, as one pure function.
 //! - [`channels`]: chat messages (Slack, Teams, Discord) rendered from notes, and user
@@ -28,6 +29,7 @@
 pub mod channels;
 pub mod ci;
 pub mod client;
+pub mod event_kind;
 pub mod events;
 pub mod filters;
 pub mod findings;

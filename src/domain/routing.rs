@@ -14,11 +14,12 @@
 //! Integrations that select the same events of a kind share those arrays' bodies.
 
 use super::channels::{render_chat, ChannelKind, Digest, FindingLine, Note, ScanFacts, TriageNote};
+use super::event_kind::EventKind;
 use super::filters::{Filters, Subject};
 use super::findings::TriageState;
 use super::integration::Integration;
 use super::mode::RuleMode;
-use super::outbox::{EventKind, NewMessage, Outbox, FINDINGS_PER_MESSAGE};
+use super::outbox::{NewMessage, Outbox, FINDINGS_PER_MESSAGE};
 use crate::ids::IntegrationId;
 use serde_json::{json, Value};
 use std::collections::HashMap;

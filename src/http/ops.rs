@@ -3,8 +3,8 @@
 
 use crate::api::ops::{Health, Ready};
 use crate::clock;
+use crate::domain::event_kind::EventKind;
 use crate::domain::events;
-use crate::domain::outbox::EventKind;
 use crate::error::{error_response, AppError, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;

@@ -4,9 +4,10 @@
 
 use super::{bulk_insert, col, named, Backend, Cell, Store, Ty};
 use crate::clock::{self, Micros};
+use crate::domain::event_kind::EventKind;
 use crate::domain::integration::Integration;
 use crate::domain::outbox::{
-    self, Claimant, Claimed, EventKind, MessageStatus, Next, Outbox, Outcome, Streak,
+    self, Claimant, Claimed, MessageStatus, Next, Outbox, Outcome, Streak,
 };
 use crate::ids::{DeploymentId, IntegrationId, MessageId, ScanId};
 use bytes::Bytes;

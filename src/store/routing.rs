@@ -5,12 +5,13 @@
 use super::findings::{stored_from_row, STORED_SELECT};
 use super::messages::{self, Enqueued};
 use super::{bulk_insert, col, Cell, Store, Ty};
+use crate::domain::event_kind::EventKind;
 use crate::domain::events::StoredFinding;
 use crate::domain::filters::Filters;
 use crate::domain::findings::TriageState;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
-use crate::domain::outbox::{Claimant, EventKind};
+use crate::domain::outbox::Claimant;
 use crate::domain::payload;
 use crate::domain::routing::{self, Event, FilterFailure, Preview};
 use crate::ids::{DeploymentId, ProjectId};

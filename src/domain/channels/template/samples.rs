@@ -2,9 +2,9 @@
 //! the real webhook bodies, so a template checked against them sees the real shapes.
 
 use crate::domain::ci::{MetadataKeys, ProjectMetadata};
+use crate::domain::event_kind::EventKind;
 use crate::domain::events::{finding_fixed, finding_reopened, finding_triaged, BODIES};
 use crate::domain::findings::TriageState;
-use crate::domain::outbox::EventKind;
 use crate::domain::payload::{self, FindingFacts};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 use super::sender::Sender;
 use super::signing::{self, Signer};
 use crate::clock::{self, Micros};
-use crate::domain::channels::template::Template;
+use crate::domain::channels::template::{message_context, Template};
 use crate::domain::channels::{render_chat, ChannelKind, Note, TestNote};
 use crate::domain::event_kind::EventKind;
 use crate::domain::integration::Integration;
@@ -71,12 +71,8 @@ impl<'a> Target<'a> {
             ChannelKind::Webhook => Ok(TEST_BODY.to_string()),
             ChannelKind::Template => {
                 let t = self.template.ok_or("its template no longer compiles")?;
-                let context = serde_json::json!({
-                    "event": EventKind::Test.as_str(),
-                    "body": serde_json::from_str::<serde_json::Value>(TEST_BODY).expect("the test body is JSON"),
-                    "scanhook_url": server_url,
-                });
-                t.render(&context)
+                let body = serde_json::from_str(TEST_BODY).expect("the test body is JSON");
+                t.render(&message_context(EventKind::Test, body, server_url))
                     .map(|o| o.body)
                     .map_err(|e| format!("the template failed: {e}"))
             }
@@ -93,10 +89,7 @@ impl<'a> Target<'a> {
     }
 
     fn content_type(&self) -> &str {
-        match self.template {
-            Some(t) if self.kind == ChannelKind::Template => t.content_type(),
-            _ => "application/json",
-        }
+        crate::domain::channels::content_type(self.kind, self.template)
     }
 }
 

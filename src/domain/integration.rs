@@ -86,10 +86,7 @@ impl Integration {
 
     /// The content type of what it posts.
     pub fn content_type(&self) -> &str {
-        match &self.template {
-            Some(t) if self.kind == ChannelKind::Template => t.content_type(),
-            _ => "application/json",
-        }
+        crate::domain::channels::content_type(self.kind, self.template.as_deref())
     }
 
     /// Whether it receives events of `kind`.

@@ -13,6 +13,7 @@
 //! Finding events are sent as JSON arrays of at most [`FINDINGS_PER_MESSAGE`] objects.
 //! Integrations that select the same events of a kind share those arrays' bodies.
 
+use super::channels::template::message_context;
 use super::channels::{render_chat, ChannelKind, Digest, FindingLine, Note, ScanFacts, TriageNote};
 use super::event_kind::EventKind;
 use super::filters::{Filters, Subject};
@@ -21,7 +22,7 @@ use super::integration::Integration;
 use super::mode::RuleMode;
 use super::outbox::{NewMessage, Outbox, FINDINGS_PER_MESSAGE};
 use crate::ids::IntegrationId;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// A `semgrep_scan` to route.
@@ -140,17 +141,15 @@ impl Links {
     }
 }
 
-/// Percent-encodes what is not unreserved (RFC 3986).
+/// What a link's path segment or query value keeps as it is: RFC 3986's unreserved.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// The events of each kind that reach `i`, by index; failures of its expression recorded.
@@ -324,9 +323,8 @@ fn render_template(
         return Err("its stored template no longer compiles".into());
     };
     let body: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let context = json!({"event": kind.as_str(), "body": body, "scanhook_url": links.base});
     template
-        .render(&context)
+        .render(&message_context(kind, body, &links.base))
         .map(|o| o.body)
         .map_err(|e| e.to_string())
 }
@@ -340,18 +338,14 @@ fn chat_message(
     selected: &[(EventKind, Vec<usize>)],
     links: &Links,
 ) -> Option<(EventKind, String)> {
-    let objects: Vec<(EventKind, Value)> = selected
+    // The selected events in order, each with its kind and its two links.
+    let chosen: Vec<(EventKind, usize)> = selected
         .iter()
-        .flat_map(|(k, chosen)| chosen.iter().map(move |&n| (*k, n)))
-        .map(|(k, n)| {
-            let v: Value = serde_json::from_str(&events[n].object).unwrap_or(Value::Null);
-            (k, v[k.as_str()].clone())
-        })
+        .flat_map(|(k, c)| c.iter().map(move |&n| (*k, n)))
         .collect();
-    let urls: Vec<(String, String)> = selected
+    let urls: Vec<(String, String)> = chosen
         .iter()
-        .flat_map(|(_, chosen)| chosen.iter())
-        .map(|&n| {
+        .map(|&(_, n)| {
             let s = &events[n].subject;
             (
                 links.findings(s.repository, s.git_ref, s.rule),
@@ -359,8 +353,8 @@ fn chat_message(
             )
         })
         .collect();
-    let line = |n: usize, at: usize| -> FindingLine<'_> {
-        let s = &events[n].subject;
+    let line = |at: usize| -> FindingLine<'_> {
+        let s = &events[chosen[at].1].subject;
         FindingLine {
             rule: s.rule,
             severity: s.severity,
@@ -371,69 +365,61 @@ fn chat_message(
             rule_url: &urls[at].1,
         }
     };
-    // Each selected event with its position among `urls`.
-    let mut at = 0;
-    let mut of_kind: HashMap<EventKind, Vec<(usize, usize)>> = HashMap::new();
-    for (k, chosen) in selected {
-        for &n in chosen {
-            of_kind.entry(*k).or_default().push((n, at));
-            at += 1;
-        }
+    let picked = &chosen;
+    let of_kind = |k: EventKind| (0..picked.len()).filter(move |&at| picked[at].0 == k);
+    let lines = |k: EventKind| -> Vec<FindingLine<'_>> { of_kind(k).map(line).collect() };
+    if let Some(s) = scan {
+        let summary: Value = serde_json::from_str(&s.object).unwrap_or(Value::Null);
+        let o = &summary["semgrep_scan"];
+        let text = |k: &str| o[k].as_str().filter(|v| !v.is_empty());
+        let scan_url = links.scan(text("id").unwrap_or_default());
+        let note = Note::Digest(Digest {
+            scan: ScanFacts {
+                repository: s.repository,
+                git_ref: s.git_ref,
+                commit: text("commit"),
+                commit_title: text("commit_title"),
+                author: text("commit_author_name").or(text("commit_author_username")),
+                pull_request_id: text("pull_request_id"),
+                pull_request_title: text("pull_request_title"),
+                exit_code: o["exit_code"].as_i64(),
+                url: &scan_url,
+            },
+            new: lines(EventKind::Finding),
+            fixed: lines(EventKind::FindingFixed),
+            reopened: lines(EventKind::FindingReopened),
+        });
+        return render_chat(kind, &note).map(|r| (EventKind::Scan, r.body));
     }
-    let lines = |k: EventKind| -> Vec<FindingLine<'_>> {
-        of_kind
-            .get(&k)
-            .map(|v| v.iter().map(|&(n, at)| line(n, at)).collect())
-            .unwrap_or_default()
-    };
-    let note = match scan {
-        Some(s) => {
-            let summary: Value = serde_json::from_str(&s.object).unwrap_or(Value::Null);
-            let o = &summary["semgrep_scan"];
-            let text = |k: &str| o[k].as_str().filter(|v| !v.is_empty());
-            let scan_url = links.scan(text("id").unwrap_or_default());
-            let note = Note::Digest(Digest {
-                scan: ScanFacts {
-                    repository: s.repository,
-                    git_ref: s.git_ref,
-                    commit: text("commit"),
-                    commit_title: text("commit_title"),
-                    author: text("commit_author_name").or(text("commit_author_username")),
-                    pull_request_id: text("pull_request_id"),
-                    pull_request_title: text("pull_request_title"),
-                    exit_code: o["exit_code"].as_i64(),
-                    url: &scan_url,
-                },
-                new: lines(EventKind::Finding),
-                fixed: lines(EventKind::FindingFixed),
-                reopened: lines(EventKind::FindingReopened),
-            });
-            return render_chat(kind, &note).map(|r| (EventKind::Scan, r.body));
-        }
-        None => {
-            let triaged = of_kind.get(&EventKind::FindingTriaged)?;
-            let notes: Vec<TriageNote> = triaged
-                .iter()
-                .map(|&(n, at)| {
-                    let o = &objects[at].1;
-                    let s = &events[n].subject;
-                    TriageNote {
-                        repository: s.repository,
-                        git_ref: s.git_ref,
-                        finding: line(n, at),
-                        state: o["triage_state"]
-                            .as_str()
-                            .and_then(|t| t.parse().ok())
-                            .unwrap_or(TriageState::Untriaged),
-                        reason: o["triage_reason"].as_str(),
-                        comment: o["comment"].as_str(),
-                    }
-                })
-                .collect();
-            Note::Triage(notes)
-        }
-    };
-    render_chat(kind, &note).map(|r| (EventKind::FindingTriaged, r.body))
+    // Only triage objects are read back: what the state, reason and comment became.
+    let triaged: Vec<(usize, Value)> = of_kind(EventKind::FindingTriaged)
+        .map(|at| {
+            let v: Value =
+                serde_json::from_str(&events[chosen[at].1].object).unwrap_or(Value::Null);
+            (at, v[EventKind::FindingTriaged.as_str()].clone())
+        })
+        .collect();
+    if triaged.is_empty() {
+        return None;
+    }
+    let notes: Vec<TriageNote> = triaged
+        .iter()
+        .map(|(at, o)| {
+            let s = &events[chosen[*at].1].subject;
+            TriageNote {
+                repository: s.repository,
+                git_ref: s.git_ref,
+                finding: line(*at),
+                state: o["triage_state"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(TriageState::Untriaged),
+                reason: o["triage_reason"].as_str(),
+                comment: o["comment"].as_str(),
+            }
+        })
+        .collect();
+    render_chat(kind, &Note::Triage(notes)).map(|r| (EventKind::FindingTriaged, r.body))
 }
 
 /// How far back a preview of filters looks: findings first seen in this many days.
@@ -543,6 +529,19 @@ mod tests {
             git_ref: "refs/heads/main",
             object: "{\"semgrep_scan\":{}}".into(),
         }
+    }
+
+    #[test]
+    fn links_encode_what_they_carry() {
+        let l = Links::new("https://scanhook.example/");
+        assert_eq!(
+            l.rule("java.lang/x y"),
+            "https://scanhook.example/rules/java.lang%2Fx%20y"
+        );
+        assert_eq!(
+            l.findings("acme/api", "refs/heads/main", "r&s"),
+            "https://scanhook.example/findings?status=any&repos=acme%2Fapi&ref=refs%2Fheads%2Fmain&rules=r%26s"
+        );
     }
 
     #[test]

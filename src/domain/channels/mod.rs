@@ -138,6 +138,15 @@ pub struct Rendered {
     pub body: String,
 }
 
+/// The content type an integration of `kind` posts: its template's for `template`
+/// (with one), JSON otherwise.
+pub fn content_type(kind: ChannelKind, template: Option<&template::Template>) -> &str {
+    match template {
+        Some(t) if kind == ChannelKind::Template => t.content_type(),
+        _ => "application/json",
+    }
+}
+
 /// Renders a note for a chat kind (slack, teams, discord); `None` for the other kinds,
 /// which send webhook bodies. Never fails: whatever the size, the output stays inside the
 /// platform's documented limits (what did not fit is counted in "… and N more", linked to

@@ -34,6 +34,16 @@ const MAX_FILTER_SIZE: usize = 1000;
 /// The template's name in its environment (errors never show it).
 const NAME: &str = "message";
 
+/// What a template renders one message from: its event type, the webhook body it would
+/// otherwise be (parsed), and scanhook's public URL.
+pub fn message_context(
+    event: crate::domain::event_kind::EventKind,
+    body: serde_json::Value,
+    scanhook_url: &str,
+) -> serde_json::Value {
+    serde_json::json!({"event": event.as_str(), "body": body, "scanhook_url": scanhook_url})
+}
+
 /// Why a template was refused, and on which line of its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateError {

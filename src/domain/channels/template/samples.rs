@@ -28,11 +28,7 @@ pub fn sample_contexts() -> Vec<Value> {
 }
 
 fn context(kind: EventKind) -> Value {
-    json!({
-        "event": kind.as_str(),
-        "body": body(kind),
-        "scanhook_url": SAMPLE_SCANHOOK_URL,
-    })
+    super::message_context(kind, body(kind), SAMPLE_SCANHOOK_URL)
 }
 
 fn body(kind: EventKind) -> Value {

@@ -15,18 +15,8 @@ async fn scan(app: &TestApp, n: u64) {
     let mut create = fixture("01-post-scans.request.json");
     create["scan_metadata"]["unique_id"] = json!(format!("00000000-0000-4000-9000-{n:012}"));
     create["project_metadata"]["branch"] = json!(format!("branch-{n}"));
-    let v = app.ci_post("/api/cli/v2/scans", &create).await;
-    let id = v["info"]["id"].as_i64().unwrap();
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/results"),
-        &fixture("03-post-results.request.json"),
-    )
-    .await;
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/complete"),
-        &fixture("04-post-complete.request.json"),
-    )
-    .await;
+    app.drive_scan(&create, &fixture("03-post-results.request.json"))
+        .await;
 }
 
 #[tokio::test]

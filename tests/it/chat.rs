@@ -2,7 +2,7 @@
 //! credential, sealed and shown masked everywhere; they post their own formats, unsigned
 //! (chat) or signed (template); the real `semgrep ci` drives a digest per scan.
 
-use crate::cli::scanhook;
+use crate::cli::as_admin;
 use crate::delivery::drained;
 use crate::e2e_semgrep::{semgrep_ci, Repo, APP_PY};
 use crate::harness::{fixture, Db, TestApp};
@@ -23,38 +23,13 @@ fn chat_url(rx: &Receiver) -> String {
 }
 
 async fn add(app: &TestApp, body: Value) -> Value {
-    let hook = app.admin_post("/api/v1/integrations", &body).await;
-    for mode in ["monitor", "comment", "block"] {
-        app.admin_post(
-            &format!("/api/v1/modes/{mode}/notify"),
-            &json!({"integration_ids": [hook["id"]]}),
-        )
-        .await;
-    }
-    hook
+    app.add_notified_integration(&body).await
 }
 
 /// Drives the captured bodies of a full scan; returns the scan's public id.
 async fn captured_scan(app: &TestApp) -> String {
-    let v = app
-        .ci_post("/api/cli/v2/scans", &fixture("01-post-scans.request.json"))
-        .await;
-    let id = v["info"]["id"].as_i64().unwrap();
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/results"),
-        &fixture("03-post-results.request.json"),
-    )
-    .await;
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/complete"),
-        &fixture("04-post-complete.request.json"),
-    )
-    .await;
-    app.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
-        .await["public_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    let id = crate::delivery::scan(app, "15cb1624-e1d0-4085-a3b7-433fba7a9bf9").await;
+    app.public_scan_id(id).await
 }
 
 async fn chat_urls_are_sealed_and_shown_masked(db: Db) {
@@ -122,16 +97,7 @@ async fn chat_urls_are_sealed_and_shown_masked(db: Db) {
             .await;
         assert!(!detail.to_string().contains(TOKEN), "{detail}");
     }
-    let mut c = scanhook();
-    c.args([
-        "integrations",
-        "list",
-        "--server",
-        &app.base,
-        "--token",
-        &app.admin,
-    ]);
-    let (ok, out, err) = crate::cli::run(&mut c);
+    let (ok, out, err) = as_admin(&app, &["integrations", "list"]);
     assert!(ok, "{err}");
     assert!(out.contains("slack") && !out.contains(TOKEN), "{out}");
     let b = Browser::sign_in(&app).await;
@@ -366,6 +332,81 @@ async fn no_log_line_carries_a_chat_url() {
     }
     assert_eq!(rx.received().len(), 1, "the reachable one got its test");
     assert!(!failing.received().is_empty(), "the failing one was tried");
+    // A scan: the worker's attempts, the failing ones logged with their error, go to all
+    // three (the unreachable one's error is what would carry a URL).
+    let r = call(Method::POST, "/api/v1/tokens", json!({"scope": "ci"}))
+        .await
+        .unwrap();
+    let ci = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ci_post = |path: String, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&ci)
+            .json(&body)
+            .send()
+    };
+    let v: Value = ci_post(
+        "/api/cli/v2/scans".into(),
+        fixture("01-post-scans.request.json"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let scan = v["info"]["id"].as_i64().unwrap();
+    for (step, body) in [
+        ("results", "03-post-results.request.json"),
+        ("complete", "04-post-complete.request.json"),
+    ] {
+        let r = ci_post(format!("/api/agent/scans/{scan}/{step}"), fixture(body))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let unreachable = loop {
+        let r = call(
+            Method::GET,
+            &format!("/api/v1/deliveries?integration={}", ids[1]),
+            json!({}),
+        )
+        .await
+        .unwrap();
+        let log: Value = r.json().await.unwrap();
+        let tried = log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["kind"] == "semgrep_scan" && m["attempts"].as_i64() >= Some(1))
+            .cloned();
+        if let Some(m) = tried {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unreachable one was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let detail: Value = call(
+        Method::GET,
+        &format!("/api/v1/deliveries/{}", unreachable["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let error = detail["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(error.contains("connect"), "{error}");
+    assert!(
+        !error.contains(TOKEN),
+        "the attempt's error carries the URL: {error}"
+    );
     // SIGTERM, so every line is flushed.
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
@@ -422,20 +463,7 @@ async fn a_429_with_retry_after_holds_only_that_integration(db: Db) {
     // first scan's) for the webhook.
     let mut scans = Vec::new();
     for n in 1..=3u64 {
-        let mut create = fixture("01-post-scans.request.json");
-        create["scan_metadata"]["unique_id"] = json!(format!("00000000-0000-4000-8000-{n:012}"));
-        let v = app.ci_post("/api/cli/v2/scans", &create).await;
-        let id = v["info"]["id"].as_i64().unwrap();
-        app.ci_post(
-            &format!("/api/agent/scans/{id}/results"),
-            &fixture("03-post-results.request.json"),
-        )
-        .await;
-        app.ci_post(
-            &format!("/api/agent/scans/{id}/complete"),
-            &fixture("04-post-complete.request.json"),
-        )
-        .await;
+        let id = crate::delivery::scan(&app, &format!("00000000-0000-4000-8000-{n:012}")).await;
         scans.push(id);
     }
     // The webhook gets everything while Slack's first request is still unanswered.
@@ -585,12 +613,7 @@ async fn the_cli_adds_every_kind(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ticket.j2");
     std::fs::write(&file, "{{ event }} for {{ scanhook_url }}").unwrap();
-    let client = |args: &[&str]| {
-        let mut c = scanhook();
-        c.args(args)
-            .args(["--server", &app.base, "--token", &app.admin]);
-        crate::cli::run(&mut c)
-    };
+    let client = |args: &[&str]| as_admin(&app, args);
     let url = chat_url(&rx);
     let (ok, out, err) = client(&[
         "integrations",

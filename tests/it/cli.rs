@@ -14,6 +14,13 @@ pub(crate) fn scanhook() -> Command {
     cmd
 }
 
+/// Runs the CLI as a client of `app` with its admin token.
+pub(crate) fn as_admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    run(scanhook()
+        .args(args)
+        .args(["--server", &app.base, "--token", &app.admin]))
+}
+
 pub(crate) fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("scanhook runs");
     (
@@ -46,12 +53,7 @@ async fn token_and_rules_commands(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, fixture_text("sample-rules.yml")).unwrap();
-    let client = |args: &[&str]| {
-        let mut c = scanhook();
-        c.args(args)
-            .args(["--server", &app.base, "--token", &app.admin]);
-        run(&mut c)
-    };
+    let client = |args: &[&str]| as_admin(&app, args);
     let (ok, out, err) = client(&[
         "rules",
         "add",
@@ -206,12 +208,7 @@ fn a_bad_config_file_names_the_key() {
 async fn integration_commands(db: Db) {
     let app = TestApp::spawn(db).await;
     let rx = crate::receiver::Receiver::start().await;
-    let client = |args: &[&str]| {
-        let mut c = scanhook();
-        c.args(args)
-            .args(["--server", &app.base, "--token", &app.admin]);
-        run(&mut c)
-    };
+    let client = |args: &[&str]| as_admin(&app, args);
     let (ok, out, err) = client(&[
         "integrations",
         "add",

@@ -66,19 +66,8 @@ async fn integration(app: &TestApp, name: &str, url: &str, modes: &[&str]) -> Va
 pub(crate) async fn scan(app: &TestApp, unique_id: &str) -> i64 {
     let mut body = fixture("01-post-scans.request.json");
     body["scan_metadata"]["unique_id"] = json!(unique_id);
-    let v = app.ci_post("/api/cli/v2/scans", &body).await;
-    let id = v["info"]["id"].as_i64().unwrap();
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/results"),
-        &fixture("03-post-results.request.json"),
-    )
-    .await;
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/complete"),
-        &fixture("04-post-complete.request.json"),
-    )
-    .await;
-    id
+    app.drive_scan(&body, &fixture("03-post-results.request.json"))
+        .await
 }
 
 /// Waits until no message is pending or in flight (a condition, bounded, not a guess).

@@ -220,6 +220,43 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{v}");
     }
 
+    /// Runs a scan through the protocol with these create and `/results` bodies and the
+    /// captured `/complete`; returns the scan id.
+    pub async fn drive_scan(&self, create: &Value, results: &Value) -> i64 {
+        let v = self.ci_post("/api/cli/v2/scans", create).await;
+        let id = v["info"]["id"].as_i64().unwrap();
+        self.ci_post(&format!("/api/agent/scans/{id}/results"), results)
+            .await;
+        self.ci_post(
+            &format!("/api/agent/scans/{id}/complete"),
+            &fixture("04-post-complete.request.json"),
+        )
+        .await;
+        id
+    }
+
+    /// A scan's public id (`scn_…`).
+    pub async fn public_scan_id(&self, id: i64) -> String {
+        self.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", self.slug))
+            .await["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Adds an integration (`body` as the API takes it) that every rule mode notifies.
+    pub async fn add_notified_integration(&self, body: &Value) -> Value {
+        let hook = self.admin_post("/api/v1/integrations", body).await;
+        for mode in ["monitor", "comment", "block"] {
+            self.admin_post(
+                &format!("/api/v1/modes/{mode}/notify"),
+                &serde_json::json!({"integration_ids": [hook["id"]]}),
+            )
+            .await;
+        }
+        hook
+    }
+
     /// The newest scan of the deployment.
     pub async fn latest_scan(&self) -> Value {
         let v = self

@@ -2,7 +2,7 @@
 //! captured `semgrep ci` bodies and by the real `semgrep ci` over a git repository. Every
 //! body a receiver gets is checked against the JSON Schema scanhook publishes for it.
 
-use crate::cli::{run, scanhook};
+use crate::cli::as_admin;
 use crate::delivery::drained;
 use crate::e2e_semgrep::{semgrep_ci, Repo, APP_PY, UTIL_PY};
 use crate::harness::{fixture, fixture_text, Db, TestApp};
@@ -30,15 +30,7 @@ async fn integration(
     if let Some(e) = events {
         body["events"] = json!(e);
     }
-    let hook = app.admin_post("/api/v1/integrations", &body).await;
-    for mode in ["monitor", "comment", "block"] {
-        app.admin_post(
-            &format!("/api/v1/modes/{mode}/notify"),
-            &json!({"integration_ids": [hook["id"]]}),
-        )
-        .await;
-    }
-    hook
+    app.add_notified_integration(&body).await
 }
 
 /// The objects a receiver got for one event type, in arrival order, unwrapped from their key.
@@ -133,30 +125,19 @@ async fn validate_bodies(app: &TestApp, rx: &Receiver) -> usize {
     checked
 }
 
-/// A full scan of main from the captured bodies, without the findings of `drop`.
+/// A full scan of main from the captured bodies, without the findings of `drop`; returns
+/// its public id.
 async fn full_scan(app: &TestApp, n: u64, drop: &[&str]) -> String {
     let mut create = fixture("01-post-scans.request.json");
     create["scan_metadata"]["unique_id"] = json!(format!("00000000-0000-4000-8000-{n:012}"));
     create["project_metadata"]["commit"] = json!(format!("{n:040}"));
-    let v = app.ci_post("/api/cli/v2/scans", &create).await;
-    let id = v["info"]["id"].as_i64().unwrap();
     let mut results = fixture("03-post-results.request.json");
     results["findings"]
         .as_array_mut()
         .unwrap()
         .retain(|f| !drop.contains(&f["check_id"].as_str().unwrap()));
-    app.ci_post(&format!("/api/agent/scans/{id}/results"), &results)
-        .await;
-    app.ci_post(
-        &format!("/api/agent/scans/{id}/complete"),
-        &fixture("04-post-complete.request.json"),
-    )
-    .await;
-    app.admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
-        .await["public_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    let id = app.drive_scan(&create, &results).await;
+    app.public_scan_id(id).await
 }
 
 /// The open finding of `rule` (its v1 id).
@@ -555,12 +536,7 @@ on_both!(routing_with_semgrep_ci);
 async fn routing_from_the_cli(db: Db) {
     let app = TestApp::spawn(db).await;
     let rx = Receiver::start().await;
-    let client = |args: &[&str]| {
-        let mut c = scanhook();
-        c.args(args)
-            .args(["--server", &app.base, "--token", &app.admin]);
-        run(&mut c)
-    };
+    let client = |args: &[&str]| as_admin(&app, args);
     let (ok, out, err) = client(&[
         "integrations",
         "add",

@@ -300,24 +300,7 @@ mod tests {
     fn event_objects_carry_the_finding_then_their_own_fields() {
         let meta = RawValue::from_string(r#"{"cwe":"CWE-1"}"#.into()).unwrap();
         let keys: MetadataKeys = serde_json::from_str(meta.get()).unwrap();
-        let facts = FindingFacts {
-            syntactic_id: "s",
-            git_ref: "main",
-            first_seen_at: 0,
-            first_seen_scan_id: "abc",
-            check_id: "r",
-            path: "p",
-            line: 1,
-            column: 2,
-            end_line: 3,
-            end_column: 4,
-            message: "m",
-            severity: 2,
-            index: 0,
-            commit_date: None,
-            metadata: &meta,
-            keys: &keys,
-        };
+        let facts = crate::domain::payload::tests::sample_facts(&meta, &keys);
         let v: Value = serde_json::from_str(&finding_fixed(&facts, "scan12345678", 0)).unwrap();
         let o = v["finding_fixed"].as_object().unwrap();
         let keys: Vec<&str> = o.keys().map(String::as_str).collect();

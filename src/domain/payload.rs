@@ -304,8 +304,30 @@ pub const FINDING_FIELDS: [&str; 23] = [
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A finding's facts for tests, with this metadata.
+    pub(crate) fn sample_facts<'a>(meta: &'a RawValue, keys: &'a MetadataKeys) -> FindingFacts<'a> {
+        FindingFacts {
+            syntactic_id: "s",
+            git_ref: "main",
+            first_seen_at: 0,
+            first_seen_scan_id: "abc",
+            check_id: "r",
+            path: "p",
+            line: 1,
+            column: 2,
+            end_line: 3,
+            end_column: 4,
+            message: "m",
+            severity: 2,
+            index: 0,
+            commit_date: None,
+            metadata: meta,
+            keys,
+        }
+    }
 
     #[test]
     fn scan_object_has_exactly_the_seed_keys_in_order() {
@@ -339,24 +361,7 @@ mod tests {
     fn finding_object_copies_metadata_as_written() {
         let meta = RawValue::from_string(r#"{"cwe":"CWE-1","owasp":["A1","A2"]}"#.into()).unwrap();
         let keys: MetadataKeys = serde_json::from_str(meta.get()).unwrap();
-        let text = semgrep_finding(&FindingFacts {
-            syntactic_id: "s",
-            git_ref: "main",
-            first_seen_at: 0,
-            first_seen_scan_id: "abc",
-            check_id: "r",
-            path: "p",
-            line: 1,
-            column: 2,
-            end_line: 3,
-            end_column: 4,
-            message: "m",
-            severity: 2,
-            index: 0,
-            commit_date: None,
-            metadata: &meta,
-            keys: &keys,
-        });
+        let text = semgrep_finding(&sample_facts(&meta, &keys));
         assert!(!text.contains(": "), "compact JSON: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         let f = &v["semgrep_finding"];

@@ -4,7 +4,11 @@
 //! after; then three such uploads at once under `--max-uploads-in-flight-mb` of twice the
 //! upload, which holds at most two of them while the third waits.
 //!
-//! Run: `cargo bench --bench upload_memory` (BENCH_UPLOAD_MB=N to change the size).
+//! Then a SARIF log of `BENCH_SARIF_RESULTS` results (default 100,000; about 150 MB) sent
+//! to `POST /api/v1/uploads`: the server's time for it and its peak RSS (issue 13).
+//!
+//! Run: `cargo bench --bench upload_memory` (BENCH_UPLOAD_MB=N to change the size;
+//! `BENCH_ONLY=sarif` for the SARIF case alone).
 //! Goal (issue 10): the peak grows by at most 2× the upload for one upload.
 
 use serde_json::{json, Value};
@@ -76,7 +80,10 @@ async fn start(in_flight_mb: usize) -> Server {
             "--data-dir",
         ])
         .arg(dir.path())
-        .args(["--max-results-mb", &(upload_mb() + 16).to_string()])
+        .args([
+            "--max-results-mb",
+            &(upload_mb().max(in_flight_mb / 4) + 16).to_string(),
+        ])
         .args(["--max-uploads-in-flight-mb", &in_flight_mb.to_string()])
         .env("SCANHOOK_LOG", "warn")
         .stdout(Stdio::piped())
@@ -138,8 +145,103 @@ async fn upload(base: &str, ci: &str, scan: i64, body: Vec<u8>) -> (u16, Duratio
     (r.status().as_u16(), t.elapsed())
 }
 
+/// A SARIF log of `n` results of 50 rules over 2,000 files, shaped like a real tool's: rules
+/// with help text and tags, results with a region, a snippet and a context region.
+fn sarif(n: usize) -> Vec<u8> {
+    let rules: Vec<Value> = (0..50)
+        .map(|r| {
+            json!({
+                "id": format!("R{r:03}"),
+                "name": format!("rule-number-{r}"),
+                "shortDescription": {"text": format!("Rule {r}: a short description of what it finds")},
+                "fullDescription": {"text": "A longer description of the problem, why it matters, and what to do about it. ".repeat(4)},
+                "help": {"text": "How to fix it: validate the input, use the safe API, and add a test.", "markdown": "**How to fix it**"},
+                "helpUri": format!("https://example.com/rules/R{r:03}"),
+                "defaultConfiguration": {"level": "warning"},
+                "properties": {"tags": ["security", format!("CWE-{}: Some weakness", 70 + r)], "precision": "high", "security-severity": format!("{}.5", r % 10)}
+            })
+        })
+        .collect();
+    let results: Vec<Value> = (0..n)
+        .map(|i| {
+            let line = 10 + (i % 400);
+            json!({
+                "ruleId": format!("R{:03}", i % 50),
+                "ruleIndex": i % 50,
+                "level": "warning",
+                "message": {"text": format!("Possible problem number {i} found in this function: the value flows from the request into a sensitive call without validation")},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": format!("src/module_{}/file_{}.py", i % 2000 / 100, i % 2000), "uriBaseId": "%SRCROOT%"},
+                    "region": {"startLine": line, "startColumn": 5, "endLine": line + 2, "endColumn": 40,
+                               "snippet": {"text": format!("    result = dangerous_call(user_input_{i}, shell=True)  # line {line}\n")}},
+                    "contextRegion": {"startLine": line - 2, "endLine": line + 4,
+                                      "snippet": {"text": format!("def handler_{i}(request):\n    user_input_{i} = request.args['q']\n    result = dangerous_call(user_input_{i}, shell=True)\n    return result\n")}}
+                }}],
+                "properties": {"issue_confidence": "HIGH", "issue_severity": "MEDIUM"}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "BenchTool", "version": "1.0.0", "rules": rules}},
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": "file:///work/repo/"}},
+            "results": results
+        }]
+    }))
+    .unwrap()
+}
+
+/// A SARIF upload of `BENCH_SARIF_RESULTS` results: the server's time and its peak RSS.
+async fn sarif_upload() {
+    let n: usize = std::env::var("BENCH_SARIF_RESULTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let payload = sarif(n);
+    let size_mb = payload.len() as f64 / 1024.0 / 1024.0;
+    let mut s = start(size_mb as usize * 4 + 64).await;
+    let before = peak_rss_mb(s.child.id());
+    let send = |uid: &str| {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/uploads?repository=acme/big&ref=main&unique_id={uid}",
+                s.base
+            ))
+            .bearer_auth(&s.ci)
+            .header("content-type", "application/sarif+json")
+            .body(payload.clone())
+            .send()
+    };
+    for (what, uid) in [
+        ("first upload (all new)", "big-1"),
+        ("the same again", "big-2"),
+    ] {
+        let t = Instant::now();
+        let r = send(uid).await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let took = t.elapsed();
+        let after = peak_rss_mb(s.child.id());
+        println!(
+            "SARIF {n} results, {size_mb:.0} MiB, {what}: status {status}, {:.2} s; opened {}; \
+             serve peak RSS {before:.0} → {after:.0} MiB ({:.2}× the file)",
+            took.as_secs_f64(),
+            v["scans"][0]["scan"]["counts"]["opened"],
+            (after - before) / size_mb
+        );
+    }
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("sarif") {
+        sarif_upload().await;
+        return;
+    }
     let mb = upload_mb();
     let payload = body(mb);
     let size_mb = payload.len() as f64 / 1024.0 / 1024.0;
@@ -188,4 +290,5 @@ async fn main() {
     let mut three = three;
     let _ = three.child.kill();
     let _ = three.child.wait();
+    sarif_upload().await;
 }

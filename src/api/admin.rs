@@ -50,6 +50,11 @@ pub struct RuleList {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleOut {
     pub rule_id: String,
+    /// The scanner: `semgrep`, or the tool of the uploads that reported it.
+    pub tool: String,
+    /// Whether `semgrep ci` runs it (rules added as rule files); a rule known only from
+    /// uploads is on the board for its mode.
+    pub served: bool,
     /// The strongest mode of its policies (Block > Comment > Monitor).
     pub mode: Option<RuleMode>,
     /// The policy that decides that mode.
@@ -73,6 +78,8 @@ impl From<&StoredRule> for RuleOut {
         let decided = mode::effective(&r.memberships);
         RuleOut {
             rule_id: r.rule_id.clone(),
+            tool: r.tool.clone(),
+            served: r.served,
             mode: decided.map(|m| m.mode),
             policy: decided.map(|m| m.policy.clone()),
             policies: r

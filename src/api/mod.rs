@@ -8,11 +8,13 @@
 //! - [`v1`]: the platform-compatible read API and per-scan views.
 //! - [`admin`]: rules, policies, tokens.
 //! - [`integrations`]: integrations, rule-mode notifications, the delivery log.
+//! - [`uploads`]: what a SARIF or `semgrep scan --json` upload did.
 
 pub mod admin;
 pub mod ci;
 pub mod integrations;
 pub mod ops;
+pub mod uploads;
 pub mod v1;
 
 use crate::error::ErrorBody;

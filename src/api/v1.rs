@@ -279,6 +279,8 @@ pub struct ScanOut {
     pub repository_id: ProjectId,
     pub repository: String,
     pub branch: String,
+    /// The scanner: `semgrep` for `semgrep ci`, else the tool of an upload.
+    pub tool: String,
     pub is_full_scan: bool,
     pub status: ScanStatus,
     pub started_at: String,
@@ -304,6 +306,9 @@ pub struct ScanCounts {
     pub fixed: i64,
     /// Findings it notified as `semgrep_finding`.
     pub notified: i64,
+    /// Findings it opened of rules in Block mode, not triaged as ignored, not already
+    /// known on another ref.
+    pub blocking: i64,
 }
 
 impl From<&Scan> for ScanOut {
@@ -315,6 +320,7 @@ impl From<&Scan> for ScanOut {
             repository_id: s.project_id,
             repository: s.project.clone(),
             branch: s.git_ref.clone(),
+            tool: s.tool.clone(),
             is_full_scan: s.is_full_scan,
             status: s.status,
             started_at: iso(s.started_at),
@@ -328,6 +334,7 @@ impl From<&Scan> for ScanOut {
                 opened: s.n_opened,
                 fixed: s.n_fixed,
                 notified: s.n_notified,
+                blocking: s.n_blocking,
             },
             meta: s.meta.clone(),
         }

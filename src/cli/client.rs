@@ -77,6 +77,55 @@ impl Client {
         })
     }
 
+    /// POSTs `body` (a JSON file) and reads the answer as `T`. A 503 (the server is
+    /// full) or an unreachable server is retried up to `tries` times in all, after the
+    /// server's `Retry-After` (at most `max_wait`) or a second.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        tries: u32,
+        max_wait: std::time::Duration,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{}", self.base, path);
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.token.0)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let wait = match &sent {
+                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .map_or(
+                        std::time::Duration::from_secs(1),
+                        std::time::Duration::from_secs,
+                    ),
+                Ok(_) => std::time::Duration::ZERO,
+                Err(e) if e.is_connect() => std::time::Duration::from_secs(1),
+                Err(_) => std::time::Duration::ZERO,
+            };
+            if wait.is_zero() || attempt >= tries {
+                let resp = sent
+                    .map_err(|e| anyhow::anyhow!("cannot reach scanhook at {}: {e}", self.base))?;
+                let value = answer(resp).await?;
+                return serde_json::from_value(value).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the server's answer to {path} is not what this CLI expects: {e}"
+                    )
+                });
+            }
+            tokio::time::sleep(wait.min(max_wait)).await;
+            attempt += 1;
+        }
+    }
+
     /// Sends a request and returns the JSON answer as it came.
     async fn call_value(
         &self,
@@ -93,17 +142,22 @@ impl Client {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach scanhook at {}: {e}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(value);
-        }
-        let message = serde_json::from_value::<crate::error::ErrorBody>(value.clone())
-            .map(|e| e.error.message)
-            .unwrap_or_else(|_| value.to_string());
-        anyhow::bail!("{status}: {message}")
+        answer(resp).await
     }
+}
+
+/// The JSON of a success, or the server's message as the error.
+async fn answer(resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let text = resp.text().await?;
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status.is_success() {
+        return Ok(value);
+    }
+    let message = serde_json::from_value::<crate::error::ErrorBody>(value.clone())
+        .map(|e| e.error.message)
+        .unwrap_or_else(|_| value.to_string());
+    anyhow::bail!("{status}: {message}")
 }
 
 /// Prints `out` as JSON with `--json`, else as `human` words it.

@@ -5,6 +5,7 @@
 //! - `token` ([`token`]): create tokens directly in the database.
 //! - `rules` ([`rules`]): manage rules through a running server ([`client`]).
 //! - `integrations`, `modes`, `deliveries` ([`integrations`]): webhooks, likewise.
+//! - `upload` ([`upload`]): send another scanner's findings (SARIF, `semgrep scan --json`).
 //! - `openapi`: print the API's OpenAPI document.
 //! - `rotate-secret-key` ([`secret_key`]): re-seal the stored secrets under a new key.
 
@@ -16,6 +17,7 @@ pub mod rules;
 pub mod secret_key;
 pub mod serve;
 pub mod token;
+pub mod upload;
 pub mod worker;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +64,9 @@ enum Command {
     /// Read the delivery log; resend and recover messages.
     #[command(subcommand)]
     Deliveries(integrations::DeliveriesCommand),
+    /// Upload SARIF or `semgrep scan --json` files as scans (exit 1: a new finding of a
+    /// rule in Block mode; 2: an error).
+    Upload(upload::UploadArgs),
     /// Print the OpenAPI document of the API (as served at /api/openapi.json).
     Openapi,
     /// Write the JSON Schema of every webhook body into DIR as EVENT.json (as served at
@@ -101,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Modes(cmd) => integrations::run_modes(cmd).await,
             Command::Deliveries(cmd) => integrations::run_deliveries(cmd).await,
             Command::RotateSecretKey(args) => secret_key::run(args).await,
+            Command::Upload(args) => upload::run(args).await,
             Command::Openapi => {
                 print!("{}", crate::http::openapi_json());
                 Ok(())
@@ -110,6 +116,9 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<upload::Exit>() => {
+            ExitCode::from(e.downcast_ref::<upload::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -135,16 +135,28 @@ pub fn decorate(rule: &Value, decided_by: &Membership, rule_url: &str) -> Value 
         *meta = Value::Object(Map::new());
     }
     let meta = meta.as_object_mut().expect("metadata is an object");
-    let policy = if decided_by.is_default {
-        let (name, slug) = decided_by.mode.board_column();
-        json!({"id": decided_by.policy.id, "name": name, "slug": slug})
-    } else {
-        json!(decided_by.policy)
-    };
-    meta.insert("dev.semgrep.actions".into(), decided_by.mode.actions());
-    meta.insert("semgrep.policy".into(), policy);
-    meta.insert("semgrep.url".into(), Value::String(rule_url.to_string()));
+    meta.extend(platform_keys(Some(decided_by), rule_url));
     rule
+}
+
+/// The platform metadata keys that carry a rule's mode: `dev.semgrep.actions`,
+/// `semgrep.policy` (when a policy decided it) and `semgrep.url`. A rule in no policy is
+/// in Monitor mode (the key is never left out: the client reads a missing one as Block).
+pub fn platform_keys(decided_by: Option<&Membership>, rule_url: &str) -> Map<String, Value> {
+    let mut keys = Map::new();
+    let mode = decided_by.map_or(RuleMode::Monitor, |m| m.mode);
+    keys.insert("dev.semgrep.actions".into(), mode.actions());
+    if let Some(m) = decided_by {
+        let policy = if m.is_default {
+            let (name, slug) = m.mode.board_column();
+            json!({"id": m.policy.id, "name": name, "slug": slug})
+        } else {
+            json!(m.policy)
+        };
+        keys.insert("semgrep.policy".into(), policy);
+    }
+    keys.insert("semgrep.url".into(), Value::String(rule_url.to_string()));
+    keys
 }
 
 #[cfg(test)]

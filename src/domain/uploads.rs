@@ -87,6 +87,8 @@ mod tests;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use std::fmt;
 
 /// What an uploaded file holds.
@@ -194,6 +196,50 @@ pub fn convert(bytes: &[u8], format: UploadFormat) -> Result<Vec<Converted>, Upl
     convert_under(bytes, format, None)
 }
 
+/// One tool's findings read from an upload, before the rule board has given their rules a
+/// mode ([`ToolScan::finish`]).
+pub struct ToolScan {
+    body: body::Body,
+}
+
+impl ToolScan {
+    /// The tool, lowercased.
+    pub fn tool(&self) -> &str {
+        &self.body.tool
+    }
+
+    /// The rules that reported findings, each with the metadata of its first finding.
+    pub fn reported_rules(&self) -> Vec<(&str, &RawValue)> {
+        self.body.reported_rules()
+    }
+
+    /// The `/results` body, with `extra(check_id)`'s keys added to each finding's
+    /// metadata (`dev.semgrep.actions`, `semgrep.policy`: what a rule's mode is carried
+    /// by, as in a `semgrep ci` upload).
+    pub fn finish(mut self, extra: &dyn Fn(&str) -> Option<Map<String, Value>>) -> Converted {
+        self.body.annotate(extra);
+        self.body.finish()
+    }
+}
+
+/// Reads an uploaded file into one [`ToolScan`] per tool, in the order the tools appear;
+/// `root` as for [`convert_under`].
+pub fn read_under(
+    bytes: &[u8],
+    format: UploadFormat,
+    root: Option<&str>,
+) -> Result<Vec<ToolScan>, UploadError> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(not_json)?;
+    if !doc.is_object() {
+        return Err(not_an_object());
+    }
+    let bodies = match format {
+        UploadFormat::Sarif => sarif::convert(&doc, root)?,
+        UploadFormat::SemgrepJson => vec![semgrep_json::convert(&doc)?],
+    };
+    Ok(bodies.into_iter().map(|body| ToolScan { body }).collect())
+}
+
 /// [`convert`], with the absolute directory the tool ran in (`$GITHUB_WORKSPACE`, say):
 /// tools that write absolute `file://` URIs without a base (ESLint's formatter, ruff) get
 /// repository-relative paths, and so identities that do not depend on the runner.
@@ -202,13 +248,6 @@ pub fn convert_under(
     format: UploadFormat,
     root: Option<&str>,
 ) -> Result<Vec<Converted>, UploadError> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(not_json)?;
-    if !doc.is_object() {
-        return Err(not_an_object());
-    }
-    let bodies = match format {
-        UploadFormat::Sarif => sarif::convert(&doc, root)?,
-        UploadFormat::SemgrepJson => vec![semgrep_json::convert(&doc)?],
-    };
-    Ok(bodies.into_iter().map(body::Body::finish).collect())
+    let scans = read_under(bytes, format, root)?;
+    Ok(scans.into_iter().map(|s| s.finish(&|_| None)).collect())
 }

@@ -84,7 +84,10 @@ async fn create_scan(
                 .unwrap_or_default()
         )));
     }
-    let scan = st.store.create_scan(auth.deployment.id, &req).await?;
+    let scan = st
+        .store
+        .create_scan(auth.deployment.id, &req, "semgrep")
+        .await?;
     if scan.project != *repo {
         // The id is taken by another project's scan. A token that cannot reach that
         // project learns nothing of it; one that can is told why.
@@ -138,6 +141,7 @@ async fn scan_config(
         .list_rules(auth.deployment.id)
         .await?
         .iter()
+        .filter(|r| r.served)
         .filter_map(|r| {
             let decided_by = mode::effective(&r.memberships)?;
             let url = format!("{}/rules/{}", st.config.public_url, r.rule_id);
@@ -224,7 +228,7 @@ async fn upload_results(
 }
 
 /// A body must be JSON (or say nothing of its type).
-fn json_content(headers: &HeaderMap) -> AppResult<()> {
+pub(super) fn json_content(headers: &HeaderMap) -> AppResult<()> {
     let json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

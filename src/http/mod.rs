@@ -4,6 +4,7 @@
 //! - [`v1`]: the read API compatible with Semgrep's public v1 API, plus per-scan views.
 //! - [`admin`]: rules, policies and tokens (scanhook's own API).
 //! - [`integrations`]: integrations, rule-mode notifications, the delivery log.
+//! - [`uploads`]: SARIF and `semgrep scan --json` files as scans.
 //! - [`ops`]: health, readiness, metrics and this document.
 //! - [`extract`]: bearer-token auth.
 
@@ -12,6 +13,7 @@ pub mod ci;
 pub mod extract;
 pub mod integrations;
 pub mod ops;
+pub mod uploads;
 pub mod v1;
 
 use crate::error::error_response;
@@ -74,6 +76,7 @@ pub fn declared_length_limit(
         (name = "tokens", description = "API tokens"),
         (name = "integrations", description = "Webhook targets and which rule modes notify them"),
         (name = "deliveries", description = "The delivery log"),
+        (name = "uploads", description = "Other scanners' findings: SARIF 2.1.0 and `semgrep scan --json` files"),
         (name = "ops", description = "Health, readiness, metrics and this document"),
     ),
     modifiers(&BearerScheme)
@@ -101,6 +104,7 @@ pub fn router(results_limit: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(head)
         .merge(ops::router())
         .merge(ci::router(results_limit))
+        .merge(uploads::router(results_limit))
         .merge(
             v1::router()
                 .merge(admin::router())

@@ -96,6 +96,8 @@ struct Plan<'r> {
     nosemgrep: Vec<&'r str>,
     /// Findings of rules in Block mode now that the client did not block.
     override_ids: Vec<String>,
+    /// Findings this scan opened of rules in Block mode (see [`blocks`]).
+    blocking: usize,
 }
 
 impl Store {
@@ -194,6 +196,7 @@ impl Store {
                     notified: notified.len(),
                     finding_payload: format!("[{}]", notified.join(",")),
                     override_ids: plan.override_ids,
+                    blocking: plan.blocking,
                     routed,
                 }
             }
@@ -212,7 +215,8 @@ impl Store {
         sqlx::query(
             "UPDATE scans SET status = 'completed', completed_at = $1, exit_code = $2, stats = $3, \
              results = NULL, n_findings = $4, n_opened = $5, n_fixed = $6, n_notified = $7, \
-             scan_payload = $8, finding_payload = $9, complete_response = $10 WHERE id = $11",
+             scan_payload = $8, finding_payload = $9, complete_response = $10, n_blocking = $11 \
+             WHERE id = $12",
         )
         .bind(now)
         .bind(exit_code)
@@ -224,6 +228,7 @@ impl Store {
         .bind(&scan_event.object)
         .bind(&outcome.finding_payload)
         .bind(serde_json::to_string(&reply)?)
+        .bind(outcome.blocking as i64)
         .bind(scan.id)
         .execute(&mut *tx)
         .await?;
@@ -315,12 +320,16 @@ fn plan<'r>(
 
     let mut opened = Vec::new();
     let mut override_ids = Vec::new();
+    let mut blocking = 0;
     for d in &decision.open {
         let f = &results.findings[d.index];
         let triage_ignored = loaded
             .identities
             .get(f.key())
             .is_some_and(|i| i.triage_ignored);
+        if blocks(d.how, metadata[f.metadata().get()].mode, triage_ignored) {
+            blocking += 1;
+        }
         if block_rules.contains(f.check_id.as_ref()) && !f.is_blocking && !triage_ignored {
             if let Some(m) = &f.match_based_id {
                 override_ids.push(m.to_string());
@@ -347,7 +356,18 @@ fn plan<'r>(
         opened,
         nosemgrep,
         override_ids,
+        blocking,
     })
+}
+
+/// Whether an opened finding fails the build that uploaded it: its rule is in Block mode,
+/// it is not triaged as ignored, and this change brought it (new in the project, back
+/// after a fix, or back after being ignored or removed). A finding already known on
+/// another ref (what a pull request's branch shares with `main`) does not block it.
+fn blocks(how: Opened, mode: RuleMode, triage_ignored: bool) -> bool {
+    mode == RuleMode::Block
+        && !triage_ignored
+        && matches!(how, Opened::New | Opened::Regression | Opened::Reopened)
 }
 
 /// Step 2, the events: a `semgrep_finding` for every notified finding; when some
@@ -437,6 +457,7 @@ struct Outcome {
     /// The `semgrep_finding` objects of the notified findings, as one array.
     finding_payload: String,
     override_ids: Vec<String>,
+    blocking: usize,
     routed: routing::Routed,
 }
 
@@ -592,7 +613,8 @@ fn digest(f: &Finding<'_>, meta: &Metadata) -> String {
     ids::hex(&h.finalize()[..16])
 }
 
-/// The findings stored on the scan's ref, and the identities of those that have one.
+/// The findings of the scan's tool stored on its ref, and the identities of those that
+/// have one. Other tools' findings are not the scan's to close.
 async fn load_prior(
     tx: &mut Transaction<'static, Any>,
     scan: &Scan,
@@ -601,10 +623,11 @@ async fn load_prior(
         "SELECT f.identity, f.state, f.path, f.rule_id, f.digest, i.first_seen_scan_id, \
          i.first_seen_at, i.triage_state FROM findings f \
          LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity \
-         WHERE f.project_id = $1 AND f.git_ref = $2",
+         WHERE f.project_id = $1 AND f.git_ref = $2 AND f.tool = $3",
     )
     .bind(scan.project_id)
     .bind(&scan.git_ref)
+    .bind(&scan.tool)
     .fetch_all(&mut **tx)
     .await?;
     let mut prior = HashMap::with_capacity(rows.len());
@@ -739,7 +762,7 @@ async fn store_metadata(
 }
 
 /// The columns of a finding row.
-const FINDING_COLS: [(&str, Ty); 25] = [
+const FINDING_COLS: [(&str, Ty); 26] = [
     ("deployment_id", Ty::Int),
     ("project_id", Ty::Int),
     ("git_ref", Ty::Text),
@@ -765,6 +788,7 @@ const FINDING_COLS: [(&str, Ty); 25] = [
     ("relevant_since", Ty::Int),
     ("state_updated_at", Ty::Int),
     ("last_scan_id", Ty::Int),
+    ("tool", Ty::Text),
 ];
 
 /// Inserts or updates findings on the scan's ref; returns their row ids by identity.
@@ -807,6 +831,7 @@ async fn upsert_findings(
                 now.into(),
                 now.into(),
                 scan.id.into(),
+                scan.tool.as_str().into(),
             ]
         })
         .collect();

@@ -1,13 +1,13 @@
 //! Rules, policies and the mode of each rule in each policy.
 
-use super::{col, Store};
+use super::{col, json_list, Store};
 use crate::clock;
-use crate::domain::mode::{Membership, PolicyRef, RuleMode};
+use crate::domain::mode::{self, Membership, PolicyRef, RuleMode};
 use crate::domain::rules::Rule;
 use crate::ids::{slugify, DeploymentId};
 use serde_json::Value;
 use sqlx::{Any, Transaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The policy that rules join when none is named. The CLI sees it as the platform's
 /// rule-board columns (`rule-board-audit`, `rule-board-pr-comments`, `rule-board-block`).
@@ -18,6 +18,11 @@ pub const DEFAULT_POLICY: &str = "Rule Board";
 pub struct StoredRule {
     pub rule_id: String,
     pub body: Value,
+    /// The scanner the rule belongs to (`semgrep`, or the tool of an upload).
+    pub tool: String,
+    /// Whether `semgrep ci` is given the rule: rules added as rule files are; rules known
+    /// only from uploads are on the board for their modes, with no body to run.
+    pub served: bool,
     pub memberships: Vec<Membership>,
 }
 
@@ -62,7 +67,8 @@ impl Store {
                 "INSERT INTO rules (deployment_id, rule_id, body, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $4) \
                  ON CONFLICT (deployment_id, rule_id) \
-                 DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at \
+                 DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at, \
+                 tool = 'semgrep', served = 1 \
                  RETURNING id",
             )
             .bind(deployment_id)
@@ -133,7 +139,7 @@ impl Store {
     /// Every rule of the deployment with its memberships, ordered by rule id.
     pub async fn list_rules(&self, deployment_id: DeploymentId) -> anyhow::Result<Vec<StoredRule>> {
         let rows = sqlx::query(
-            "SELECT r.rule_id, r.body, p.id AS policy_id, p.name, p.slug, p.is_default, pr.mode \
+            "SELECT r.rule_id, r.body, r.tool, r.served, p.id AS policy_id, p.name, p.slug, p.is_default, pr.mode \
              FROM rules r \
              LEFT JOIN policy_rules pr ON pr.rule_pk = r.id \
              LEFT JOIN policies p ON p.id = pr.policy_id \
@@ -152,6 +158,8 @@ impl Store {
                     by_id.entry(rule_id.clone()).or_insert(StoredRule {
                         rule_id,
                         body: serde_json::from_str(&body)?,
+                        tool: col(row, "tool")?,
+                        served: col::<i64>(row, "served")? != 0,
                         memberships: vec![],
                     })
                 }
@@ -205,6 +213,93 @@ impl Store {
                 let last = out.last_mut().expect("pushed above");
                 last.rules
                     .push((rule_id, mode.parse().map_err(anyhow::Error::msg)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Puts the rules an upload of `tool` reported on the rule board, each given as its
+    /// id and the body the board shows. A rule seen for the first time joins the tool's
+    /// policy (named after the tool) in Monitor mode; a rule already on the board keeps
+    /// its modes. Returns the policy that decides each rule's mode (none for a rule an
+    /// admin left in no policy).
+    pub async fn board_upload_rules(
+        &self,
+        deployment_id: DeploymentId,
+        tool: &str,
+        rules: &[(&str, Value)],
+    ) -> anyhow::Result<HashMap<String, Membership>> {
+        let ids: Vec<&str> = rules.iter().map(|(id, _)| *id).collect();
+        let known = self.known_rule_ids(deployment_id, &ids).await?;
+        let missing: Vec<&(&str, Value)> = rules
+            .iter()
+            .filter(|(id, _)| !known.contains(*id))
+            .collect();
+        if !missing.is_empty() {
+            let mut tx = self.writer().begin().await?;
+            let policy = ensure_policy(&mut tx, deployment_id, Some(tool)).await?;
+            let now = clock::now();
+            for (rule_id, body) in missing {
+                // A concurrent upload may have added it since: then it keeps its modes.
+                let inserted = sqlx::query(
+                    "INSERT INTO rules (deployment_id, rule_id, body, created_at, updated_at, \
+                     tool, served) VALUES ($1, $2, $3, $4, $4, $5, 0) \
+                     ON CONFLICT (deployment_id, rule_id) DO NOTHING RETURNING id",
+                )
+                .bind(deployment_id)
+                .bind(*rule_id)
+                .bind(body.to_string())
+                .bind(now)
+                .bind(tool)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = inserted {
+                    sqlx::query(
+                        "INSERT INTO policy_rules (policy_id, rule_pk, mode) VALUES ($1, $2, $3)",
+                    )
+                    .bind(policy.id)
+                    .bind(col::<i64>(&row, "id")?)
+                    .bind(RuleMode::Monitor.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        let wanted: HashSet<&str> = ids.into_iter().collect();
+        Ok(self
+            .list_rules(deployment_id)
+            .await?
+            .into_iter()
+            .filter(|r| wanted.contains(r.rule_id.as_str()))
+            .filter_map(|r| {
+                let decided_by = mode::effective(&r.memberships)?.clone();
+                Some((r.rule_id, decided_by))
+            })
+            .collect())
+    }
+
+    /// Which of `ids` are rules of the deployment.
+    async fn known_rule_ids(
+        &self,
+        deployment_id: DeploymentId,
+        ids: &[&str],
+    ) -> anyhow::Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for chunk in ids.chunks(1_000) {
+            let sql = format!(
+                "SELECT rule_id FROM rules WHERE deployment_id = $1 AND rule_id IN {}",
+                json_list(self.backend(), 2)
+            );
+            let rows = sqlx::query(&sql)
+                .bind(deployment_id)
+                .bind(serde_json::to_string(chunk)?)
+                .fetch_all(self.pool())
+                .await?;
+            for row in &rows {
+                out.insert(col(row, "rule_id")?);
             }
         }
         Ok(out)

@@ -22,6 +22,8 @@ pub struct Scan {
     pub project: String,
     pub unique_id: String,
     pub git_ref: String,
+    /// The scanner whose findings this scan reports (`semgrep` for `semgrep ci`).
+    pub tool: String,
     pub is_full_scan: bool,
     pub cli_version: Option<String>,
     pub meta: ProjectMetadata,
@@ -36,6 +38,8 @@ pub struct Scan {
     pub n_opened: i64,
     pub n_fixed: i64,
     pub n_notified: i64,
+    /// Findings opened by this scan of rules in Block mode (counted for uploads).
+    pub n_blocking: i64,
     pub scan_payload: Option<Value>,
     pub finding_payload: Option<Value>,
 }
@@ -56,9 +60,9 @@ impl Scan {
 }
 
 const SCAN_COLUMNS: &str = "s.id, s.public_id, s.deployment_id, s.project_id, p.name AS project, \
-    s.unique_id, s.git_ref, s.is_full_scan, s.cli_version, s.meta, s.ignored_files, s.status, \
+    s.unique_id, s.git_ref, s.tool, s.is_full_scan, s.cli_version, s.meta, s.ignored_files, s.status, \
     s.started_at, s.completed_at, s.exit_code, s.results_at, s.stats, s.n_findings, s.n_opened, \
-    s.n_fixed, s.n_notified, s.scan_payload, s.finding_payload";
+    s.n_fixed, s.n_notified, s.n_blocking, s.scan_payload, s.finding_payload";
 
 fn json_col(row: &AnyRow, name: &str) -> anyhow::Result<Option<Value>> {
     col::<Option<String>>(row, name)?
@@ -77,6 +81,7 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
         project: col(r, "project")?,
         unique_id: col(r, "unique_id")?,
         git_ref: col(r, "git_ref")?,
+        tool: col(r, "tool")?,
         is_full_scan: col::<i64>(r, "is_full_scan")? != 0,
         cli_version: col(r, "cli_version")?,
         meta: serde_json::from_str(&meta)?,
@@ -93,6 +98,7 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
         n_opened: col(r, "n_opened")?,
         n_fixed: col(r, "n_fixed")?,
         n_notified: col(r, "n_notified")?,
+        n_blocking: col(r, "n_blocking")?,
         scan_payload: json_col(r, "scan_payload")?,
         finding_payload: json_col(r, "finding_payload")?,
     })
@@ -143,11 +149,12 @@ impl Store {
     /// has this `unique_id`: the client retries this call with the same id. The scan
     /// returned may belong to another project than `req` names (the caller decides what
     /// that means); a call that finds the id taken writes nothing, so it leaves no project
-    /// behind.
+    /// behind. `tool` names the scanner (`semgrep` for `semgrep ci`).
     pub async fn create_scan(
         &self,
         deployment_id: DeploymentId,
         req: &CreateScan,
+        tool: &str,
     ) -> anyhow::Result<Scan> {
         let now = clock::now();
         let meta = &req.project_metadata;
@@ -174,8 +181,8 @@ impl Store {
         let ignored: String = col(&project, "ignored_files")?;
         let inserted = sqlx::query(
             "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
-             is_full_scan, cli_version, meta, ignored_files, status, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10) \
+             is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10, $11) \
              ON CONFLICT (deployment_id, unique_id) DO NOTHING",
         )
         .bind(PublicScanId::generate())
@@ -188,6 +195,7 @@ impl Store {
         .bind(serde_json::to_string(meta)?)
         .bind(ignored)
         .bind(now)
+        .bind(tool)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 1 {

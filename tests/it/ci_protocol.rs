@@ -137,7 +137,7 @@ async fn retried_results_and_complete_change_nothing_twice(db: Db) {
         .await;
     assert_eq!(
         scan["counts"],
-        json!({"findings": 5, "opened": 5, "fixed": 0, "notified": 5})
+        json!({"findings": 5, "opened": 5, "fixed": 0, "notified": 5, "blocking": 0})
     );
     assert_eq!(app.findings("").await.len(), 5);
     assert_eq!(

@@ -24,3 +24,4 @@ mod security;
 mod snapshots;
 mod ui;
 mod ui_browser;
+mod uploads;

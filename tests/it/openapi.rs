@@ -641,6 +641,29 @@ async fn every_operation_answers_as_documented(db: Db) {
     )
     .await;
 
+    let sarif = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "Bandit"}},
+        "results": [{"ruleId": "B101", "message": {"text": "assert used"},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": "app.py"},
+                "region": {"startLine": 1, "snippet": {"text": "assert x"}}}}]}]}]});
+    w.call(
+        M::POST,
+        "/api/v1/uploads",
+        "/api/v1/uploads?repository=acme/uploaded&ref=main&changes=true",
+        ci,
+        Some(&sarif),
+        S::OK,
+    )
+    .await;
+    w.call(
+        M::POST,
+        "/api/v1/uploads",
+        "/api/v1/uploads?repository=acme/uploaded",
+        ci,
+        Some(&json!({"version": "1.0.0", "runs": []})),
+        S::BAD_REQUEST,
+    )
+    .await;
+
     let missing: Vec<_> = documented.difference(&w.seen).collect();
     assert!(missing.is_empty(), "operations not exercised: {missing:?}");
     let undocumented: Vec<_> = w.seen.difference(&documented).collect();

@@ -7,7 +7,7 @@ use crate::domain::ci::{self, Finding};
 use crate::domain::text;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -173,6 +173,47 @@ impl Body {
             self.findings.push(item);
         }
         Ok(())
+    }
+
+    /// The rules that reported findings (suppressed ones too), each with the metadata of
+    /// its first finding, in the order the tool listed them.
+    pub fn reported_rules(&self) -> Vec<(&str, &RawValue)> {
+        let mut seen = HashSet::new();
+        self.findings
+            .iter()
+            .chain(&self.ignores)
+            .filter(|item| seen.insert(item.check_id.as_str()))
+            .map(|item| (item.check_id.as_str(), &*item.metadata))
+            .collect()
+    }
+
+    /// Adds `extra(check_id)`'s keys to the metadata of every finding of that rule (the
+    /// mode the rule board gives it). Each distinct metadata value of a rule is merged
+    /// once.
+    pub fn annotate(&mut self, extra: &dyn Fn(&str) -> Option<Map<String, Value>>) {
+        let mut merged: HashMap<String, Vec<(String, Box<RawValue>)>> = HashMap::new();
+        for item in self.findings.iter_mut().chain(self.ignores.iter_mut()) {
+            let of_rule = match merged.get_mut(&item.check_id) {
+                Some(v) => v,
+                None => merged.entry(item.check_id.clone()).or_default(),
+            };
+            if let Some((_, done)) = of_rule.iter().find(|(raw, _)| raw == item.metadata.get()) {
+                item.metadata = done.clone();
+                continue;
+            }
+            let Some(keys) = extra(&item.check_id) else {
+                continue;
+            };
+            let mut meta: Map<String, Value> =
+                serde_json::from_str(item.metadata.get()).unwrap_or_default();
+            meta.extend(keys);
+            // A map of JSON values serializes.
+            let Ok(raw) = serde_json::value::to_raw_value(&meta) else {
+                continue;
+            };
+            of_rule.push((item.metadata.get().to_string(), raw.clone()));
+            item.metadata = raw;
+        }
     }
 
     pub fn finish(self) -> Converted {

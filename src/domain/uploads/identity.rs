@@ -17,6 +17,9 @@ pub(super) enum Basis {
     Message(String),
 }
 
+/// What `semgrep` writes as a fingerprint when not logged in.
+pub(super) const REQUIRES_LOGIN: &str = "requires login";
+
 impl Basis {
     /// The best basis among what a result offers. Fingerprints are `(key, value)` pairs in
     /// any order.
@@ -25,6 +28,9 @@ impl Basis {
         snippet: Option<&str>,
         message: &str,
     ) -> Basis {
+        // Semgrep without a login writes this placeholder for every result: it tells no
+        // two findings apart.
+        fingerprints.retain(|(_, v)| v != REQUIRES_LOGIN && !v.is_empty());
         if let Some((_, v)) = fingerprints.iter().find(|(k, _)| k == "matchBasedId/v1") {
             return Basis::MatchBased(v.clone());
         }
@@ -101,6 +107,15 @@ mod tests {
                 "msg"
             ),
             Basis::MatchBased("m".into())
+        );
+        assert_eq!(
+            Basis::choose(
+                fp(&[("matchBasedId/v1", "requires login")]),
+                Some("x  y"),
+                "msg"
+            ),
+            Basis::Snippet("x y".into()),
+            "semgrep's placeholder of a user not logged in is no fingerprint"
         );
         assert_eq!(
             Basis::choose(fp(&[("b", "2"), ("a", "1")]), None, "msg"),

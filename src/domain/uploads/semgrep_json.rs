@@ -9,8 +9,8 @@ use super::UploadError;
 use crate::domain::findings::Severity;
 use serde_json::{Map, Value};
 
-/// What Semgrep writes instead of code and fingerprints for a user who is not logged in.
-const REQUIRES_LOGIN: &str = "requires login";
+// What Semgrep writes instead of code and fingerprints for a user who is not logged in.
+use super::identity::REQUIRES_LOGIN;
 
 pub(super) fn convert(doc: &Value) -> Result<Body, UploadError> {
     let results = match doc.get("results") {

@@ -7,7 +7,7 @@
 //! broken pipeline (14 days). Open findings, their change log and triage are the product,
 //! never pruned.
 //!
-//! The pruner works in small batches, one transaction each (`store::retention`), with a
+//! The pruner works in small batches, one transaction each (`store::prune`), with a
 //! pause between them, so scans and deliveries keep getting the writer while a large
 //! backlog goes. On SQLite in incremental auto-vacuum mode it gives the freed pages back
 //! to the file system as it goes; PostgreSQL's autovacuum makes the space reusable.
@@ -15,7 +15,7 @@
 
 use crate::clock::{Clock, Micros};
 use crate::domain::outbox::MessageStatus;
-use crate::store::retention::{AutoVacuum, MessageBatch};
+use crate::store::prune::{AutoVacuum, MessageBatch};
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! mode and never need it. PostgreSQL relies on its autovacuum.
 
 use crate::config::DatabaseArgs;
-use crate::store::retention::AutoVacuum;
+use crate::store::prune::AutoVacuum;
 use crate::store::Store;
 
 pub async fn run(args: DatabaseArgs) -> anyhow::Result<()> {
@@ -16,20 +16,18 @@ pub async fn run(args: DatabaseArgs) -> anyhow::Result<()> {
     );
     let url = args.resolve_with_file(&file)?;
     let store = Store::connect(&url).await?;
-    let done = vacuum(&store).await;
-    store.close().await;
-    done
-}
-
-async fn vacuum(store: &Store) -> anyhow::Result<()> {
     store.migrate().await?;
     let before = store.storage_facts().await?.0;
     let mode = store.auto_vacuum().await?;
+    store.close().await;
     eprintln!("rewriting the database ({before} bytes); writers wait until this is done…");
-    store.vacuum_incremental().await?;
+    crate::store::prune::vacuum_incremental(&url).await?;
+    let store = Store::connect(&url).await?;
     let after = store.storage_facts().await?.0;
+    let now = store.auto_vacuum().await?;
+    store.close().await;
     anyhow::ensure!(
-        store.auto_vacuum().await? == Some(AutoVacuum::Incremental),
+        now == Some(AutoVacuum::Incremental),
         "the database is still not in incremental auto-vacuum mode after VACUUM"
     );
     let was = match mode {

@@ -9,7 +9,7 @@
 //! - [`findings`]: reading and triaging findings.
 //! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
 //! - [`routing`]: backfills and previews, routed over stored findings.
-//! - [`retention`]: pruning what is past its retention, in batches, and giving space back.
+//! - [`prune`]: pruning what is past its retention, in batches, and giving space back.
 //! - [`sessions`]: web UI sessions.
 //! - [`secrets`]: the key that seals this database's secrets.
 
@@ -18,7 +18,7 @@ pub mod deployments;
 pub mod findings;
 pub mod integrations;
 pub mod messages;
-pub mod retention;
+pub mod prune;
 pub mod routing;
 pub mod rules;
 pub mod scans;

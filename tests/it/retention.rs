@@ -12,7 +12,7 @@ use scanhook::delivery::guard::Guard;
 use scanhook::delivery::sender::Sender;
 use scanhook::delivery::worker::{DeliveryConfig, Worker};
 use scanhook::retention::{prune_once, Pruned, Retention, Tally, Target};
-use scanhook::store::retention::AutoVacuum;
+use scanhook::store::prune::AutoVacuum;
 use scanhook::store::Store;
 use serde_json::json;
 use sqlx::{AnyConnection, Connection, Row};
@@ -290,10 +290,12 @@ on_both!(delivered_messages_go_with_their_attempts_and_a_shared_payload_with_the
 /// `n` messages of one status on one new payload, each with one attempt, their
 /// `next_attempt_at` (when they were delivered or failed) at `at`.
 async fn insert_messages(app: &TestApp, tag: &str, status: &str, n: usize, at: Micros) {
-    let mut conn = connect(app).await;
+    let mut raw = connect(app).await;
+    // One transaction: a pruner running meanwhile sees the payload with all its messages.
+    let mut conn = raw.begin().await.unwrap();
     let payload: i64 = sqlx::query("INSERT INTO payloads (body) VALUES ($1) RETURNING id")
         .bind(format!("{{\"tag\":\"{tag}\"}}"))
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *conn)
         .await
         .unwrap()
         .get("id");
@@ -311,7 +313,7 @@ async fn insert_messages(app: &TestApp, tag: &str, status: &str, n: usize, at: M
         .bind(at)
         .bind(lease)
         .bind(delivered_at)
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *conn)
         .await
         .unwrap()
         .get("id");
@@ -321,11 +323,11 @@ async fn insert_messages(app: &TestApp, tag: &str, status: &str, n: usize, at: M
         )
         .bind(id)
         .bind(at)
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await
         .unwrap();
     }
-    conn.close().await.ok();
+    conn.commit().await.unwrap();
 }
 
 async fn the_pruner_goes_in_batches_and_never_takes_moving_messages(db: Db) {

@@ -1,7 +1,7 @@
 //! Pruning what is past its retention, one small batch per transaction, and giving the
 //! space back. Each batch reads its rows off an index that holds only what it may prune
 //! (migration 0011), oldest first, and stops at its limit, so the writer is held for a
-//! batch's worth of work whatever the size of the log. The caller (`crate::retention`)
+//! batch's worth of work whatever the size of the log. The caller (the retention task)
 //! decides the cutoffs and the pace; nothing here knows the settings.
 //!
 //! Never pruned: pending and delivering messages, findings, their change log
@@ -175,23 +175,6 @@ impl Store {
         col(&row, "freelist_count")
     }
 
-    /// Rewrites a SQLite database in incremental auto-vacuum mode (`scanhook vacuum`):
-    /// the one-time `VACUUM` an existing database needs before pruned space can go back
-    /// to the file system. It holds the write lock until done.
-    pub async fn vacuum_incremental(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.backend() == Backend::Sqlite,
-            "PostgreSQL needs no `scanhook vacuum`: autovacuum makes pruned rows' space \
-             reusable (VACUUM FULL, which locks the tables, is the only way to shrink files)"
-        );
-        let mut conn = self.writer().acquire().await?;
-        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("VACUUM").execute(&mut *conn).await?;
-        Ok(())
-    }
-
     /// `FOR UPDATE SKIP LOCKED` on PostgreSQL, where two processes may prune at once;
     /// nothing on SQLite, whose one writer is the lock.
     fn skip_locked(&self) -> &'static str {
@@ -205,4 +188,35 @@ impl Store {
 /// `1,2,3`: internal ids, for `IN (…)`.
 fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Rewrites the SQLite database at `url` in incremental auto-vacuum mode (`scanhook
+/// vacuum`): the one-time `VACUUM` an existing database needs before pruned space can go
+/// back to the file system. SQLite does not change `auto_vacuum` in WAL mode, so this
+/// leaves WAL for the rewrite, on a connection of its own, which needs every other one
+/// closed (serve stopped); it holds the write lock until done.
+pub async fn vacuum_incremental(url: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use sqlx::Connection;
+    anyhow::ensure!(
+        url.starts_with("sqlite:"),
+        "only SQLite databases are vacuumed"
+    );
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", super::redact(url)))?;
+    for step in [
+        "PRAGMA journal_mode = DELETE",
+        "PRAGMA auto_vacuum = INCREMENTAL",
+        "VACUUM",
+        "PRAGMA journal_mode = WAL",
+    ] {
+        sqlx::query(step)
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("{step} (is a scanhook process still running?)"))?;
+    }
+    conn.close().await?;
+    Ok(())
 }

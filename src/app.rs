@@ -1,5 +1,6 @@
 //! Wires configuration, storage, the JSON API and the web UI into a running server, with
-//! its background tasks and a graceful shutdown driven by one `CancellationToken`.
+//! its background tasks (delivery, the abandoned-scan sweeper, the retention pruner, WAL
+//! checkpoints) and a graceful shutdown driven by one `CancellationToken`.
 
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -118,6 +119,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Limits::of(&state.config),
         shutdown.clone(),
         tasks.clone(),
+    ));
+    tasks.spawn(crate::retention::run(
+        store.clone(),
+        state.config.retention.clone(),
+        Arc::new(SystemClock),
+        shutdown.clone(),
     ));
     tasks.spawn(abandon_loop(state, shutdown.clone()));
     tasks.spawn(store.clone().checkpoint_loop(shutdown.clone()));

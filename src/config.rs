@@ -11,6 +11,7 @@ use crate::delivery::schedule::Schedule;
 use crate::delivery::sender::OutboundProxy;
 use crate::delivery::worker::DeliveryConfig;
 use crate::domain::client::TrustedProxies;
+use crate::retention::{parse_retention, Retention};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,21 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "disable_after",
         Some("5d"),
         "an integration failing continuously this long is disabled",
+    ),
+    (
+        "retain_delivered",
+        Some("30d"),
+        "delivered messages and their attempts are pruned this long after delivery (0 or off: kept forever)",
+    ),
+    (
+        "retain_failed",
+        Some("90d"),
+        "failed messages and their attempts are pruned this long after their last attempt (0 or off: kept forever)",
+    ),
+    (
+        "retain_uploads",
+        Some("14d"),
+        "raw /results uploads of scans that never completed, and fail-open reports, are pruned this long after they arrived (0 or off: kept forever)",
     ),
 ];
 
@@ -550,6 +566,18 @@ pub struct ServeArgs {
     /// [default: scanhook].
     #[arg(long, env = "SCANHOOK_DEPLOYMENT")]
     pub deployment: Option<String>,
+    /// Prune delivered messages and their attempts this long after delivery; 0 or off
+    /// keeps them [default: 30d].
+    #[arg(long, env = "SCANHOOK_RETAIN_DELIVERED")]
+    pub retain_delivered: Option<String>,
+    /// Prune failed messages and their attempts this long after their last attempt; 0 or
+    /// off keeps them [default: 90d].
+    #[arg(long, env = "SCANHOOK_RETAIN_FAILED")]
+    pub retain_failed: Option<String>,
+    /// Prune raw /results uploads of scans that never completed (errored, abandoned) and
+    /// fail-open reports this long after they arrived; 0 or off keeps them [default: 14d].
+    #[arg(long, env = "SCANHOOK_RETAIN_UPLOADS")]
+    pub retain_uploads: Option<String>,
     /// Serve the API only; deliveries are left to `scanhook worker` processes.
     #[arg(long, env = "SCANHOOK_NO_DELIVER", num_args = 0..=1, default_missing_value = "true")]
     pub no_deliver: Option<String>,
@@ -598,6 +626,8 @@ pub struct Config {
     pub secret_key_file: Option<PathBuf>,
     /// The proxy deliveries go through, if not straight to their targets.
     pub outbound_proxy: Option<OutboundProxy>,
+    /// What is kept how long, and the pruner's pace.
+    pub retention: Retention,
 }
 
 impl Config {
@@ -623,6 +653,7 @@ impl Config {
             allow_cidrs: vec![],
             secret_key_file: None,
             outbound_proxy: None,
+            retention: Retention::default(),
         }
     }
 
@@ -714,7 +745,26 @@ impl Config {
             allow_cidrs,
             outbound_proxy,
         } = args.delivery.resolve(file)?;
+        let retention = Retention {
+            delivered: file.value(
+                "retain_delivered",
+                args.retain_delivered.as_deref(),
+                parse_retention,
+            )?,
+            failed: file.value(
+                "retain_failed",
+                args.retain_failed.as_deref(),
+                parse_retention,
+            )?,
+            uploads: file.value(
+                "retain_uploads",
+                args.retain_uploads.as_deref(),
+                parse_retention,
+            )?,
+            ..Retention::default()
+        };
         Ok(Config {
+            retention,
             deliver: !file.value("no_deliver", args.no_deliver.as_deref(), boolean)?,
             delivery,
             allow_cidrs,
@@ -962,6 +1012,39 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn retention_goes_through_the_layers_and_zero_or_off_disables_it() {
+        let (_d, data) = dir();
+        let c = Config::layered(&args(&["--data-dir", &data]), &File::default()).unwrap();
+        assert_eq!(c.retention, Config::local(String::new()).retention);
+        assert_eq!(
+            c.retention.delivered,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(c.retention.failed, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(c.retention.uploads, Some(Duration::from_secs(14 * 86_400)));
+        let f = file("retain_delivered = \"7d\"\nretain_failed = \"off\"\nretain_uploads = 0\n");
+        let c = Config::layered(&args(&["--data-dir", &data]), &f).unwrap();
+        assert_eq!(c.retention.delivered, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!((c.retention.failed, c.retention.uploads), (None, None));
+        let c = Config::layered(
+            &args(&["--data-dir", &data, "--retain-delivered", "off"]),
+            &f,
+        )
+        .unwrap();
+        assert_eq!(c.retention.delivered, None, "a flag wins over the file");
+        let e = Config::layered(
+            &args(&["--data-dir", &data, "--retain-failed", "a while"]),
+            &f,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--retain-failed / SCANHOOK_RETAIN_FAILED") && e.contains("off"),
+            "{e}"
+        );
     }
 
     #[test]

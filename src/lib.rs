@@ -8,6 +8,8 @@
 //!   webhook JSON objects, the CI protocol's request types, the outbox's values.
 //! - [`store`]: all SQL, on SQLite or PostgreSQL; persists what `domain` decides.
 //! - [`delivery`]: signing, the SSRF guard, retries, the delivery worker, the Test action.
+//! - [`retention`]: how long delivered and failed messages, raw uploads and fail-open
+//!   reports are kept, and the background pruner.
 //! - [`config`]: layered, validated configuration for the server roles.
 //! - [`error`]: the one error type that becomes an HTTP response.
 //! - [`state`]: what every request handler reaches.
@@ -30,6 +32,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod ids;
+pub mod retention;
 pub mod secrets;
 pub mod serve;
 pub mod state;

@@ -2,6 +2,7 @@
 //! - `serve` ([`serve`]): the API server with its background tasks.
 //! - `worker` ([`worker`]): webhook delivery only.
 //! - `migrate` ([`migrate`]): run the database migrations alone.
+//! - `vacuum` ([`vacuum`]): put an existing SQLite database in incremental auto-vacuum mode.
 //! - `token` ([`token`]): create tokens directly in the database.
 //! - `rules` ([`rules`]): manage rules through a running server ([`client`]).
 //! - `integrations`, `modes`, `deliveries` ([`integrations`]): webhooks, likewise.
@@ -18,6 +19,7 @@ pub mod secret_key;
 pub mod serve;
 pub mod token;
 pub mod upload;
+pub mod vacuum;
 pub mod worker;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Make FILE (a backup) the database; never overwrites an existing one.
     Restore(backup::RestoreArgs),
+    /// Rewrite a SQLite database once in incremental auto-vacuum mode, so that pruned
+    /// space goes back to the file system (stop serve first; new databases need not).
+    Vacuum(crate::config::DatabaseArgs),
     /// Create, list and revoke API tokens (on the database, or with --server through the API).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -100,6 +105,7 @@ pub fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Backup(args) => backup::backup(args).await,
             Command::Restore(args) => backup::restore(args).await,
+            Command::Vacuum(args) => vacuum::run(args).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::Rules(cmd) => rules::run(cmd).await,
             Command::Integrations(cmd) => integrations::run_integrations(cmd).await,

@@ -9,6 +9,7 @@
 //! - [`findings`]: reading and triaging findings.
 //! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
 //! - [`routing`]: backfills and previews, routed over stored findings.
+//! - [`prune`]: pruning what is past its retention, in batches, and giving space back.
 //! - [`sessions`]: web UI sessions.
 //! - [`secrets`]: the key that seals this database's secrets.
 
@@ -17,6 +18,7 @@ pub mod deployments;
 pub mod findings;
 pub mod integrations;
 pub mod messages;
+pub mod prune;
 pub mod routing;
 pub mod rules;
 pub mod scans;
@@ -184,13 +186,18 @@ fn sqlite_pool(connections: u32) -> AnyPoolOptions {
         .max_connections(connections)
         .after_connect(|conn, _| {
             Box::pin(async move {
+                // A new database is made in incremental auto-vacuum mode, so that space
+                // pruned rows leave goes back to the file system (`retention`); it must be
+                // set before the first table. On an existing database it changes nothing
+                // until a `VACUUM` (`scanhook vacuum`).
                 // WAL lets readers run beside the one writer; the busy timeout makes a
                 // writer of another process queue instead of failing. Checkpoints run in
                 // `checkpoint_loop`, not in whichever commit crosses the WAL threshold: that
                 // commit (a scan's outcome, a claim) would otherwise wait for the copy and
                 // its fsync.
                 conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                    "PRAGMA auto_vacuum = INCREMENTAL; \
+                     PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                      PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; \
                      PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
                 )

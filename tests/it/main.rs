@@ -19,6 +19,7 @@ mod multinode;
 mod openapi;
 mod proxy;
 mod receiver;
+mod retention;
 mod routing;
 mod security;
 mod snapshots;

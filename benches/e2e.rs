@@ -7,7 +7,8 @@
 //! the whole protocol in a closed loop (create, config, results with `findings` never-seen
 //! findings, complete), `scans` scans in all, each on a branch of its own in one of 16
 //! projects. It prints scans/s in; deliveries/s out at the sink, after checking that every
-//! expected delivery arrived and none twice; the serve process's CPU per scan (utime +
+//! expected delivery arrived (a `semgrep_scan` and the finding arrays per scan and
+//! integration) and none twice; the serve process's CPU per scan (utime +
 //! stime from `/proc/PID/stat`, ingest and delivery together); p50/p99 per protocol step;
 //! its peak RSS (VmHWM); and the sink ceiling measured in the same run.
 //!
@@ -418,7 +419,11 @@ async fn run(label: &str, db: &str, pg: bool, integrations: usize, clients: usiz
     let ids = setup(&base, &admin, &url, integrations).await;
     prefill(db, pg, !ids.is_empty(), k.history).await;
 
-    let per_scan = integrations as u64 * (1 + u64::from(k.findings > 0));
+    // A semgrep_scan, and the findings in arrays of at most FINDINGS_PER_MESSAGE.
+    let arrays = k
+        .findings
+        .div_ceil(scanhook::domain::outbox::FINDINGS_PER_MESSAGE) as u64;
+    let per_scan = integrations as u64 * (1 + arrays);
     // Warm-up: connections, caches, lanes; not measured.
     let warm = clients.max(16);
     drive(&base, &ci, "warm", clients, warm, k.findings).await;

@@ -11,201 +11,15 @@
 //! 3. runs `serve` with delivery on and paces scans at 200/s for 5 s, reporting p50/p99 of
 //!    the time from sending `/complete` to the sink receiving the `semgrep_scan` object.
 
+mod common;
+
+use common::{ceiling, key_file, peak_rss_mb, start_sink, stop, token, BIN, OK_200};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_scanhook");
-
-#[derive(Default)]
-struct Sink {
-    count: AtomicU64,
-    /// commit → when the sink received that scan's semgrep_scan object.
-    arrivals: Mutex<HashMap<String, Instant>>,
-    track: std::sync::atomic::AtomicBool,
-}
-
-impl Sink {
-    fn received(&self, body: &[u8]) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        if self.track.load(Ordering::Relaxed) {
-            if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                if let Some(commit) = v["semgrep_scan"]["commit"].as_str() {
-                    self.arrivals
-                        .lock()
-                        .unwrap()
-                        .insert(commit.to_string(), Instant::now());
-                }
-            }
-        }
-    }
-}
-
-/// The sink: a bare HTTP/1.1 keep-alive responder that answers every request `200 ok`, so
-/// that the machine's two cores go to the sender being measured rather than to a web
-/// framework on the receiving side.
-async fn start_sink() -> (String, Arc<Sink>) {
-    let sink = Arc::new(Sink::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let accepting = sink.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            socket.set_nodelay(true).unwrap();
-            tokio::spawn(sink_connection(socket, accepting.clone()));
-        }
-    });
-    (url, sink)
-}
-
-/// Serves one connection: answers each complete request in the buffer, then reads more.
-async fn sink_connection(mut socket: tokio::net::TcpStream, sink: Arc<Sink>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut out: Vec<u8> = Vec::new();
-    loop {
-        let mut start = 0;
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut headers);
-            let Ok(httparse::Status::Complete(head)) = req.parse(&buf[start..]) else {
-                break;
-            };
-            let length: usize = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .unwrap_or(0);
-            let end = start + head + length;
-            if buf.len() < end {
-                break;
-            }
-            sink.received(&buf[start + head..end]);
-            out.extend_from_slice(OK);
-            start = end;
-        }
-        buf.drain(..start);
-        if !out.is_empty() {
-            if socket.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-        }
-        match socket.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Raw POST rate of the delivery client stack to the sink.
-async fn ceiling(url: &str) -> f64 {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap();
-    let body = r#"{"semgrep_scan":{"id":"ceiling"}}"#;
-    let until = Instant::now() + Duration::from_secs(3);
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (client, url, done) = (client.clone(), url.to_string(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < until {
-                client.post(&url).body(body).send().await.unwrap();
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let t = Instant::now();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The secret key file of one benchmark database: `serve` and `worker` must share it.
-fn key_file(db: &str) -> String {
-    let name: String = db
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    std::env::temp_dir()
-        .join(format!("scanhook-bench-{name}.key"))
-        .display()
-        .to_string()
-}
-
-async fn serve(db: &str, deliver: bool) -> (Child, String) {
-    let port = free_port();
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--database-url",
-        db,
-    ])
-    .args([
-        "--deliver-allow-cidrs",
-        "127.0.0.0/8",
-        "--delivery-concurrency",
-        "64",
-    ])
-    .env("SCANHOOK_LOG", "warn")
-    .env("SCANHOOK_SECRET_KEY_FILE", key_file(db))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if !deliver {
-        cmd.arg("--no-deliver");
-    }
-    let child = cmd.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, base)
-}
-
-fn token(db: &str, scope: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["token", "create", "--scope", scope, "--database-url", db])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
 
 /// One scan through the protocol (no findings: one semgrep_scan message per integration).
 async fn one_scan(
@@ -248,12 +62,12 @@ fn concurrency() -> String {
 }
 
 async fn run(label: &str, db: &str, integrations: usize, messages: usize) {
-    let (url, sink) = start_sink().await;
+    let (url, sink) = start_sink(OK_200).await;
     let ceiling = ceiling(&url).await;
     sink.count.store(0, Ordering::Relaxed);
 
     // Queue the messages with delivery off.
-    let (child, base) = serve(db, false).await;
+    let (child, base) = common::serve(db, false, &["--delivery-concurrency", "64"]).await;
     let admin = token(db, "admin");
     let ci = token(db, "ci");
     let http = reqwest::Client::new();
@@ -339,7 +153,7 @@ async fn run(label: &str, db: &str, integrations: usize, messages: usize) {
 
     // Latency at a steady 200 scans/s (one integration's worth of scan objects).
     if integrations == 1 {
-        let (child, base) = serve(db, true).await;
+        let (child, base) = common::serve(db, true, &["--delivery-concurrency", "64"]).await;
         sink.track.store(true, Ordering::Relaxed);
         let mut sent = HashMap::new();
         let start = Instant::now();

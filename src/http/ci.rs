@@ -138,7 +138,7 @@ async fn scan_config(
         .ok_or_else(|| AppError::not_found("scan"))?;
     let rules: Vec<Value> = st
         .store
-        .list_rules(auth.deployment.id)
+        .cached_rules(auth.deployment.id)
         .await?
         .iter()
         .filter(|r| r.served)
@@ -275,11 +275,11 @@ async fn complete_scan(
     // uploaded results there is nothing to block.
     let block_rules: HashSet<String> = if scan.has_results {
         st.store
-            .list_rules(auth.deployment.id)
+            .cached_rules(auth.deployment.id)
             .await?
-            .into_iter()
+            .iter()
             .filter(|r| mode::effective(&r.memberships).is_some_and(|m| m.mode == RuleMode::Block))
-            .map(|r| r.rule_id)
+            .map(|r| r.rule_id.clone())
             .collect()
     } else {
         HashSet::new()

@@ -3,7 +3,8 @@
 //! only in the migrations (`migrations/sqlite`, `migrations/postgres`) and in connecting.
 //!
 //! - [`deployments`], [`tokens`]: tenants and their bearer tokens.
-//! - [`rules`]: rules, policies and modes.
+//! - [`rules`]: rules, policies and modes; [`rules_cache`]: the rules every scan reads, kept
+//!   in memory between changes.
 //! - [`scans`]: scans as the CI protocol moves them through their states.
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
 //! - [`findings`]: reading and triaging findings.
@@ -21,6 +22,7 @@ pub mod messages;
 pub mod prune;
 pub mod routing;
 pub mod rules;
+pub mod rules_cache;
 pub mod scans;
 pub mod secrets;
 pub mod sessions;
@@ -51,6 +53,8 @@ pub struct Store {
     key: Option<std::sync::Arc<crate::secrets::SecretKey>>,
     /// Where chat messages routed here link to (`--public-url`).
     links: std::sync::Arc<crate::domain::routing::Links>,
+    /// The rules of each deployment between changes (shared by the store's clones).
+    rules_cache: std::sync::Arc<rules_cache::RulesCache>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -90,6 +94,7 @@ impl Store {
                     backend,
                     key: None,
                     links: Default::default(),
+                    rules_cache: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -105,6 +110,7 @@ impl Store {
                     backend,
                     key: None,
                     links: Default::default(),
+                    rules_cache: Default::default(),
                 })
             }
         }
@@ -184,6 +190,10 @@ fn sqlite_pool(connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(Duration::from_secs(30))
         .max_connections(connections)
+        // sqlx pings a connection before handing it out; a SQLite connection is a file in
+        // this process, not a socket that can drop, and the ping is a round trip to the
+        // connection's thread (a fifth of the statements of a scan, see docs/BENCHMARKS.md).
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // A new database is made in incremental auto-vacuum mode, so that space

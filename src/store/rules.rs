@@ -59,6 +59,7 @@ impl Store {
         mode: RuleMode,
         rules: &[Rule],
     ) -> anyhow::Result<PolicyRef> {
+        let _changing = self.rules_changing();
         let mut tx = self.writer().begin().await?;
         let policy = ensure_policy(&mut tx, deployment_id, policy).await?;
         let now = clock::now();
@@ -100,6 +101,7 @@ impl Store {
         policy: Option<&str>,
         mode: RuleMode,
     ) -> Result<PolicyRef, ModeChangeError> {
+        let _changing = self.rules_changing();
         let rules = self.list_rules(deployment_id).await?;
         let rule = rules
             .iter()

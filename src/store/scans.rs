@@ -159,22 +159,17 @@ impl Store {
         let now = clock::now();
         let meta = &req.project_metadata;
         let mut tx = self.writer().begin().await?;
-        sqlx::query(
+        // The upsert returns the project, new or not: one statement on the writer, not two.
+        let project = sqlx::query(
             "INSERT INTO projects (deployment_id, name, repo_url, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (deployment_id, name) \
-             DO UPDATE SET repo_url = COALESCE(excluded.repo_url, projects.repo_url)",
+             DO UPDATE SET repo_url = COALESCE(excluded.repo_url, projects.repo_url) \
+             RETURNING id, ignored_files",
         )
         .bind(deployment_id)
         .bind(&meta.repository)
         .bind(&meta.repo_url)
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let project = sqlx::query(
-            "SELECT id, ignored_files FROM projects WHERE deployment_id = $1 AND name = $2",
-        )
-        .bind(deployment_id)
-        .bind(&meta.repository)
         .fetch_one(&mut *tx)
         .await?;
         let project_id: ProjectId = col(&project, "id")?;

@@ -115,6 +115,52 @@ async fn config_carries_modes_on_every_rule(db: Db) {
 }
 on_both!(config_carries_modes_on_every_rule);
 
+/// The served rules are cached between rule changes: a change is served by the next scan.
+async fn config_follows_rule_and_mode_changes_at_once(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.add_rules(&fixture_text("sample-rules.yml"), None, "monitor")
+        .await;
+    let actions = |cfg: &Value, id: &str| {
+        cfg["config"]["rules"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["metadata"]["dev.semgrep.actions"].clone())
+    };
+    let config = |uid: &'static str| {
+        let app = &app;
+        async move {
+            create(app, uid, "main", true).await;
+            let (status, cfg) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/cli/v2/scans/{uid}/config"),
+                    Some(&app.ci),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{cfg}");
+            cfg
+        }
+    };
+    let first = config("7f1a1b7e-0000-4000-8000-0000000000c1").await;
+    assert_eq!(actions(&first, "js-innerhtml"), Some(json!([])));
+    app.set_mode("js-innerhtml", "block").await;
+    let second = config("7f1a1b7e-0000-4000-8000-0000000000c2").await;
+    assert_eq!(actions(&second, "js-innerhtml"), Some(json!(["block"])));
+    app.add_rules(
+        "rules:\n- id: python-eval-use\n  languages: [python]\n  severity: ERROR\n  message: eval\n  pattern: eval($X)\n",
+        None,
+        "comment",
+    )
+    .await;
+    let third = config("7f1a1b7e-0000-4000-8000-0000000000c3").await;
+    assert_eq!(actions(&third, "python-eval-use"), Some(json!(["comment"])));
+    app.stop().await;
+}
+on_both!(config_follows_rule_and_mode_changes_at_once);
+
 async fn retried_results_and_complete_change_nothing_twice(db: Db) {
     let app = TestApp::spawn(db).await;
     let id = create(&app, "11111111-1111-4111-8111-111111111111", "main", true).await;

@@ -240,6 +240,7 @@ impl Store {
             .filter(|(id, _)| !known.contains(*id))
             .collect();
         if !missing.is_empty() {
+            let _changing = self.rules_changing();
             let mut tx = self.writer().begin().await?;
             let policy = ensure_policy(&mut tx, deployment_id, Some(tool)).await?;
             let now = clock::now();

@@ -32,6 +32,11 @@ use std::collections::HashSet;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// Conversions running at once. Reading a SARIF log into memory takes many times the
+/// file's size (docs/BENCHMARKS.md), far more than the upload budget reserves for it, so
+/// one file is converted at a time and the others wait for it.
+static CONVERTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// `limit`: the largest file, the `/results` limit.
 pub fn router(limit: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -189,6 +194,10 @@ async fn upload(
         .reserve(declared.unwrap_or(limit).min(limit))
         .await?;
     let raw = read_body(body, declared, limit).await?;
+    let _converting = CONVERTING
+        .acquire()
+        .await
+        .map_err(|e| anyhow::anyhow!("the conversion queue closed: {e}"))?;
     let (format, root) = (upload.format, upload.root.clone());
     let tools = tokio::task::spawn_blocking(move || {
         let format = match format {

@@ -13,48 +13,13 @@
 
 mod common;
 
-use common::{ceiling, key_file, peak_rss_mb, start_sink, stop, token, BIN, OK_200};
-use serde_json::{json, Value};
+use common::{ceiling, key_file, one_scan, peak_rss_mb, start_sink, stop, token, BIN, OK_200};
+use serde_json::json;
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// One scan through the protocol (no findings: one semgrep_scan message per integration).
-async fn one_scan(
-    http: &reqwest::Client,
-    base: &str,
-    ci: &str,
-    uid: &str,
-    commit: &str,
-) -> Instant {
-    let mut body: Value =
-        serde_json::from_str(include_str!("../tests/data/01-post-scans.request.json")).unwrap();
-    body["scan_metadata"]["unique_id"] = json!(uid);
-    body["project_metadata"]["commit"] = json!(commit);
-    let v: Value = http
-        .post(format!("{base}/api/cli/v2/scans"))
-        .bearer_auth(ci)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = v["info"]["id"].as_i64().unwrap();
-    let sent = Instant::now();
-    let r = http
-        .post(format!("{base}/api/agent/scans/{id}/complete"))
-        .bearer_auth(ci)
-        .json(&json!({"exit_code": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    sent
-}
 
 /// Requests in flight per integration in the worker (`BENCH_CONCURRENCY`, default 16).
 fn concurrency() -> String {

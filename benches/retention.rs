@@ -16,12 +16,15 @@
 //! 4. reports the database's size before and after (SQLite: incremental vacuum as it
 //!    prunes, then a full VACUUM for comparison; PostgreSQL: after a plain VACUUM).
 
+mod common;
+
+use common::one_scan;
 use scanhook::app;
 use scanhook::config::Config;
 use scanhook::domain::tokens::Scope;
 use scanhook::retention::{prune_once, Retention, Target};
 use scanhook::store::Store;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::{AnyConnection, Connection, Executor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -111,32 +114,6 @@ async fn fill(store: &Store, url: &str, rows: i64) {
     println!("  filled: {depth:?}");
 }
 
-/// One scan through the protocol: create, then complete.
-async fn one_scan(http: &reqwest::Client, base: &str, ci: &str, uid: &str) {
-    let mut body: Value =
-        serde_json::from_str(include_str!("../tests/data/01-post-scans.request.json")).unwrap();
-    body["scan_metadata"]["unique_id"] = json!(uid);
-    let v: Value = http
-        .post(format!("{base}/api/cli/v2/scans"))
-        .bearer_auth(ci)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = v["info"]["id"].as_i64().unwrap();
-    let r = http
-        .post(format!("{base}/api/agent/scans/{id}/complete"))
-        .bearer_auth(ci)
-        .json(&json!({"exit_code": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
 /// Scans from CLIENTS clients until `stop`; how many completed.
 fn load(base: &str, ci: &str, tag: &str, stop: Arc<AtomicBool>) -> tokio::task::JoinSet<u64> {
     let mut set = tokio::task::JoinSet::new();
@@ -153,7 +130,8 @@ fn load(base: &str, ci: &str, tag: &str, stop: Arc<AtomicBool>) -> tokio::task::
             let mut done = 0;
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                one_scan(&http, &base, &ci, &format!("{tag}-{i}")).await;
+                let uid = format!("{tag}-{i}");
+                one_scan(&http, &base, &ci, &uid, &uid).await;
                 done += 1;
             }
             done

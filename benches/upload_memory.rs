@@ -16,23 +16,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_scanhook");
+mod common;
+
+use common::{peak_rss_mb, BIN};
 
 fn upload_mb() -> usize {
     std::env::var("BENCH_UPLOAD_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(240)
-}
-
-/// Peak resident set size of a process, in MiB.
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// A `/results` body of about `mb` MiB: findings shaped like the captured client's.

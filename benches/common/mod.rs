@@ -6,7 +6,7 @@
 
 #![allow(dead_code)] // each benchmark uses its own part of this
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -262,4 +262,40 @@ pub fn stop(mut child: Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+}
+
+/// One scan through the protocol, create then complete, without findings (one
+/// `semgrep_scan` message per integration); when `/complete` was sent.
+pub async fn one_scan(
+    http: &reqwest::Client,
+    base: &str,
+    ci: &str,
+    uid: &str,
+    commit: &str,
+) -> Instant {
+    let mut body: Value =
+        serde_json::from_str(include_str!("../../tests/data/01-post-scans.request.json")).unwrap();
+    body["scan_metadata"]["unique_id"] = json!(uid);
+    body["project_metadata"]["commit"] = json!(commit);
+    let v: Value = http
+        .post(format!("{base}/api/cli/v2/scans"))
+        .bearer_auth(ci)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["info"]["id"].as_i64().unwrap();
+    let sent = Instant::now();
+    let r = http
+        .post(format!("{base}/api/agent/scans/{id}/complete"))
+        .bearer_auth(ci)
+        .json(&json!({"exit_code": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    sent
 }

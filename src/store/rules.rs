@@ -272,14 +272,15 @@ impl Store {
             tx.commit().await?;
         }
         let wanted: HashSet<&str> = ids.into_iter().collect();
+        // The write above (if any) invalidated the cache: this read sees it.
         Ok(self
-            .list_rules(deployment_id)
+            .cached_rules(deployment_id)
             .await?
-            .into_iter()
+            .iter()
             .filter(|r| wanted.contains(r.rule_id.as_str()))
             .filter_map(|r| {
                 let decided_by = mode::effective(&r.memberships)?.clone();
-                Some((r.rule_id, decided_by))
+                Some((r.rule_id.clone(), decided_by))
             })
             .collect())
     }

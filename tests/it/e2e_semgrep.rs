@@ -329,24 +329,7 @@ async fn full_lifecycle(db: Db) {
 
     // The receiver got one semgrep_scan per scan and, per scan, exactly its notified
     // findings; every request verifies with the PyPI standardwebhooks library.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let depth = app.store().queue_depth().await.unwrap();
-        if !depth.iter().any(|(s, n)| {
-            matches!(
-                s,
-                scanhook::domain::outbox::MessageStatus::Pending
-                    | scanhook::domain::outbox::MessageStatus::Delivering
-            ) && *n > 0
-        }) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "deliveries did not finish: {depth:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    crate::delivery::drained(&app).await;
     let got = rx.received();
     let scan_ids: Vec<Value> = got
         .iter()

@@ -4,7 +4,7 @@
 
 use crate::receiver::Receiver;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,8 @@ async fn scans(http: &reqwest::Client, nodes: &[&str], ci: &str, tag: &str, n: u
     }
 }
 
-async fn queue(http: &reqwest::Client, base: &str) -> HashMap<String, i64> {
+/// `scanhook_queue_messages` by state, as `/metrics` says.
+pub(crate) async fn queue(http: &reqwest::Client, base: &str) -> BTreeMap<String, i64> {
     let text = http
         .get(format!("{base}/metrics"))
         .send()

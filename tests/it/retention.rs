@@ -115,27 +115,9 @@ async fn truth(app: &TestApp) -> BTreeMap<String, i64> {
     out
 }
 
-/// `scanhook_queue_messages` by state, as `/metrics` says.
-async fn depth(app: &TestApp) -> BTreeMap<String, i64> {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("scanhook_queue_messages{state=\""))
-        .filter_map(|l| l.split_once("\"} "))
-        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
-        .collect()
-}
-
-/// The metric agrees with a full count; returns it.
 async fn depth_is_true(app: &TestApp) -> BTreeMap<String, i64> {
-    let (metric, truth) = (depth(app).await, truth(app).await);
+    let metric = crate::multinode::queue(&app.http, &app.base).await;
+    let truth = truth(app).await;
     assert_eq!(
         metric, truth,
         "scanhook_queue_messages against a full count"

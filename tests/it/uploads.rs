@@ -275,6 +275,15 @@ async fn upload(app: &TestApp, dir: &Path, args: &[&str]) -> (i32, Value, String
     (out.status.code().unwrap_or(-1), v, stderr)
 }
 
+/// `path:rule` of a finding as the API shows it.
+fn place(f: &Value) -> String {
+    format!(
+        "{}:{}",
+        f["location"]["file_path"].as_str().unwrap(),
+        f["rule_name"].as_str().unwrap()
+    )
+}
+
 /// `path:rule` of each finding a scan changed in this way (`new`, `fixed`, …).
 fn changed(scan: &Value, change: &str) -> BTreeSet<String> {
     scan["changes"]
@@ -282,13 +291,7 @@ fn changed(scan: &Value, change: &str) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .filter(|f| f["scan_change"]["change"] == change)
-        .map(|f| {
-            format!(
-                "{}:{}",
-                f["location"]["file_path"].as_str().unwrap(),
-                f["rule_name"].as_str().unwrap()
-            )
-        })
+        .map(place)
         .collect()
 }
 
@@ -298,38 +301,12 @@ async fn open_set(app: &TestApp, repo: &str, prefix: &str) -> BTreeSet<String> {
         .await
         .iter()
         .filter(|f| f["rule_name"].as_str().unwrap().starts_with(prefix))
-        .map(|f| {
-            format!(
-                "{}:{}",
-                f["location"]["file_path"].as_str().unwrap(),
-                f["rule_name"].as_str().unwrap()
-            )
-        })
+        .map(place)
         .collect()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-/// Waits until nothing is left to deliver (bounded).
-async fn drained(app: &TestApp) {
-    use scanhook::domain::outbox::MessageStatus;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let depth = app.store().queue_depth().await.unwrap();
-        let busy = depth.iter().any(|(s, n)| {
-            matches!(s, MessageStatus::Pending | MessageStatus::Delivering) && *n > 0
-        });
-        if !busy {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "deliveries did not finish: {depth:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 async fn real_scanners_over_three_commits(db: Db) {
@@ -491,7 +468,7 @@ async fn real_scanners_over_three_commits(db: Db) {
 
     // Webhooks: one semgrep_scan per scan, and exactly the notified findings, verified
     // with standardwebhooks; the tool is named in each finding's metadata.
-    drained(&app).await;
+    crate::delivery::drained(&app).await;
     let got = rx.received();
     let scan_objects = got
         .iter()

@@ -88,6 +88,8 @@ impl Client {
         max_wait: std::time::Duration,
     ) -> anyhow::Result<T> {
         let url = format!("{}{}", self.base, path);
+        // Shared, so a retry does not copy the file again.
+        let body = bytes::Bytes::from(body);
         let mut attempt = 1;
         loop {
             let sent = self

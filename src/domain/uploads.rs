@@ -82,6 +82,7 @@ mod paths;
 mod robustness;
 mod sarif;
 mod semgrep_json;
+mod shallow;
 #[cfg(test)]
 mod tests;
 
@@ -113,11 +114,7 @@ impl UploadFormat {
             runs: Option<IgnoredAny>,
             results: Option<IgnoredAny>,
         }
-        // serde reads a struct from an array too: only an object is either format.
-        if bytes.trim_ascii_start().first() != Some(&b'{') {
-            let e = serde_json::from_slice::<IgnoredAny>(bytes).err();
-            return Err(e.map_or_else(not_an_object, not_json));
-        }
+        an_object(bytes)?;
         let top: Top = serde_json::from_slice(bytes).map_err(not_json)?;
         // Semgrep's output has a `version` too (its own): `results` decides first.
         if top.runs.is_some() {
@@ -163,6 +160,16 @@ impl fmt::Display for UploadError {
 }
 
 impl std::error::Error for UploadError {}
+
+/// Refuses a document that is not a JSON object. serde reads a struct or a map from an
+/// array too, so this is told apart first.
+fn an_object(bytes: &[u8]) -> Result<(), UploadError> {
+    if bytes.trim_ascii_start().first() == Some(&b'{') {
+        return Ok(());
+    }
+    let e = serde_json::from_slice::<IgnoredAny>(bytes).err();
+    Err(e.map_or_else(not_an_object, not_json))
+}
 
 fn not_json(e: serde_json::Error) -> UploadError {
     if e.is_data() {
@@ -229,10 +236,8 @@ pub fn read_under(
     format: UploadFormat,
     root: Option<&str>,
 ) -> Result<Vec<ToolScan>, UploadError> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(not_json)?;
-    if !doc.is_object() {
-        return Err(not_an_object());
-    }
+    an_object(bytes)?;
+    let doc: shallow::Members = serde_json::from_slice(bytes).map_err(not_json)?;
     let bodies = match format {
         UploadFormat::Sarif => sarif::convert(&doc, root)?,
         UploadFormat::SemgrepJson => vec![semgrep_json::convert(&doc)?],

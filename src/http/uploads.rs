@@ -278,7 +278,10 @@ async fn apply(
         })
         .await
         .map_err(|e| anyhow::anyhow!("converting the upload: {e}"))?;
-        complete(st, &scan, &converted.results_json).await?;
+        let mut converted = converted;
+        // Stored, the body is read back by the completion: not held twice meanwhile.
+        let results = std::mem::take(&mut converted.results_json);
+        complete(st, &scan, results).await?;
         tracing::info!(scan.id = %scan.public_id, tool = %name, findings = converted.findings, "upload applied");
         Some(converted)
     } else {
@@ -310,8 +313,10 @@ async fn apply(
 
 /// Stores the converted body and completes the scan with it, as `/results` and
 /// `/complete` do.
-async fn complete(st: &AppState, scan: &Scan, results: &[u8]) -> AppResult<()> {
-    if !st.store.store_results(scan.id, results).await? {
+async fn complete(st: &AppState, scan: &Scan, results: Vec<u8>) -> AppResult<()> {
+    let stored = st.store.store_results(scan.id, &results).await?;
+    drop(results);
+    if !stored {
         // Completed by a concurrent retry of the same upload.
         return Ok(());
     }

@@ -265,13 +265,22 @@ async fn scan_webhooks(
     Path((dep, scan_id)): Path<(String, String)>,
 ) -> AppResult<Json<ScanWebhooks>> {
     let s = load_scan(&st, &admin, &dep, &scan_id).await?;
-    let raw = |v: Option<Value>| -> AppResult<Option<Box<RawValue>>> {
-        v.map(|v| serde_json::value::to_raw_value(&v).map_err(|e| AppError::Internal(e.into())))
-            .transpose()
-    };
+    let semgrep_scan = s
+        .scan_payload
+        .map(|v| serde_json::value::to_raw_value(&v))
+        .transpose()
+        .map_err(|e| AppError::Internal(e.into()))?;
+    // Stored as the JSON this server wrote: passed on as it is.
+    let semgrep_finding = st
+        .store
+        .finding_payload(s.id)
+        .await?
+        .map(RawValue::from_string)
+        .transpose()
+        .map_err(|e| AppError::Internal(e.into()))?;
     Ok(Json(ScanWebhooks {
-        semgrep_scan: raw(s.scan_payload)?,
-        semgrep_finding: raw(s.finding_payload)?,
+        semgrep_scan,
+        semgrep_finding,
     }))
 }
 

@@ -28,6 +28,7 @@ use crate::ids::{self, DeploymentId, ProjectId};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
 
@@ -162,7 +163,7 @@ impl Store {
         // A scan that uploaded no results changes no finding.
         let outcome = match body.as_deref().map(Results::parse).transpose()? {
             None => Outcome {
-                finding_payload: "[]".into(),
+                finding_payload: None,
                 routed: routing::route(&integrations, Some(&scan_event), &[], links),
                 ..Outcome::default()
             },
@@ -183,18 +184,14 @@ impl Store {
                 };
                 let events = events(scan, &results, &plan, &loaded, &fixed, &wanted, now)?;
                 let routed = routing::route(&integrations, Some(&scan_event), &events, links);
+                let (notified, finding_payload) = finding_array(events)?;
                 let written = write(&mut tx, backend, scan, &plan, now).await?;
-                let notified: Vec<&str> = events
-                    .iter()
-                    .filter(|e| e.kind() == EventKind::Finding)
-                    .map(|e| e.object.as_str())
-                    .collect();
                 Outcome {
                     uploaded: results.findings.len(),
                     opened: plan.opened.len(),
                     fixed: written.fixed,
-                    notified: notified.len(),
-                    finding_payload: format!("[{}]", notified.join(",")),
+                    notified,
+                    finding_payload: Some(finding_payload),
                     override_ids: plan.override_ids,
                     blocking: plan.blocking,
                     routed,
@@ -215,8 +212,8 @@ impl Store {
         sqlx::query(
             "UPDATE scans SET status = 'completed', completed_at = $1, exit_code = $2, stats = $3, \
              results = NULL, n_findings = $4, n_opened = $5, n_fixed = $6, n_notified = $7, \
-             scan_payload = $8, finding_payload = $9, complete_response = $10, n_blocking = $11 \
-             WHERE id = $12",
+             scan_payload = $8, finding_payload = $9, finding_payload_lz4 = $10, \
+             complete_response = $11, n_blocking = $12 WHERE id = $13",
         )
         .bind(now)
         .bind(exit_code)
@@ -226,7 +223,8 @@ impl Store {
         .bind(outcome.fixed as i64)
         .bind(outcome.notified as i64)
         .bind(&scan_event.object)
-        .bind(&outcome.finding_payload)
+        .bind(outcome.finding_payload.is_none().then_some("[]"))
+        .bind(outcome.finding_payload)
         .bind(serde_json::to_string(&reply)?)
         .bind(outcome.blocking as i64)
         .bind(scan.id)
@@ -447,6 +445,29 @@ fn events<'a>(
     Ok(out)
 }
 
+/// How many `semgrep_finding` objects `events` hold, and those objects as one JSON array
+/// in an LZ4 frame, as the scan's row keeps it. Each event goes as soon as its object is
+/// compressed, so a scan of many findings never holds its objects twice, nor the array
+/// uncompressed.
+fn finding_array(events: Vec<Event<'_>>) -> anyhow::Result<(usize, Vec<u8>)> {
+    use std::io::Write;
+    let mut array = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    array.write_all(b"[")?;
+    let mut n = 0;
+    for event in events
+        .into_iter()
+        .filter(|e| e.kind() == EventKind::Finding)
+    {
+        if n > 0 {
+            array.write_all(b",")?;
+        }
+        array.write_all(event.object.as_bytes())?;
+        n += 1;
+    }
+    array.write_all(b"]")?;
+    Ok((n, array.finish()?))
+}
+
 /// What completing a scan did, for its row and the reply.
 #[derive(Default)]
 struct Outcome {
@@ -454,8 +475,9 @@ struct Outcome {
     opened: usize,
     fixed: usize,
     notified: usize,
-    /// The `semgrep_finding` objects of the notified findings, as one array.
-    finding_payload: String,
+    /// The `semgrep_finding` objects of the notified findings, as one array in an LZ4
+    /// frame (`None`: none, for a scan that uploaded no results).
+    finding_payload: Option<Vec<u8>>,
     override_ids: Vec<String>,
     blocking: usize,
     routed: routing::Routed,
@@ -831,6 +853,30 @@ async fn upsert_findings(
     metadata_ids: &HashMap<String, i64>,
     now: Micros,
 ) -> anyhow::Result<HashMap<String, i64>> {
+    let mut ids = HashMap::with_capacity(rows.len());
+    // Part by part: the cells and returned rows of a scan of 100,000 findings would take
+    // more memory than the findings themselves.
+    for part in rows.chunks(UPSERT_PART) {
+        let returned = upsert_part(tx, backend, scan, part, metadata, metadata_ids, now).await?;
+        for row in &returned {
+            ids.insert(col(row, "identity")?, col(row, "id")?);
+        }
+    }
+    Ok(ids)
+}
+
+/// Findings upserted by one call of [`upsert_part`].
+const UPSERT_PART: usize = 5_000;
+
+async fn upsert_part(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    scan: &Scan,
+    rows: &[(&Finding<'_>, State, String)],
+    metadata: &HashMap<&str, Metadata>,
+    metadata_ids: &HashMap<String, i64>,
+    now: Micros,
+) -> anyhow::Result<Vec<AnyRow>> {
     let cells: Vec<Vec<Cell>> = rows
         .iter()
         .map(|(f, state, digest)| {
@@ -879,10 +925,5 @@ async fn upsert_findings(
            THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
          state = excluded.state, last_scan_id = excluded.last_scan_id \
          RETURNING id, identity";
-    let returned = bulk_insert(tx, backend, "findings", &FINDING_COLS, &cells, tail).await?;
-    let mut ids = HashMap::with_capacity(returned.len());
-    for row in &returned {
-        ids.insert(col(row, "identity")?, col(row, "id")?);
-    }
-    Ok(ids)
+    bulk_insert(tx, backend, "findings", &FINDING_COLS, &cells, tail).await
 }

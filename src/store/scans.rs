@@ -41,7 +41,6 @@ pub struct Scan {
     /// Findings opened by this scan of rules in Block mode (counted for uploads).
     pub n_blocking: i64,
     pub scan_payload: Option<Value>,
-    pub finding_payload: Option<Value>,
 }
 
 impl Scan {
@@ -62,7 +61,7 @@ impl Scan {
 const SCAN_COLUMNS: &str = "s.id, s.public_id, s.deployment_id, s.project_id, p.name AS project, \
     s.unique_id, s.git_ref, s.tool, s.is_full_scan, s.cli_version, s.meta, s.ignored_files, s.status, \
     s.started_at, s.completed_at, s.exit_code, s.results_at, s.stats, s.n_findings, s.n_opened, \
-    s.n_fixed, s.n_notified, s.n_blocking, s.scan_payload, s.finding_payload";
+    s.n_fixed, s.n_notified, s.n_blocking, s.scan_payload";
 
 fn json_col(row: &AnyRow, name: &str) -> anyhow::Result<Option<Value>> {
     col::<Option<String>>(row, name)?
@@ -100,7 +99,6 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
         n_notified: col(r, "n_notified")?,
         n_blocking: col(r, "n_blocking")?,
         scan_payload: json_col(r, "scan_payload")?,
-        finding_payload: json_col(r, "finding_payload")?,
     })
 }
 
@@ -243,6 +241,21 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
+    }
+
+    /// The `semgrep_finding` array a completed scan notified, as stored. It is read only
+    /// here: a scan of many findings holds a large one, which loading a scan must not parse.
+    pub async fn finding_payload(&self, scan_id: ScanId) -> anyhow::Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT finding_payload, finding_payload_lz4 FROM scans WHERE id = $1")
+                .bind(scan_id)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        if let Some(compressed) = col::<Option<Vec<u8>>>(&row, "finding_payload_lz4")? {
+            return Ok(Some(String::from_utf8(decompress(&compressed)?)?));
+        }
+        col(&row, "finding_payload")
     }
 
     /// Newest first.

@@ -41,26 +41,45 @@ struct Item {
     severity: i64,
     index: i64,
     id: String,
-    metadata: Box<RawValue>,
+    /// Into [`Metadata`]: the findings of one rule mostly share theirs.
+    metadata: usize,
 }
 
-impl Item {
-    fn finding(&self) -> Finding<'_> {
-        let [line, column, end_line, end_column] = self.lines;
+/// Every distinct metadata value of the body, held once.
+#[derive(Default)]
+struct Metadata {
+    values: Vec<Box<RawValue>>,
+    by_text: HashMap<String, usize>,
+}
+
+impl Metadata {
+    /// The index of `raw`, added when new.
+    fn intern(&mut self, raw: Box<RawValue>) -> usize {
+        if let Some(&i) = self.by_text.get(raw.get()) {
+            return i;
+        }
+        self.by_text
+            .insert(raw.get().to_string(), self.values.len());
+        self.values.push(raw);
+        self.values.len() - 1
+    }
+
+    fn finding<'a>(&'a self, item: &'a Item) -> Finding<'a> {
+        let [line, column, end_line, end_column] = item.lines;
         Finding {
-            check_id: Cow::Borrowed(&self.check_id),
-            path: Cow::Borrowed(&self.path),
+            check_id: Cow::Borrowed(&item.check_id),
+            path: Cow::Borrowed(&item.path),
             line,
             column,
             end_line,
             end_column,
-            message: Cow::Borrowed(&self.message),
-            severity: self.severity,
-            index: self.index,
+            message: Cow::Borrowed(&item.message),
+            severity: item.severity,
+            index: item.index,
             commit_date: None,
-            syntactic_id: Cow::Borrowed(&self.id),
-            match_based_id: Some(Cow::Borrowed(&self.id)),
-            raw_metadata: Some(&self.metadata),
+            syntactic_id: Cow::Borrowed(&item.id),
+            match_based_id: Some(Cow::Borrowed(&item.id)),
+            raw_metadata: Some(&self.values[item.metadata]),
             is_blocking: false,
         }
     }
@@ -87,6 +106,7 @@ pub(super) struct Body {
     pub tool: String,
     findings: Vec<Item>,
     ignores: Vec<Item>,
+    metadata: Metadata,
     rule_ids: Listed,
     searched: Listed,
     skipped_paths: Vec<Value>,
@@ -100,6 +120,7 @@ impl Body {
             tool,
             findings: Vec::new(),
             ignores: Vec::new(),
+            metadata: Metadata::default(),
             rule_ids: Listed::default(),
             searched: Listed::default(),
             skipped_paths: Vec::new(),
@@ -151,6 +172,7 @@ impl Body {
         };
         let metadata =
             serde_json::value::to_raw_value(&d.metadata).map_err(|e| format!("metadata: {e}"))?;
+        let metadata = self.metadata.intern(metadata);
         let item = Item {
             check_id: d.check_id,
             path: d.path,
@@ -161,7 +183,8 @@ impl Body {
             id,
             metadata,
         };
-        item.finding()
+        self.metadata
+            .finding(&item)
             .check("results", 0)
             .map_err(|e| e.trim_start_matches("results[0]: ").to_string())?;
         *n += 1;
@@ -183,7 +206,10 @@ impl Body {
             .iter()
             .chain(&self.ignores)
             .filter(|item| seen.insert(item.check_id.as_str()))
-            .map(|item| (item.check_id.as_str(), &*item.metadata))
+            .map(|item| {
+                let metadata = &*self.metadata.values[item.metadata];
+                (item.check_id.as_str(), metadata)
+            })
             .collect()
     }
 
@@ -191,28 +217,27 @@ impl Body {
     /// mode the rule board gives it). Each distinct metadata value of a rule is merged
     /// once.
     pub fn annotate(&mut self, extra: &dyn Fn(&str) -> Option<Map<String, Value>>) {
-        let mut merged: HashMap<String, Vec<(String, Box<RawValue>)>> = HashMap::new();
+        // (rule, metadata as read) → the metadata with the rule's keys.
+        let mut merged: HashMap<(String, usize), usize> = HashMap::new();
+        let metadata = &mut self.metadata;
         for item in self.findings.iter_mut().chain(self.ignores.iter_mut()) {
-            let of_rule = match merged.get_mut(&item.check_id) {
-                Some(v) => v,
-                None => merged.entry(item.check_id.clone()).or_default(),
-            };
-            if let Some((_, done)) = of_rule.iter().find(|(raw, _)| raw == item.metadata.get()) {
-                item.metadata = done.clone();
+            let key = (item.check_id.clone(), item.metadata);
+            if let Some(&done) = merged.get(&key) {
+                item.metadata = done;
                 continue;
             }
             let Some(keys) = extra(&item.check_id) else {
                 continue;
             };
             let mut meta: Map<String, Value> =
-                serde_json::from_str(item.metadata.get()).unwrap_or_default();
+                serde_json::from_str(metadata.values[item.metadata].get()).unwrap_or_default();
             meta.extend(keys);
             // A map of JSON values serializes.
             let Ok(raw) = serde_json::value::to_raw_value(&meta) else {
                 continue;
             };
-            of_rule.push((item.metadata.get().to_string(), raw.clone()));
-            item.metadata = raw;
+            item.metadata = metadata.intern(raw);
+            merged.insert(key, item.metadata);
         }
     }
 
@@ -227,8 +252,16 @@ impl Body {
             rule_ids: &'a [String],
         }
         let out = Out {
-            findings: self.findings.iter().map(Item::finding).collect(),
-            ignores: self.ignores.iter().map(Item::finding).collect(),
+            findings: self
+                .findings
+                .iter()
+                .map(|i| self.metadata.finding(i))
+                .collect(),
+            ignores: self
+                .ignores
+                .iter()
+                .map(|i| self.metadata.finding(i))
+                .collect(),
             searched_paths: &self.searched.items,
             renamed_paths: [],
             skipped_paths: &self.skipped_paths,

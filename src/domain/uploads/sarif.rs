@@ -5,6 +5,7 @@
 use super::body::{bounded, Body, Draft};
 use super::identity::Basis;
 use super::paths::{repo_path, roots};
+use super::shallow::{elements, member, members, tree, Members};
 use super::UploadError;
 use crate::domain::text;
 use serde_json::{json, Map, Value};
@@ -12,36 +13,36 @@ use std::collections::HashMap;
 
 type Object = Map<String, Value>;
 
-pub(super) fn convert(doc: &Value, root: Option<&str>) -> Result<Vec<Body>, UploadError> {
+pub(super) fn convert(doc: &Members, root: Option<&str>) -> Result<Vec<Body>, UploadError> {
     check_version(doc)?;
-    let runs = match doc.get("runs") {
-        Some(Value::Array(runs)) if !runs.is_empty() => runs,
-        Some(Value::Array(_)) => return Err(UploadError::new("runs", "no runs")),
-        Some(_) => return Err(UploadError::new("runs", "must be an array")),
+    let runs = match doc.get("runs").map(|r| elements(r)) {
+        Some(Some(runs)) if !runs.is_empty() => runs,
+        Some(Some(_)) => return Err(UploadError::new("runs", "no runs")),
+        Some(None) => return Err(UploadError::new("runs", "must be an array")),
         None => return Err(UploadError::new("runs", "missing: a SARIF log has runs")),
     };
     let mut bodies: Vec<Body> = Vec::new();
-    for (r, run) in runs.iter().enumerate() {
+    for (r, run) in runs.into_iter().enumerate() {
         let at = format!("runs[{r}]");
-        let run = run
-            .as_object()
-            .ok_or_else(|| UploadError::new(&at, "must be an object"))?;
-        let tool = tool_name(run, &at)?;
-        let i = match bodies.iter().position(|b| b.tool == tool) {
+        let run = members(run).ok_or_else(|| UploadError::new(&at, "must be an object"))?;
+        let tool = member(&run, "tool").unwrap_or(Value::Null);
+        let name = tool_name(&tool, &at)?;
+        let i = match bodies.iter().position(|b| b.tool == name) {
             Some(i) => i,
             None => {
-                bodies.push(Body::new(tool));
+                bodies.push(Body::new(name));
                 bodies.len() - 1
             }
         };
-        convert_run(run, &at, root, &mut bodies[i])?;
+        convert_run(&run, &tool, &at, root, &mut bodies[i])?;
     }
     Ok(bodies)
 }
 
-fn check_version(doc: &Value) -> Result<(), UploadError> {
-    let schema = doc.get("$schema").and_then(Value::as_str).unwrap_or("");
-    match doc.get("version") {
+fn check_version(doc: &Members) -> Result<(), UploadError> {
+    let schema = member(doc, "$schema");
+    let schema = schema.as_ref().and_then(Value::as_str).unwrap_or("");
+    match member(doc, "version") {
         Some(Value::String(v)) if v == "2.1.0" => Ok(()),
         Some(v) => Err(UploadError::new(
             "version",
@@ -56,11 +57,10 @@ fn check_version(doc: &Value) -> Result<(), UploadError> {
 }
 
 /// The driver's name, lowercased, spaces as dashes; every Semgrep edition is `semgrep`.
-fn tool_name(run: &Object, at: &str) -> Result<String, UploadError> {
+fn tool_name(tool: &Value, at: &str) -> Result<String, UploadError> {
     let path = format!("{at}.tool.driver.name");
-    let name = run
-        .get("tool")
-        .and_then(|t| t.get("driver"))
+    let name = tool
+        .get("driver")
         .and_then(|d| d.get("name"))
         .and_then(Value::as_str)
         .map(str::trim)
@@ -86,7 +86,8 @@ fn tool_name(run: &Object, at: &str) -> Result<String, UploadError> {
 
 /// What the results of one run are read against.
 struct Run<'a> {
-    run: &'a Object,
+    /// The URI of each of `artifacts`, by index.
+    artifact_uris: Vec<Option<String>>,
     /// `tool.driver.rules`, by index.
     driver_rules: Vec<&'a Object>,
     /// Every rule of the driver and the extensions, by id.
@@ -95,18 +96,17 @@ struct Run<'a> {
     roots: Vec<String>,
 }
 
+/// Reads the results of one run into `body`, one result at a time.
 fn convert_run(
-    run: &Object,
+    run: &Members,
+    tool: &Value,
     at: &str,
     root: Option<&str>,
     body: &mut Body,
 ) -> Result<(), UploadError> {
-    let tool = run.get("tool");
-    let driver_rules: Vec<&Object> = rule_list(tool.and_then(|t| t.get("driver")));
+    let driver_rules: Vec<&Object> = rule_list(tool.get("driver"));
     let mut rules = HashMap::new();
-    let extensions = tool
-        .and_then(|t| t.get("extensions"))
-        .and_then(Value::as_array);
+    let extensions = tool.get("extensions").and_then(Value::as_array);
     let extension_rules = extensions
         .into_iter()
         .flatten()
@@ -118,44 +118,49 @@ fn convert_run(
             body.add_rule(&check_id);
         }
     }
-    let ctx = Run {
-        run,
-        driver_rules,
-        rules,
-        roots: roots(run, root),
-    };
-    for artifact in run
-        .get("artifacts")
-        .and_then(Value::as_array)
+    // What the roots are read from, alone: the rest of the run may be large.
+    let bases: Object = ["originalUriBaseIds", "invocations"]
+        .into_iter()
+        .filter_map(|k| Some((k.to_string(), member(run, k)?)))
+        .collect();
+    let roots = roots(&bases, root);
+    // An artifact may carry the file's whole contents: each is parsed alone, for its URI.
+    let artifacts = run.get("artifacts").and_then(|a| elements(a));
+    let artifact_uris: Vec<Option<String>> = artifacts
         .into_iter()
         .flatten()
-    {
-        let uri = artifact
-            .get("location")
-            .and_then(|l| l.get("uri"))
-            .and_then(Value::as_str);
-        if let Some(path) = uri.and_then(|u| repo_path(u, &ctx.roots)) {
+        .map(|artifact| {
+            let artifact = tree(artifact);
+            let uri = artifact.get("location")?.get("uri")?.as_str()?;
+            Some(uri.to_string())
+        })
+        .collect();
+    for uri in artifact_uris.iter().flatten() {
+        if let Some(path) = repo_path(uri, &roots) {
             body.add_searched(&path);
         }
     }
+    let ctx = Run {
+        artifact_uris,
+        driver_rules,
+        rules,
+        roots,
+    };
     let results = match run.get("results") {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::Array(results)) => results,
-        Some(_) => {
-            return Err(UploadError::new(
-                format!("{at}.results"),
-                "must be an array",
-            ))
-        }
+        None => return Ok(()),
+        Some(raw) if raw.get() == "null" => return Ok(()),
+        Some(raw) => elements(raw)
+            .ok_or_else(|| UploadError::new(format!("{at}.results"), "must be an array"))?,
     };
     let (mut unusable, mut first): (usize, Option<UploadError>) = (0, None);
     for (i, result) in results.iter().enumerate() {
         let at = format!("{at}.results[{i}]");
-        let outcome = read_result(&ctx, body, result, &at).and_then(|draft| match draft {
+        let result = tree(result);
+        let outcome = read_result(&ctx, body, &result, &at).and_then(|draft| match draft {
             Some(d) => body.push(d).map_err(|m| UploadError::new(&at, m)),
             None => Ok(()),
         });
-        if outcome.is_err() || is_not_a_problem(result) {
+        if outcome.is_err() || is_not_a_problem(&result) {
             body.skipped += 1;
         }
         if let Err(e) = outcome {
@@ -236,9 +241,8 @@ fn read_result(
         .and_then(Value::as_str)
         .or_else(|| {
             let index = artifact?.get("index")?.as_u64()?;
-            let artifacts = ctx.run.get("artifacts")?.as_array()?;
-            let a = artifacts.get(usize::try_from(index).ok()?)?;
-            a.get("location")?.get("uri")?.as_str()
+            let uri = ctx.artifact_uris.get(usize::try_from(index).ok()?)?;
+            uri.as_deref()
         });
     let uri_at = format!("{at}.locations[0].physicalLocation.artifactLocation.uri");
     let uri = uri.ok_or_else(|| UploadError::new(&uri_at, "missing"))?;

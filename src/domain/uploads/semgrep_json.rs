@@ -5,6 +5,7 @@
 
 use super::body::{bounded, Body, Draft};
 use super::identity::Basis;
+use super::shallow::{elements, member, tree, Members};
 use super::UploadError;
 use crate::domain::findings::Severity;
 use serde_json::{Map, Value};
@@ -12,10 +13,10 @@ use serde_json::{Map, Value};
 // What Semgrep writes instead of code and fingerprints for a user who is not logged in.
 use super::identity::REQUIRES_LOGIN;
 
-pub(super) fn convert(doc: &Value) -> Result<Body, UploadError> {
-    let results = match doc.get("results") {
-        Some(Value::Array(r)) => r,
-        Some(_) => return Err(UploadError::new("results", "must be an array")),
+pub(super) fn convert(doc: &Members) -> Result<Body, UploadError> {
+    let results = match doc.get("results").map(|r| elements(r)) {
+        Some(Some(r)) => r,
+        Some(None) => return Err(UploadError::new("results", "must be an array")),
         None => {
             return Err(UploadError::new(
                 "results",
@@ -24,7 +25,8 @@ pub(super) fn convert(doc: &Value) -> Result<Body, UploadError> {
         }
     };
     let mut body = Body::new("semgrep".to_string());
-    let paths = doc.get("paths");
+    let paths = member(doc, "paths");
+    let paths = paths.as_ref();
     let scanned = paths
         .and_then(|p| p.get("scanned"))
         .and_then(Value::as_array);
@@ -45,7 +47,7 @@ pub(super) fn convert(doc: &Value) -> Result<Body, UploadError> {
     let (mut unusable, mut first): (usize, Option<UploadError>) = (0, None);
     for (i, result) in results.iter().enumerate() {
         let at = format!("results[{i}]");
-        let outcome = read_result(&body, result, &at)
+        let outcome = read_result(&body, &tree(result), &at)
             .and_then(|d| body.push(d).map_err(|m| UploadError::new(&at, m)));
         if let Err(e) = outcome {
             body.skipped += 1;

@@ -15,26 +15,24 @@ pub async fn run(args: DatabaseArgs) -> anyhow::Result<()> {
          nothing to do (see docs/CONFIG.md, Retention)"
     );
     let url = args.resolve_with_file(&file)?;
-    let store = Store::connect(&url).await?;
-    store.migrate().await?;
-    let before = store.storage_facts().await?.0;
-    let mode = store.auto_vacuum().await?;
-    store.close().await;
-    eprintln!("rewriting the database ({before} bytes); writers wait until this is done…");
-    crate::store::prune::vacuum_incremental(&url).await?;
-    let store = Store::connect(&url).await?;
-    let after = store.storage_facts().await?.0;
-    let now = store.auto_vacuum().await?;
-    store.close().await;
+    eprintln!("rewriting the database; writers wait until this is done…");
+    let done = crate::store::prune::vacuum_incremental(&url).await?;
     anyhow::ensure!(
-        now == Some(AutoVacuum::Incremental),
+        done.mode_after == AutoVacuum::Incremental,
         "the database is still not in incremental auto-vacuum mode after VACUUM"
     );
-    let was = match mode {
-        Some(AutoVacuum::Incremental) => "already incremental",
-        Some(AutoVacuum::Full) => "was full",
-        _ => "was none",
+    // The schema brought up to date, as every command that opens the database does.
+    let store = Store::connect(&url).await?;
+    store.migrate().await?;
+    store.close().await;
+    let was = match done.mode_before {
+        AutoVacuum::Incremental => "already incremental",
+        AutoVacuum::Full => "was full",
+        AutoVacuum::None => "was none",
     };
-    eprintln!("vacuumed: {before} → {after} bytes; auto_vacuum is incremental ({was})");
+    eprintln!(
+        "vacuumed: {} → {} bytes; auto_vacuum is incremental ({was})",
+        done.bytes_before, done.bytes_after
+    );
     Ok(())
 }

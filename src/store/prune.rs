@@ -190,12 +190,22 @@ fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// What `scanhook vacuum` did: the file's size and `auto_vacuum` mode before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vacuumed {
+    pub bytes_before: i64,
+    pub mode_before: AutoVacuum,
+    pub bytes_after: i64,
+    pub mode_after: AutoVacuum,
+}
+
 /// Rewrites the SQLite database at `url` in incremental auto-vacuum mode (`scanhook
 /// vacuum`): the one-time `VACUUM` an existing database needs before pruned space can go
 /// back to the file system. SQLite does not change `auto_vacuum` in WAL mode, so this
-/// leaves WAL for the rewrite, on a connection of its own, which needs every other one
-/// closed (serve stopped); it holds the write lock until done.
-pub async fn vacuum_incremental(url: &str) -> anyhow::Result<()> {
+/// leaves WAL for the rewrite, which needs every other connection closed (serve stopped);
+/// it holds the write lock until done. It all runs on one connection, opened before any
+/// pool of this process: a pool's connection still closing would hold the file.
+pub async fn vacuum_incremental(url: &str) -> anyhow::Result<Vacuumed> {
     use anyhow::Context;
     use sqlx::Connection;
     anyhow::ensure!(
@@ -206,6 +216,7 @@ pub async fn vacuum_incremental(url: &str) -> anyhow::Result<()> {
     let mut conn = sqlx::AnyConnection::connect(url)
         .await
         .with_context(|| format!("connecting to {}", super::redact(url)))?;
+    let (bytes_before, mode_before) = file_facts(&mut conn).await?;
     for step in [
         "PRAGMA journal_mode = DELETE",
         "PRAGMA auto_vacuum = INCREMENTAL",
@@ -217,6 +228,28 @@ pub async fn vacuum_incremental(url: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{step} (is a scanhook process still running?)"))?;
     }
+    let (bytes_after, mode_after) = file_facts(&mut conn).await?;
     conn.close().await?;
-    Ok(())
+    Ok(Vacuumed {
+        bytes_before,
+        mode_before,
+        bytes_after,
+        mode_after,
+    })
+}
+
+/// A SQLite file's size and `auto_vacuum` mode.
+async fn file_facts(conn: &mut sqlx::AnyConnection) -> anyhow::Result<(i64, AutoVacuum)> {
+    let row = sqlx::query(
+        "SELECT p.page_count * s.page_size AS n, a.auto_vacuum AS mode \
+         FROM pragma_page_count() p, pragma_page_size() s, pragma_auto_vacuum() a",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mode = match col::<i64>(&row, "mode")? {
+        1 => AutoVacuum::Full,
+        2 => AutoVacuum::Incremental,
+        _ => AutoVacuum::None,
+    };
+    Ok((col(&row, "n")?, mode))
 }

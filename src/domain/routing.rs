@@ -21,8 +21,10 @@ use super::findings::TriageState;
 use super::integration::Integration;
 use super::mode::RuleMode;
 use super::outbox::{NewMessage, Outbox, FINDINGS_PER_MESSAGE};
+use super::payload::{self, FindingFacts};
 use crate::ids::IntegrationId;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// A `semgrep_scan` to route.
@@ -40,12 +42,37 @@ pub struct Event<'a> {
     /// `subject.event` is the event's kind.
     pub subject: Subject<'a>,
     /// `{"<kind>": …}`.
-    pub object: String,
+    pub object: EventObject<'a>,
 }
 
 impl Event<'_> {
     pub fn kind(&self) -> EventKind {
         self.subject.event
+    }
+}
+
+/// The object an event adds to an array: written already, or a `semgrep_finding` written
+/// each time a body takes it. A scan of 100,000 new findings would otherwise hold all their
+/// objects at once, besides the bodies made of them.
+#[derive(Debug, Clone)]
+pub enum EventObject<'a> {
+    Json(String),
+    Finding(FindingFacts<'a>),
+}
+
+impl EventObject<'_> {
+    /// The object's JSON.
+    pub fn json(&self) -> Cow<'_, str> {
+        match self {
+            EventObject::Json(json) => Cow::Borrowed(json),
+            EventObject::Finding(facts) => Cow::Owned(payload::semgrep_finding(facts)),
+        }
+    }
+}
+
+impl From<String> for EventObject<'_> {
+    fn from(json: String) -> Self {
+        EventObject::Json(json)
     }
 }
 
@@ -306,8 +333,15 @@ fn arrays_of(events: &[Event], chosen: &[usize]) -> Vec<String> {
     chosen
         .chunks(FINDINGS_PER_MESSAGE)
         .map(|chunk| {
-            let objects: Vec<&str> = chunk.iter().map(|&n| events[n].object.as_str()).collect();
-            format!("[{}]", objects.join(","))
+            let mut array = String::from("[");
+            for (at, &n) in chunk.iter().enumerate() {
+                if at > 0 {
+                    array.push(',');
+                }
+                array.push_str(&events[n].object.json());
+            }
+            array.push(']');
+            array
         })
         .collect()
 }
@@ -395,7 +429,7 @@ fn chat_message(
     let triaged: Vec<(usize, Value)> = of_kind(EventKind::FindingTriaged)
         .map(|at| {
             let v: Value =
-                serde_json::from_str(&events[chosen[at].1].object).unwrap_or(Value::Null);
+                serde_json::from_str(&events[chosen[at].1].object.json()).unwrap_or(Value::Null);
             (at, v[EventKind::FindingTriaged.as_str()].clone())
         })
         .collect();
@@ -519,7 +553,7 @@ mod tests {
                 mode,
                 metadata: meta,
             },
-            object: format!("{{\"{kind}\":{n}}}"),
+            object: format!("{{\"{kind}\":{n}}}").into(),
         }
     }
 
@@ -910,7 +944,7 @@ mod tests {
                         mode: e.mode,
                         metadata: meta,
                     },
-                    object: format!("{{\"{}\":{n}}}", e.kind),
+                    object: format!("{{\"{}\":{n}}}", e.kind).into(),
                 })
                 .collect();
             let scan = ScanEvent { repository: "acme/api", git_ref: "refs/pull/3/merge", object: "{\"semgrep_scan\":{}}".into() };

@@ -21,10 +21,11 @@ use crate::domain::findings::{Change, Severity, TriageState};
 use crate::domain::lifecycle::{self, Decision, Known, Opened, Prior, State};
 use crate::domain::mode::RuleMode;
 use crate::domain::outbox::Claimant;
-use crate::domain::payload::{self, FindingFacts};
-use crate::domain::routing::{self, Event, FilterFailure, ScanEvent};
+use crate::domain::payload::FindingFacts;
+use crate::domain::routing::{self, Event, EventObject, FilterFailure, ScanEvent};
 use crate::domain::scan::ScanStatus;
 use crate::ids::{self, DeploymentId, ProjectId};
+use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -182,7 +183,16 @@ impl Store {
                 } else {
                     vec![]
                 };
-                let events = events(scan, &results, &plan, &loaded, &fixed, &wanted, now)?;
+                let keys = metadata_keys(&plan)?;
+                let events = events(
+                    scan,
+                    &results,
+                    (&plan, &keys),
+                    &loaded,
+                    &fixed,
+                    &wanted,
+                    now,
+                )?;
                 let routed = routing::route(&integrations, Some(&scan_event), &events, links);
                 let (notified, finding_payload) = finding_array(events)?;
                 let written = write(&mut tx, backend, scan, &plan, now).await?;
@@ -371,11 +381,12 @@ fn blocks(how: Opened, mode: RuleMode, triage_ignored: bool) -> bool {
 /// Step 2, the events: a `semgrep_finding` for every notified finding; when some
 /// integration receives them, a `finding_reopened` for every notified regression and a
 /// `finding_fixed` for every finding closed as fixed (`fixed`, as stored) that is not
-/// triaged as ignored.
+/// triaged as ignored. The plan comes with the keys of its metadata ([`metadata_keys`]);
+/// the `semgrep_finding` objects are written when a body takes them.
 fn events<'a>(
     scan: &'a Scan,
     results: &'a Results<'a>,
-    plan: &'a Plan<'a>,
+    (plan, keys): (&'a Plan<'a>, &'a HashMap<&'a str, MetadataKeys<'a>>),
     loaded: &'a Loaded,
     fixed: &'a [StoredFinding],
     wanted: &HashSet<EventKind>,
@@ -389,7 +400,6 @@ fn events<'a>(
             None => (scan.public_id.as_str(), now),
         };
         let meta = &plan.metadata[f.metadata().get()];
-        let keys: MetadataKeys = serde_json::from_str(meta.compact.get())?;
         let facts = FindingFacts {
             syntactic_id: &f.syntactic_id,
             git_ref: &scan.git_ref,
@@ -406,7 +416,7 @@ fn events<'a>(
             index: f.index,
             commit_date: f.commit_date.as_deref(),
             metadata: &meta.compact,
-            keys: &keys,
+            keys: &keys[f.metadata().get()],
         };
         let subject = |event| Subject {
             event,
@@ -420,14 +430,17 @@ fn events<'a>(
             mode: meta.mode,
             metadata: &meta.value,
         };
+        let reopened = (d.how == Opened::Regression
+            && wanted.contains(&EventKind::FindingReopened))
+        .then(|| finding_events::finding_reopened(&facts, scan.public_id.as_str(), now));
         out.push(Event {
             subject: subject(EventKind::Finding),
-            object: payload::semgrep_finding(&facts),
+            object: EventObject::Finding(facts),
         });
-        if d.how == Opened::Regression && wanted.contains(&EventKind::FindingReopened) {
+        if let Some(object) = reopened {
             out.push(Event {
                 subject: subject(EventKind::FindingReopened),
-                object: finding_events::finding_reopened(&facts, scan.public_id.as_str(), now),
+                object: object.into(),
             });
         }
     }
@@ -439,7 +452,7 @@ fn events<'a>(
             .with_facts(|facts| finding_events::finding_fixed(facts, scan.public_id.as_str(), now));
         out.push(Event {
             subject: f.subject(EventKind::FindingFixed),
-            object,
+            object: object.into(),
         });
     }
     Ok(out)
@@ -461,7 +474,7 @@ fn finding_array(events: Vec<Event<'_>>) -> anyhow::Result<(usize, Vec<u8>)> {
         if n > 0 {
             array.write_all(b",")?;
         }
-        array.write_all(event.object.as_bytes())?;
+        array.write_all(event.object.json().as_bytes())?;
         n += 1;
     }
     array.write_all(b"]")?;
@@ -649,12 +662,13 @@ async fn load_prior(
     )
     .bind(scan.project_id)
     .bind(&scan.git_ref)
-    .bind(&scan.tool)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut prior = HashMap::with_capacity(rows.len());
-    let mut identities = HashMap::with_capacity(rows.len());
-    for row in &rows {
+    .bind(&scan.tool);
+    // Row by row: a tool's 100,000 stored findings as rows take far more than as maps.
+    let mut rows = rows.fetch(&mut **tx);
+    let mut prior = HashMap::new();
+    let mut identities = HashMap::new();
+    while let Some(row) = rows.try_next().await? {
+        let row = &row;
         let key: String = col(row, "identity")?;
         if let Some(first_seen_scan_id) = col::<Option<String>>(row, "first_seen_scan_id")? {
             let identity = Identity {
@@ -707,6 +721,15 @@ async fn load_identities(
         }
     }
     Ok(out)
+}
+
+/// The keys of each distinct metadata value, by its raw text as uploaded (as
+/// [`Plan::metadata`]).
+fn metadata_keys<'p>(plan: &'p Plan<'_>) -> anyhow::Result<HashMap<&'p str, MetadataKeys<'p>>> {
+    plan.metadata
+        .iter()
+        .map(|(raw, meta)| Ok((*raw, serde_json::from_str(meta.compact.get())?)))
+        .collect()
 }
 
 /// Each distinct metadata value of the upload, compacted and hashed, by its raw text as

@@ -429,15 +429,17 @@ impl Store {
                 .iter()
                 .map(|f| Event {
                     subject: f.subject(EventKind::FindingTriaged),
-                    object: f.with_facts(|facts| {
-                        events::finding_triaged(
-                            facts,
-                            change.state,
-                            change.reason,
-                            change.comment,
-                            now,
-                        )
-                    }),
+                    object: f
+                        .with_facts(|facts| {
+                            events::finding_triaged(
+                                facts,
+                                change.state,
+                                change.reason,
+                                change.comment,
+                                now,
+                            )
+                        })
+                        .into(),
                 })
                 .collect();
             let routed = routing::route(&integrations, None, &events, self.links());

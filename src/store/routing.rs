@@ -39,7 +39,7 @@ pub struct Backfilled {
 fn finding_event(f: &StoredFinding) -> Event<'_> {
     Event {
         subject: f.subject(EventKind::Finding),
-        object: f.with_facts(payload::semgrep_finding),
+        object: f.with_facts(payload::semgrep_finding).into(),
     }
 }
 

@@ -32,9 +32,10 @@ use std::collections::HashSet;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Conversions running at once. Reading a SARIF log into memory takes many times the
-/// file's size (docs/BENCHMARKS.md), far more than the upload budget reserves for it, so
-/// one file is converted at a time and the others wait for it.
+/// Uploads converted and applied at once. Converting and applying a file takes a few
+/// times its size (about 4–5× for a 100,000-result SARIF log, docs/BENCHMARKS.md), more
+/// than the upload budget reserves for it, so one file is handled at a time and the
+/// others wait for it.
 static CONVERTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// `limit`: the largest file, the `/results` limit.

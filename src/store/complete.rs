@@ -654,7 +654,7 @@ async fn load_prior(
     tx: &mut Transaction<'static, Any>,
     scan: &Scan,
 ) -> anyhow::Result<(HashMap<String, StoredPrior>, HashMap<String, Identity>)> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT f.identity, f.state, f.path, f.rule_id, f.digest, i.first_seen_scan_id, \
          i.first_seen_at, i.triage_state FROM findings f \
          LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity \
@@ -664,7 +664,7 @@ async fn load_prior(
     .bind(&scan.git_ref)
     .bind(&scan.tool);
     // Row by row: a tool's 100,000 stored findings as rows take far more than as maps.
-    let mut rows = rows.fetch(&mut **tx);
+    let mut rows = query.fetch(&mut **tx);
     let mut prior = HashMap::new();
     let mut identities = HashMap::new();
     while let Some(row) = rows.try_next().await? {

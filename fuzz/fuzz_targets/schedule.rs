@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let failed = usize::from(args[0]);
     let retry_after = (args[1] & 1 == 1).then(|| {
-        Duration::from_secs(u64::from(u32::from_le_bytes(args[1..5].try_into().unwrap())))
+        Duration::from_secs(u64::from(u32::from_le_bytes(
+            args[1..5].try_into().unwrap(),
+        )))
     });
     // `unit` is documented as [0, 1).
     let unit = f64::from(u32::from_le_bytes(args[5..9].try_into().unwrap())) / 4_294_967_296.0;

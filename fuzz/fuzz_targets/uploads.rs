@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     };
     for body in converted {
         let results = Results::parse(&body.results_json).expect("a converted body parses");
-        results.check().expect("a converted body passes the /results checks");
+        results
+            .check()
+            .expect("a converted body passes the /results checks");
         assert_eq!(results.findings.len(), body.findings);
     }
 });

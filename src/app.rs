@@ -140,9 +140,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 /// The JSON API and the web UI side by side, with what every request passes through.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = crate::http::router(state.config.max_results_bytes).split_for_parts();
-    let doc = doc
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
+    let doc = crate::http::document_json(doc);
     Router::new()
         .merge(api)
         .merge(crate::ui::router().layer(axum::middleware::from_fn(
@@ -158,7 +156,7 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(Extension(Document(std::sync::Arc::new(doc + "\n"))))
+        .layer(Extension(Document(std::sync::Arc::new(doc))))
         .layer(DefaultBodyLimit::max(crate::http::MAX_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

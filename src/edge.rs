@@ -79,6 +79,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             other => body_read_failed(&other)
                 .unwrap_or_else(|| AppError::bad_request("unreadable_body", other.body_text())),
         })?;
+        // serde reads a struct from an array of its fields too (`[null, null]`); every body
+        // of the API is a JSON object, as documented.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
+        }
         let value = parse_json(&bytes)?;
         Ok(JsonBody(value, bytes))
     }
@@ -121,7 +129,54 @@ fn body_read_failed(e: &(dyn std::error::Error + 'static)) -> Option<AppError> {
 }
 
 /// Parses JSON, naming the path of the offending value in the error.
+///
+/// A number written with a zero fraction (`3.0`) is an integer to JSON Schema, and so to
+/// the OpenAPI document; serde refuses it for an integer field. A body that fails is read
+/// once more with such numbers as integers, so only bodies that would be refused pay.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    match parse_json_once(bytes) {
+        Err(
+            e @ AppError::Client {
+                code: "invalid_body",
+                ..
+            },
+        ) => match whole_numbers_as_integers(bytes) {
+            Some(rewritten) => parse_json_once(&rewritten),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// `bytes` with every whole number that has a fraction (`-714.0`) written as an integer,
+/// or `None` when it holds none.
+fn whole_numbers_as_integers(bytes: &[u8]) -> Option<Vec<u8>> {
+    fn rewrite(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                let Some(f) = n.as_f64() else { return false };
+                // Within ±2^53 every whole f64 is the integer it spells.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    *v = serde_json::Value::from(f as i64);
+                    true
+                } else {
+                    false
+                }
+            }
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, i| rewrite(i) | changed),
+            serde_json::Value::Object(fields) => fields
+                .values_mut()
+                .fold(false, |changed, f| rewrite(f) | changed),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    rewrite(&mut value).then(|| serde_json::to_vec(&value).expect("a JSON value serialises"))
+}
+
+fn parse_json_once<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -244,4 +299,31 @@ pub async fn read_body(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Exit {
+        exit_code: i64,
+        ratio: f64,
+    }
+
+    #[test]
+    fn whole_numbers_with_a_fraction_are_integers() {
+        let e: Exit = parse_json(br#"{"exit_code": -714.0, "ratio": 2.0}"#).unwrap();
+        assert_eq!(
+            e,
+            Exit {
+                exit_code: -714,
+                ratio: 2.0
+            }
+        );
+        let err = parse_json::<Exit>(br#"{"exit_code": 1.5, "ratio": 1}"#).unwrap_err();
+        assert!(err.to_string().contains("exit_code"), "{err}");
+        // Past 2^53 a float does not spell one integer: refused, not rounded.
+        assert!(parse_json::<Exit>(br#"{"exit_code": 1e300, "ratio": 1}"#).is_err());
+    }
 }

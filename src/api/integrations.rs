@@ -241,6 +241,7 @@ pub struct ModeIntegrations {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotifyIn {
     /// At least one integration id.
+    #[schema(min_items = 1)]
     pub integration_ids: Vec<IntegrationId>,
 }
 

@@ -238,10 +238,14 @@ impl From<&FindingRow> for FindingOut {
 pub struct TriageIn {
     /// Only `sast`.
     #[serde(default)]
+    #[schema(pattern = "^sast$")]
     pub issue_type: Option<String>,
     /// 1 to 10,000 finding ids; triage applies to each one's identity on every ref.
+    #[schema(min_items = 1, max_items = 10_000)]
     pub issue_ids: Vec<FindingId>,
-    /// One of ignored, reviewing, fixing, reopened, provisionally_ignored.
+    /// One of ignored, reviewing, fixing, reopened, provisionally_ignored (a finding is
+    /// untriaged until it is triaged, never triaged back to it).
+    #[schema(value_type = String, pattern = "^(ignored|reviewing|fixing|reopened|provisionally_ignored)$")]
     pub new_triage_state: TriageState,
     /// Why (for ignored: false_positive, acceptable_risk, no_time, …).
     #[serde(default)]
@@ -376,6 +380,7 @@ pub struct SearchIn {
     pub cursor: Option<String>,
     /// 1 to 500 (default 100).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

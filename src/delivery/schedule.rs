@@ -17,8 +17,12 @@ impl Default for Schedule {
     }
 }
 
+/// The longest step a schedule may have. Past a year a retry is no retry, and an unbounded
+/// step (up to `Duration::MAX`) overflowed when jitter lengthened it.
+pub const MAX_STEP: Duration = Duration::from_secs(365 * 86_400);
+
 impl Schedule {
-    /// `5s,5m,30m,2h`: comma-separated durations.
+    /// `5s,5m,30m,2h`: comma-separated durations, each at most [`MAX_STEP`].
     pub fn parse(s: &str) -> Result<Schedule, String> {
         let delays = s
             .split(',')
@@ -28,6 +32,9 @@ impl Schedule {
             .collect::<Result<Vec<_>, _>>()?;
         if delays.is_empty() {
             return Err("the retry schedule needs at least one delay".into());
+        }
+        if delays.iter().any(|d| *d > MAX_STEP) {
+            return Err("a retry delay must be at most 365d".into());
         }
         Ok(Schedule {
             delays,
@@ -50,7 +57,9 @@ impl Schedule {
     ) -> Option<Duration> {
         let base = *self.delays.get(failed_attempts.checked_sub(1)?)?;
         let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
-        let jittered = base.mul_f64(factor.max(0.0));
+        // `mul_f64` panics past `Duration::MAX`; a step built by hand may be that long.
+        let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0))
+            .unwrap_or(Duration::MAX);
         let longest = self.delays.iter().max().copied().unwrap_or(base);
         Some(match retry_after {
             Some(ra) => jittered.max(ra.min(longest)),
@@ -99,6 +108,22 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert!(Schedule::parse("").is_err());
+        assert!(Schedule::parse("1s,366d").is_err());
+        assert!(Schedule::parse("365d").is_ok());
         assert!(Schedule::parse("5s,soon").is_err());
+    }
+
+    /// Found by `fuzz/` (target `schedule`): a step of 5,111,111,111,111,110 hours parsed,
+    /// and the first retry after it panicked in `Duration::mul_f64` when jitter made it
+    /// longer still.
+    #[test]
+    fn fuzz_huge_step_is_refused_and_never_panics() {
+        let text = "1111111111115s,5111111111111110h,10h";
+        assert!(Schedule::parse(text).is_err());
+        let by_hand = Schedule {
+            delays: vec![Duration::MAX],
+            jitter: 0.2,
+        };
+        assert_eq!(by_hand.next_delay(1, None, 0.99), Some(Duration::MAX));
     }
 }

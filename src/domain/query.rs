@@ -58,7 +58,7 @@ impl QueryPairs {
 
     /// An integer parameter, or an error that names it.
     pub fn int(&self, key: &str) -> Result<Option<i64>, QueryError> {
-        self.one(key)
+        self.given(key)
             .map(|v| {
                 v.trim()
                     .parse()
@@ -80,7 +80,7 @@ impl QueryPairs {
                 range.end()
             ))
         };
-        match self.one(key) {
+        match self.given(key) {
             None => Ok(None),
             Some(v) => match v.trim().parse::<i64>() {
                 Ok(n) if range.contains(&n) => Ok(Some(n)),
@@ -91,7 +91,7 @@ impl QueryPairs {
 
     /// A boolean parameter (`true`/`false`/`1`/`0`).
     pub fn bool(&self, key: &str) -> Result<Option<bool>, QueryError> {
-        self.one(key)
+        self.given(key)
             .map(|v| match v {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
@@ -128,6 +128,10 @@ mod tests {
         assert!(e.0.contains("`big`") && e.0.contains("1000000"), "{e}");
         assert!(q.bool("b").is_err());
         assert_eq!(q.given("e"), None);
+        // An empty value is no value, for every reader.
+        assert_eq!(q.int("e"), Ok(None));
+        assert_eq!(q.int_in("e", 1..=2), Ok(None));
+        assert_eq!(q.bool("e"), Ok(None));
         assert_eq!(q.one("e"), Some(""));
     }
 }

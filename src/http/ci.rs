@@ -390,6 +390,12 @@ async fn fail_open_report(
 ) -> AppResult<Json<Success>> {
     let raw = read_body(body, declared_length(&headers), MAX_FAILURE_REPORT).await?;
     let report: Value = parse_json(&raw)?;
+    if !report.is_object() {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "the report must be a JSON object, as semgrep ci sends it",
+        ));
+    }
     let request_id = report.get("request_id").and_then(Value::as_str);
     if request_id.is_some_and(|r| r.contains('\0')) {
         return Err(AppError::bad_request(

@@ -120,9 +120,98 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The document as the pretty-printed JSON that is served and committed.
 pub fn openapi_json() -> String {
-    let mut text = openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
+    document_json(openapi())
+}
+
+/// A generated document as the pretty-printed JSON that is served and committed.
+pub fn document_json(doc: utoipa::openapi::OpenApi) -> String {
+    let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+    allow_empty_query_values(&mut doc);
+    let mut text = serde_json::to_string_pretty(&doc).expect("a JSON value serialises");
     text.push('\n');
     text
+}
+
+/// Marks every optional query parameter `allowEmptyValue`: the API and the UI read query
+/// strings alike (`domain::query`), and an empty value (`?integration=`, what a form's
+/// blank field sends) means the parameter is not given. utoipa has no attribute for it
+/// (the keyword is deprecated in OpenAPI 3.1, yet it is still the one that says this).
+fn allow_empty_query_values(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut());
+    for op in operations {
+        let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
+            continue;
+        };
+        for param in params.iter_mut().filter_map(|p| p.as_object_mut()) {
+            let optional_query = param.get("in").and_then(|v| v.as_str()) == Some("query")
+                && param.get("required").and_then(|v| v.as_bool()) != Some(true);
+            if optional_query {
+                param.insert("allowEmptyValue".into(), serde_json::Value::Bool(true));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::findings::{Change, TriageState};
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::from_str(&super::openapi_json()).unwrap()
+    }
+
+    /// The patterns written out in the annotations name exactly what the server accepts.
+    #[test]
+    fn spelled_out_patterns_match_the_types() {
+        let doc = doc();
+        let params = doc["paths"]["/api/v1/deployments/{deployment}/scan/{scan_id}/findings"]
+            ["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let change = params.iter().find(|p| p["name"] == "change").unwrap();
+        let names: Vec<&str> = ["all", "opened", "notified"]
+            .into_iter()
+            .chain(Change::ALL.iter().map(|c| c.as_str()))
+            .collect();
+        let expected = format!("^({})$", names.join("|"));
+        assert_eq!(change["schema"]["pattern"], expected.as_str());
+
+        let triage = &doc["components"]["schemas"]["TriageIn"]["properties"]["new_triage_state"];
+        let states: Vec<&str> = TriageState::ALL
+            .iter()
+            .filter(|t| **t != TriageState::Untriaged)
+            .map(|t| t.as_str())
+            .collect();
+        let pattern = triage["pattern"].as_str().unwrap();
+        let mut listed: Vec<&str> = pattern[2..pattern.len() - 2].split('|').collect();
+        listed.sort_unstable();
+        let mut states = states;
+        states.sort_unstable();
+        assert_eq!(listed, states);
+    }
+
+    #[test]
+    fn optional_query_parameters_allow_empty_values() {
+        let doc = doc();
+        let params = doc["paths"]["/api/v1/deliveries"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        assert!(
+            params.iter().all(|p| p["allowEmptyValue"] == true),
+            "{params:?}"
+        );
+        let path_params = doc["paths"]["/api/v1/deliveries/{msg_id}"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        assert!(path_params
+            .iter()
+            .all(|p| p.get("allowEmptyValue").is_none()));
+    }
 }

@@ -214,7 +214,7 @@ async fn get_scan(
     params(
         ("deployment" = String, Path, description = "The deployment's slug or numeric id"),
         ("scan_id" = String, Path, description = "The scan's numeric or public id"),
-        ("change" = Option<String>, Query, description = "all (default), opened, notified, or one change: new, regression, reopened, from_other_ref, fixed, ignored, removed, nosemgrep"),
+        ("change" = Option<String>, Query, pattern = "^(all|opened|notified|new|regression|reopened|from_other_ref|fixed|ignored|removed|nosemgrep)$", description = "all (default), opened, notified, or one change: new, regression, reopened, from_other_ref, fixed, ignored, removed, nosemgrep"),
     ),
     responses((status = 200, description = "The findings, each with its `scan_change`", body = FindingList), Refusals, AdminRefusals))]
 async fn scan_findings(
@@ -224,7 +224,7 @@ async fn scan_findings(
     q: QueryPairs,
 ) -> AppResult<Json<FindingList>> {
     let s = load_scan(&st, &admin, &dep, &scan_id).await?;
-    let (changes, notified): (Vec<Change>, bool) = match q.one("change").unwrap_or("all") {
+    let (changes, notified): (Vec<Change>, bool) = match q.given("change").unwrap_or("all") {
         "all" => (vec![], false),
         "opened" => (Change::OPENINGS.to_vec(), false),
         "notified" => (vec![], true),

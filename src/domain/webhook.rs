@@ -28,6 +28,11 @@ impl WebhookUrl {
         if url.host().is_none() {
             return Err("the webhook URL has no host".into());
         }
+        // Parsing percent-encodes what needs it: the limit holds for what is stored too, so
+        // that a stored URL is accepted again.
+        if url.as_str().len() > 2048 {
+            return Err("the webhook URL is longer than 2048 characters once encoded".into());
+        }
         Ok(WebhookUrl(url))
     }
 
@@ -76,6 +81,21 @@ pub fn check_name(name: &str) -> Result<&str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/fuzz_targets/webhook_url.rs`: 1,243 bytes that encode to more than
+    /// 2,048 were accepted, and the stored URL was then refused.
+    #[test]
+    fn an_accepted_url_is_accepted_again() {
+        let short = format!("http://example.com/{}", "é".repeat(600));
+        assert!(short.len() <= 2048);
+        assert!(WebhookUrl::parse(&short).is_err(), "encodes to 5,419 bytes");
+        let fuzzed = include_bytes!("testdata/webhook_url_encodes_past_the_limit");
+        if let Ok(url) = WebhookUrl::parse(&std::str::from_utf8(fuzzed).unwrap()) {
+            assert_eq!(WebhookUrl::parse(url.as_str()).unwrap(), url);
+        }
+        let fine = WebhookUrl::parse("https://example.com/a b").unwrap();
+        assert_eq!(WebhookUrl::parse(fine.as_str()).unwrap(), fine);
+    }
 
     #[test]
     fn masked_urls_keep_the_host_and_hide_the_credential() {

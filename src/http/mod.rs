@@ -160,6 +160,7 @@ fn allow_empty_query_values(doc: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::event_kind::EventKind;
     use crate::domain::findings::{Change, TriageState};
     use serde_json::Value;
 
@@ -195,6 +196,11 @@ mod tests {
         let mut states = states;
         states.sort_unstable();
         assert_eq!(listed, states);
+
+        let event = &doc["paths"]["/api/v1/schemas/{event}"]["get"]["parameters"][0];
+        let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        let expected = format!("^({})(\\.json)?$", kinds.join("|"));
+        assert_eq!(event["schema"]["pattern"], expected.as_str());
     }
 
     #[test]

@@ -138,7 +138,8 @@ async fn openapi_document(Extension(doc): Extension<Document>) -> Response {
 /// `finding_triaged` or `test`. Public, like this document: it describes what receivers
 /// get, nothing of any deployment.
 #[utoipa::path(get, path = "/api/v1/schemas/{event}", tag = "ops",
-    params(("event" = String, Path, description = "The event type (X-Scanhook-Event)")),
+    params(("event" = String, Path, pattern = "^(semgrep_scan|semgrep_finding|finding_fixed|finding_reopened|finding_triaged|test)(\\.json)?$",
+        description = "The event type (X-Scanhook-Event), optionally with `.json`")),
     responses(
         (status = 200, description = "The schema", body = Object, content_type = "application/schema+json"),
         (status = 404, description = "No such event type", body = ErrorBody),

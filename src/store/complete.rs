@@ -29,7 +29,6 @@ use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use std::collections::{HashMap, HashSet};
 
@@ -880,62 +879,42 @@ async fn upsert_findings(
     // Part by part: the cells and returned rows of a scan of 100,000 findings would take
     // more memory than the findings themselves.
     for part in rows.chunks(UPSERT_PART) {
-        let returned = upsert_part(tx, backend, scan, part, metadata, metadata_ids, now).await?;
-        for row in &returned {
-            ids.insert(col(row, "identity")?, col(row, "id")?);
-        }
-    }
-    Ok(ids)
-}
-
-/// Findings upserted by one call of [`upsert_part`].
-const UPSERT_PART: usize = 5_000;
-
-async fn upsert_part(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    scan: &Scan,
-    rows: &[(&Finding<'_>, State, String)],
-    metadata: &HashMap<&str, Metadata>,
-    metadata_ids: &HashMap<String, i64>,
-    now: Micros,
-) -> anyhow::Result<Vec<AnyRow>> {
-    let cells: Vec<Vec<Cell>> = rows
-        .iter()
-        .map(|(f, state, digest)| {
-            let meta = &metadata[f.metadata().get()];
-            vec![
-                scan.deployment_id.into(),
-                scan.project_id.into(),
-                scan.git_ref.as_str().into(),
-                f.key().into(),
-                f.syntactic_id.as_ref().into(),
-                f.match_based_id.as_deref().into(),
-                f.check_id.as_ref().into(),
-                f.path.as_ref().into(),
-                f.line.into(),
-                f.column.into(),
-                f.end_line.into(),
-                f.end_column.into(),
-                f.message.as_ref().into(),
-                f.severity.into(),
-                f.index.into(),
-                f.commit_date.as_deref().into(),
-                metadata_ids[&meta.hash].into(),
-                meta.mode.as_str().into(),
-                meta.policy_slug.as_deref().into(),
-                state.as_str().into(),
-                digest.as_str().into(),
-                now.into(),
-                now.into(),
-                now.into(),
-                scan.id.into(),
-                scan.tool.as_str().into(),
-            ]
-        })
-        .collect();
-    // A regression is relevant again from now; a finding that stays open keeps its date.
-    let tail = "ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
+        let cells: Vec<Vec<Cell>> = part
+            .iter()
+            .map(|(f, state, digest)| {
+                let meta = &metadata[f.metadata().get()];
+                vec![
+                    scan.deployment_id.into(),
+                    scan.project_id.into(),
+                    scan.git_ref.as_str().into(),
+                    f.key().into(),
+                    f.syntactic_id.as_ref().into(),
+                    f.match_based_id.as_deref().into(),
+                    f.check_id.as_ref().into(),
+                    f.path.as_ref().into(),
+                    f.line.into(),
+                    f.column.into(),
+                    f.end_line.into(),
+                    f.end_column.into(),
+                    f.message.as_ref().into(),
+                    f.severity.into(),
+                    f.index.into(),
+                    f.commit_date.as_deref().into(),
+                    metadata_ids[&meta.hash].into(),
+                    meta.mode.as_str().into(),
+                    meta.policy_slug.as_deref().into(),
+                    state.as_str().into(),
+                    digest.as_str().into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                    scan.id.into(),
+                    scan.tool.as_str().into(),
+                ]
+            })
+            .collect();
+        // A regression is relevant again from now; a finding that stays open keeps its date.
+        let tail = "ON CONFLICT (project_id, git_ref, identity) DO UPDATE SET \
          syntactic_id = excluded.syntactic_id, match_based_id = excluded.match_based_id, \
          path = excluded.path, line = excluded.line, col = excluded.col, \
          end_line = excluded.end_line, end_col = excluded.end_col, \
@@ -948,5 +927,13 @@ async fn upsert_part(
            THEN excluded.state_updated_at ELSE findings.state_updated_at END, \
          state = excluded.state, last_scan_id = excluded.last_scan_id \
          RETURNING id, identity";
-    bulk_insert(tx, backend, "findings", &FINDING_COLS, &cells, tail).await
+        let returned = bulk_insert(tx, backend, "findings", &FINDING_COLS, &cells, tail).await?;
+        for row in &returned {
+            ids.insert(col(row, "identity")?, col(row, "id")?);
+        }
+    }
+    Ok(ids)
 }
+
+/// Findings per part of [`upsert_findings`].
+const UPSERT_PART: usize = 5_000;

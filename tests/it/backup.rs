@@ -22,10 +22,9 @@ async fn scan(app: &TestApp, n: u64) {
         .await;
 }
 
-#[tokio::test]
-async fn a_backup_under_load_restores_into_a_serving_copy() {
-    // Delivery off: what the scans queue stays pending, to be delivered by the restored copy.
-    let app = TestApp::spawn_with(Db::Sqlite, |c| c.deliver = false).await;
+/// An integration on a local receiver, then five scans (their messages stay pending while
+/// delivery is off).
+async fn feed_and_five_scans(app: &TestApp) -> (Receiver, Value) {
     let rx = Receiver::start().await;
     let hook = app
         .admin_post(
@@ -34,8 +33,16 @@ async fn a_backup_under_load_restores_into_a_serving_copy() {
         )
         .await;
     for n in 0..5 {
-        scan(&app, n).await;
+        scan(app, n).await;
     }
+    (rx, hook)
+}
+
+#[tokio::test]
+async fn a_backup_under_load_restores_into_a_serving_copy() {
+    // Delivery off: what the scans queue stays pending, to be delivered by the restored copy.
+    let app = TestApp::spawn_with(Db::Sqlite, |c| c.deliver = false).await;
+    let (rx, hook) = feed_and_five_scans(&app).await;
     // The backup runs while more scans come in; it holds what was committed when it began.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.db");
@@ -118,16 +125,7 @@ async fn a_backup_under_load_restores_into_a_serving_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pg_dump_restores_into_a_serving_database() {
     let app = TestApp::spawn_with(Db::Postgres, |c| c.deliver = false).await;
-    let rx = Receiver::start().await;
-    let hook = app
-        .admin_post(
-            "/api/v1/integrations",
-            &json!({"name": "Feed", "url": rx.url}),
-        )
-        .await;
-    for n in 0..5 {
-        scan(&app, n).await;
-    }
+    let (rx, hook) = feed_and_five_scans(&app).await;
     let pending = app
         .admin_get("/api/v1/deliveries?status=pending&limit=1000")
         .await["deliveries"]

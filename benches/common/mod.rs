@@ -204,7 +204,11 @@ pub async fn serve(db: &str, deliver: bool, extra: &[&str]) -> (Child, String) {
     ])
     .args(["--deliver-allow-cidrs", "127.0.0.0/8"])
     .args(extra)
-    .env("SCANHOOK_LOG", "warn")
+    // `BENCH_SERVE_LOG=sqlx::query=debug` shows every statement serve runs.
+    .env(
+        "SCANHOOK_LOG",
+        std::env::var("BENCH_SERVE_LOG").unwrap_or_else(|_| "warn".into()),
+    )
     .env("RUST_LOG", "warn")
     .env("SCANHOOK_SECRET_KEY_FILE", key_file(db))
     .stdout(Stdio::null())

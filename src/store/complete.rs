@@ -116,9 +116,10 @@ impl Store {
         block_rules: &HashSet<String>,
         claimant: Option<&dyn Claimant>,
     ) -> anyhow::Result<Completion> {
-        // Read before the transaction: a change of integrations racing a completion may
-        // land on either side of it.
-        let integrations = self.list_integrations(scan.deployment_id).await?;
+        // Read before the transaction, from memory (`store::cache`: a change made through
+        // another node is seen within a second): a change of integrations racing a
+        // completion may land on either side of it.
+        let integrations = self.cached_integrations(scan.deployment_id).await?;
         let wanted: HashSet<EventKind> = integrations
             .iter()
             .filter(|i| i.enabled)

@@ -161,6 +161,7 @@ impl Store {
         deployment_id: DeploymentId,
         new: &NewIntegration<'_>,
     ) -> anyhow::Result<Integration> {
+        let _changing = self.integrations_changing();
         let now = clock::now();
         let public_id = IntegrationId::generate();
         let (url, sealed_url) = url_columns(new.kind, new.url, self.key()?)?;
@@ -256,6 +257,7 @@ impl Store {
         public_id: &IntegrationId,
         change: &IntegrationChange<'_>,
     ) -> anyhow::Result<Option<Integration>> {
+        let _changing = self.integrations_changing();
         let enabled = change.enabled.map(i64::from).unwrap_or(-1);
         // The kind is fixed at creation; it says how a new URL is stored.
         let (url, sealed_url) = match change.url {
@@ -303,6 +305,7 @@ impl Store {
         deployment_id: DeploymentId,
         public_id: &IntegrationId,
     ) -> anyhow::Result<bool> {
+        let _changing = self.integrations_changing();
         let mut tx = self.writer().begin().await?;
         sqlx::query(
             "DELETE FROM mode_integrations WHERE integration_id IN \
@@ -328,6 +331,7 @@ impl Store {
         deployment_id: DeploymentId,
         public_id: &IntegrationId,
     ) -> anyhow::Result<Option<Integration>> {
+        let _changing = self.integrations_changing();
         let now = clock::now();
         sqlx::query(
             "UPDATE integrations SET old_secret = secret, old_secret_until = $1, secret = $2, \
@@ -351,6 +355,7 @@ impl Store {
         public_ids: &[IntegrationId],
         notify: bool,
     ) -> anyhow::Result<Vec<IntegrationId>> {
+        let _changing = self.integrations_changing();
         let all = self.list_integrations(deployment_id).await?;
         let mut unknown = Vec::new();
         let mut tx = self.writer().begin().await?;

@@ -490,8 +490,12 @@ impl Store {
                 None => last.push(r),
             }
         }
-        self.apply_streaks(&mut tx, &last, disable_after).await?;
+        let streaks_moved = self.apply_streaks(&mut tx, &last, disable_after).await?;
         tx.commit().await?;
+        if streaks_moved {
+            // Integrations as cached now hold an old streak (or say enabled).
+            drop(self.integrations_changing());
+        }
         Ok(())
     }
 
@@ -503,7 +507,7 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         last: &[&AttemptRecord],
         disable_after: Micros,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let ids: Vec<String> = last.iter().map(|r| r.integration_id.to_string()).collect();
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE",
@@ -521,6 +525,7 @@ impl Store {
         }
         // Ended streaks: all of them in one statement.
         let mut ended = Vec::new();
+        let mut moved = false;
         for r in last {
             // An integration deleted meanwhile has no streak left to move.
             let Some(&failing_since) = since.get(&r.integration_id) else {
@@ -533,6 +538,7 @@ impl Store {
                 Streak::Ended => {}
                 Streak::Failing { since } if failing_since == Some(since) => {}
                 Streak::Failing { since } => {
+                    moved = true;
                     sqlx::query("UPDATE integrations SET failing_since = $1 WHERE id = $2")
                         .bind(since)
                         .bind(r.integration_id)
@@ -540,6 +546,7 @@ impl Store {
                         .await?;
                 }
                 Streak::Disable { since, reason } => {
+                    moved = true;
                     sqlx::query(
                         "UPDATE integrations SET enabled = 0, disabled_reason = $1, \
                          failing_since = $2 WHERE id = $3",
@@ -560,7 +567,7 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        Ok(())
+        Ok(moved || !ended.is_empty())
     }
 
     /// Claims and attempt records need not wait for the disk: losing one in a crash only

@@ -3,8 +3,9 @@
 //! only in the migrations (`migrations/sqlite`, `migrations/postgres`) and in connecting.
 //!
 //! - [`deployments`], [`tokens`]: tenants and their bearer tokens.
-//! - [`rules`]: rules, policies and modes; [`rules_cache`]: the rules every scan reads, kept
-//!   in memory between changes.
+//! - [`rules`]: rules, policies and modes.
+//! - [`cache`]: what every request reads (a deployment's rules, who a token is), kept in
+//!   memory between the writes that change it.
 //! - [`scans`]: scans as the CI protocol moves them through their states.
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
 //! - [`findings`]: reading and triaging findings.
@@ -14,6 +15,7 @@
 //! - [`sessions`]: web UI sessions.
 //! - [`secrets`]: the key that seals this database's secrets.
 
+pub mod cache;
 pub mod complete;
 pub mod deployments;
 pub mod findings;
@@ -22,7 +24,6 @@ pub mod messages;
 pub mod prune;
 pub mod routing;
 pub mod rules;
-pub mod rules_cache;
 pub mod scans;
 pub mod secrets;
 pub mod sessions;
@@ -53,8 +54,9 @@ pub struct Store {
     key: Option<std::sync::Arc<crate::secrets::SecretKey>>,
     /// Where chat messages routed here link to (`--public-url`).
     links: std::sync::Arc<crate::domain::routing::Links>,
-    /// The rules of each deployment between changes (shared by the store's clones).
-    rules_cache: std::sync::Arc<rules_cache::RulesCache>,
+    /// What the hot path reads, between the writes that change it (shared by the store's
+    /// clones).
+    caches: std::sync::Arc<cache::Caches>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -94,7 +96,7 @@ impl Store {
                     backend,
                     key: None,
                     links: Default::default(),
-                    rules_cache: Default::default(),
+                    caches: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -110,7 +112,7 @@ impl Store {
                     backend,
                     key: None,
                     links: Default::default(),
-                    rules_cache: Default::default(),
+                    caches: Default::default(),
                 })
             }
         }

@@ -125,6 +125,45 @@ pub(crate) fn decompress(stored: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// A scan just created, as a read of it would return it: one statement less on the path
+/// every `semgrep ci` run takes.
+fn new_scan(
+    (id, public_id): (ScanId, PublicScanId),
+    (deployment_id, project_id): (DeploymentId, ProjectId),
+    req: &CreateScan,
+    tool: &str,
+    now: Micros,
+    (git_ref, ignored_files): (String, &str),
+) -> anyhow::Result<Scan> {
+    let meta = &req.project_metadata;
+    Ok(Scan {
+        id,
+        public_id,
+        deployment_id,
+        project_id,
+        project: meta.repository.clone(),
+        unique_id: req.scan_metadata.unique_id.clone(),
+        git_ref,
+        tool: tool.to_string(),
+        is_full_scan: meta.is_full_scan,
+        cli_version: req.scan_metadata.cli_version.clone(),
+        meta: meta.clone(),
+        ignored_files: serde_json::from_str(ignored_files)?,
+        status: ScanStatus::Running,
+        started_at: now,
+        completed_at: None,
+        exit_code: None,
+        has_results: false,
+        stats: None,
+        n_findings: 0,
+        n_opened: 0,
+        n_fixed: 0,
+        n_notified: 0,
+        n_blocking: 0,
+        scan_payload: None,
+    })
+}
+
 /// Fail-open reports kept per deployment.
 pub const FAILURES_KEPT: i64 = 1000;
 
@@ -156,6 +195,46 @@ impl Store {
     ) -> anyhow::Result<Scan> {
         let now = clock::now();
         let meta = &req.project_metadata;
+        let public_id = PublicScanId::generate();
+        let git_ref = meta.git_ref();
+        let meta_json = serde_json::to_string(meta)?;
+        // Most scans are of a project seen before, whose repo_url they do not change: one
+        // statement on the writer, no transaction around it. It inserts nothing if the
+        // project is new, its repo_url changes, or the unique_id is taken; the general
+        // path below then decides.
+        let known = sqlx::query(
+            "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
+             is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
+             SELECT $1, p.deployment_id, p.id, $2, $3, $4, $5, $6, p.ignored_files, 'running', \
+             $7, $8 FROM projects p WHERE p.deployment_id = $9 AND p.name = $10 \
+             AND ($11 IS NULL OR p.repo_url = $11) \
+             ON CONFLICT (deployment_id, unique_id) DO NOTHING \
+             RETURNING id, project_id, ignored_files",
+        )
+        .bind(&public_id)
+        .bind(&req.scan_metadata.unique_id)
+        .bind(&git_ref)
+        .bind(meta.is_full_scan as i64)
+        .bind(&req.scan_metadata.cli_version)
+        .bind(&meta_json)
+        .bind(now)
+        .bind(tool)
+        .bind(deployment_id)
+        .bind(&meta.repository)
+        .bind(&meta.repo_url)
+        .fetch_optional(self.writer())
+        .await?;
+        if let Some(row) = known {
+            let ignored: String = col(&row, "ignored_files")?;
+            return new_scan(
+                (col(&row, "id")?, public_id),
+                (deployment_id, col(&row, "project_id")?),
+                req,
+                tool,
+                now,
+                (git_ref, &ignored),
+            );
+        }
         let mut tx = self.writer().begin().await?;
         // The upsert returns the project, new or not: one statement on the writer, not two.
         let project = sqlx::query(
@@ -176,31 +255,39 @@ impl Store {
             "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
              is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10, $11) \
-             ON CONFLICT (deployment_id, unique_id) DO NOTHING",
+             ON CONFLICT (deployment_id, unique_id) DO NOTHING RETURNING id",
         )
-        .bind(PublicScanId::generate())
+        .bind(&public_id)
         .bind(deployment_id)
         .bind(project_id)
         .bind(&req.scan_metadata.unique_id)
-        .bind(meta.git_ref())
+        .bind(&git_ref)
         .bind(meta.is_full_scan as i64)
         .bind(&req.scan_metadata.cli_version)
-        .bind(serde_json::to_string(meta)?)
-        .bind(ignored)
+        .bind(&meta_json)
+        .bind(&ignored)
         .bind(now)
         .bind(tool)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 1 {
-            tx.commit().await?;
-        } else {
+        let Some(inserted) = inserted else {
             // A retry, or the id of a scan of another project: the project this call may
             // have made (and any repo_url it changed) goes with the transaction.
             tx.rollback().await?;
-        }
-        self.scan_by_unique_id(deployment_id, &req.scan_metadata.unique_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("scan vanished after insert"))
+            return self
+                .scan_by_unique_id(deployment_id, &req.scan_metadata.unique_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("scan vanished after insert"));
+        };
+        tx.commit().await?;
+        new_scan(
+            (col(&inserted, "id")?, public_id),
+            (deployment_id, project_id),
+            req,
+            tool,
+            now,
+            (git_ref, &ignored),
+        )
     }
 
     pub async fn scan_by_unique_id(

@@ -97,6 +97,7 @@ impl Store {
     /// restarted with the new key file.
     pub async fn rotate_key(&self, new: &SecretKey) -> anyhow::Result<usize> {
         let old = self.key()?;
+        let _changing = self.integrations_changing();
         let mut tx = self.writer().begin().await?;
         let rows = sqlx::query("SELECT id, secret, old_secret, sealed_url FROM integrations")
             .fetch_all(&mut *tx)

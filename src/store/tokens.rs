@@ -8,6 +8,8 @@ use crate::domain::globs::Globs;
 use crate::domain::tokens::{NewToken, Scope, TokenState};
 use crate::ids::{self, DeploymentId, TokenId};
 use sqlx::any::AnyRow;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// How stale `last_used_at` may be before a request writes it again: a busy CI token would
@@ -43,6 +45,20 @@ pub struct Authenticated {
     /// The projects a CI token may reach (`None`: all of its deployment's).
     pub repos: Option<Globs>,
 }
+
+/// A token as [`Store::authenticate`] keeps it in memory.
+#[derive(Debug)]
+pub struct KnownToken {
+    pk: i64,
+    expires_at: Option<Micros>,
+    revoked_at: Option<Micros>,
+    /// When it was last recorded as used ([`NEVER`]: not yet).
+    last_used_at: AtomicI64,
+    who: Authenticated,
+}
+
+/// `last_used_at` of a token never used.
+const NEVER: Micros = Micros::MIN;
 
 /// What revoking did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +158,7 @@ impl Store {
         deployment_id: DeploymentId,
         public_id: &TokenId,
     ) -> anyhow::Result<Revoked> {
+        let _changing = self.tokens_changing();
         let mut tx = self.writer().begin().await?;
         let row = sqlx::query(
             "SELECT id, revoked_at FROM tokens WHERE deployment_id = $1 AND public_id = $2",
@@ -170,15 +187,54 @@ impl Store {
         Ok(Revoked::Now)
     }
 
-    /// Who a presented token is, if it is one of ours and still usable.
+    /// Who a presented token is, if it is one of ours and still usable. Tokens found are
+    /// kept in memory for a second (`store::cache`): a revocation through this process is
+    /// seen by its next request, one through another node within that second.
     pub async fn authenticate(&self, token: &str) -> anyhow::Result<Option<Authenticated>> {
         let hash = ids::token_hash(token);
+        let cache = &self.caches.tokens;
+        let known = match cache.get(&hash) {
+            Some(known) => known,
+            None => {
+                let generation = cache.generation();
+                let Some(known) = self.known_token(&hash).await? else {
+                    return Ok(None);
+                };
+                let known = Arc::new(known);
+                cache.put(hash, generation, known.clone());
+                known
+            }
+        };
+        let now = clock::now();
+        if TokenState::at(now, known.expires_at, known.revoked_at) != TokenState::Active {
+            return Ok(None);
+        }
+        let last_used = known.last_used_at.load(Ordering::Relaxed);
+        let stale = last_used == NEVER || last_used < now - LAST_USED_RESOLUTION;
+        // One request of those that find it stale writes it.
+        if stale
+            && known
+                .last_used_at
+                .compare_exchange(last_used, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(known.pk)
+                .execute(self.writer())
+                .await?;
+        }
+        Ok(Some(known.who.clone()))
+    }
+
+    /// The token with this hash, as [`Store::authenticate`] keeps it.
+    async fn known_token(&self, hash: &str) -> anyhow::Result<Option<KnownToken>> {
         let row = sqlx::query(
             "SELECT t.id AS token_pk, t.token_hash, t.scope, t.public_id, t.repos, \
              t.last_used_at, t.expires_at, t.revoked_at, d.id, d.slug, d.name FROM tokens t \
              JOIN deployments d ON d.id = t.deployment_id WHERE t.token_hash = $1",
         )
-        .bind(&hash)
+        .bind(hash)
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -188,34 +244,28 @@ impl Store {
         if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
             return Ok(None);
         }
-        let now = clock::now();
-        let state = TokenState::at(now, col(&row, "expires_at")?, col(&row, "revoked_at")?);
-        if state != TokenState::Active {
-            return Ok(None);
-        }
-        let last_used: Option<Micros> = col(&row, "last_used_at")?;
-        if last_used.is_none_or(|t| t < now - LAST_USED_RESOLUTION) {
-            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(col::<i64>(&row, "token_pk")?)
-                .execute(self.writer())
-                .await?;
-        }
         let repos = col::<Option<String>>(&row, "repos")?
             .map(|r| -> anyhow::Result<Globs> {
                 let patterns: Vec<String> = serde_json::from_str(&r)?;
                 Globs::new(&patterns).map_err(anyhow::Error::msg)
             })
             .transpose()?;
-        Ok(Some(Authenticated {
-            deployment: Deployment {
-                id: col(&row, "id")?,
-                slug: col(&row, "slug")?,
-                name: col(&row, "name")?,
+        let last_used: Option<Micros> = col(&row, "last_used_at")?;
+        Ok(Some(KnownToken {
+            pk: col(&row, "token_pk")?,
+            expires_at: col(&row, "expires_at")?,
+            revoked_at: col(&row, "revoked_at")?,
+            last_used_at: AtomicI64::new(last_used.unwrap_or(NEVER)),
+            who: Authenticated {
+                deployment: Deployment {
+                    id: col(&row, "id")?,
+                    slug: col(&row, "slug")?,
+                    name: col(&row, "name")?,
+                },
+                scope: named(&row, "scope")?,
+                token: col(&row, "public_id")?,
+                repos,
             },
-            scope: named(&row, "scope")?,
-            token: col(&row, "public_id")?,
-            repos,
         }))
     }
 }

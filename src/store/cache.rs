@@ -1,0 +1,206 @@
+//! What the hot path reads on every request, kept in memory between the writes that change
+//! it: the rules of a deployment ([`Store::cached_rules`]), its integrations
+//! ([`Store::cached_integrations`]) and who a bearer token is ([`Store::authenticate`]).
+//!
+//! Invalidation is generic rather than per statement: every `Store` function that writes
+//! what a cache holds keeps a [`Changing`] guard, whose drop (after the write's commit, on
+//! every path out of the function) moves the cache's generation on. A load that raced a
+//! write is tagged with the generation from before it and is never served again. Another
+//! node's writes are not seen here, so an entry is also trusted only for [`MAX_AGE`]: a
+//! change made through another node (or by the CLI on the database) reaches this one's
+//! requests within it (docs/DECISIONS.md).
+//!
+//! [`Store::cached_rules`]: super::Store::cached_rules
+//! [`Store::authenticate`]: super::Store::authenticate
+//! [`Store::cached_integrations`]: super::Store::cached_integrations
+
+use super::rules::StoredRule;
+use super::tokens::KnownToken;
+use super::Store;
+use crate::domain::integration::Integration;
+use crate::ids::DeploymentId;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an entry is trusted without a write through this process.
+pub const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The store's caches (shared by its clones).
+#[derive(Debug)]
+pub struct Caches {
+    /// Every rule of a deployment with its memberships.
+    pub rules: Generational<DeploymentId, Arc<Vec<StoredRule>>>,
+    /// Tokens presented lately, by hash: found ones only, so made-up tokens fill nothing.
+    pub tokens: Generational<String, Arc<KnownToken>>,
+    /// Every integration of a deployment with its modes, secrets opened and filters
+    /// compiled (each `/complete` routes to them).
+    pub integrations: Generational<DeploymentId, Arc<Vec<Integration>>>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches {
+            rules: Generational::new(1_000),
+            tokens: Generational::new(10_000),
+            integrations: Generational::new(1_000),
+        }
+    }
+}
+
+impl Store {
+    /// Every rule of the deployment with its memberships, as [`Store::list_rules`] reads
+    /// them, from memory unless rules changed (see the module's comment).
+    pub async fn cached_rules(
+        &self,
+        deployment_id: DeploymentId,
+    ) -> anyhow::Result<Arc<Vec<StoredRule>>> {
+        let cache = &self.caches.rules;
+        if let Some(rules) = cache.get(&deployment_id) {
+            return Ok(rules);
+        }
+        let generation = cache.generation();
+        let rules = Arc::new(self.list_rules(deployment_id).await?);
+        cache.put(deployment_id, generation, rules.clone());
+        Ok(rules)
+    }
+
+    /// The guard a function writing rules, policies or modes holds (see the module).
+    pub(crate) fn rules_changing(&self) -> Changing<'_> {
+        self.caches.rules.changing()
+    }
+
+    /// [`Store::list_integrations`], from memory unless integrations or the modes that
+    /// notify them changed (see the module's comment).
+    pub async fn cached_integrations(
+        &self,
+        deployment_id: DeploymentId,
+    ) -> anyhow::Result<Arc<Vec<Integration>>> {
+        let cache = &self.caches.integrations;
+        if let Some(all) = cache.get(&deployment_id) {
+            return Ok(all);
+        }
+        let generation = cache.generation();
+        let all = Arc::new(self.list_integrations(deployment_id).await?);
+        cache.put(deployment_id, generation, all.clone());
+        Ok(all)
+    }
+
+    /// The guard a function writing integrations or the modes that notify them holds.
+    pub(crate) fn integrations_changing(&self) -> Changing<'_> {
+        self.caches.integrations.changing()
+    }
+
+    /// The guard a function writing tokens holds (see the module).
+    pub(crate) fn tokens_changing(&self) -> Changing<'_> {
+        self.caches.tokens.changing()
+    }
+}
+
+/// Values by key, each with the generation it was loaded at; at most `capacity` of them.
+#[derive(Debug)]
+pub struct Generational<K, V> {
+    generation: AtomicU64,
+    entries: Mutex<HashMap<K, Entry<V>>>,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Entry<V> {
+    generation: u64,
+    loaded: Instant,
+    value: V,
+}
+
+/// Held by a function that writes what the cache holds; invalidates on drop.
+#[must_use = "the cache is invalidated when the guard is dropped, after the write"]
+pub struct Changing<'a>(&'a AtomicU64);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Generational<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Generational {
+            generation: AtomicU64::new(0),
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// Invalidates every entry once the guard is dropped.
+    pub fn changing(&self) -> Changing<'_> {
+        Changing(&self.generation)
+    }
+
+    /// The generation a load about to start is tagged with.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The value, if it was loaded in this generation less than [`MAX_AGE`] ago.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let generation = self.generation();
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|e| e.generation == generation && e.loaded.elapsed() < MAX_AGE)
+            .map(|e| e.value.clone())
+    }
+
+    /// Keeps a value loaded at `generation`. A full cache starts again empty: the entries
+    /// are a second old at most, so reloading them costs one read each.
+    pub fn put(&self, key: K, generation: u64, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity && !entries.contains_key(&key) {
+                entries.clear();
+            }
+            let entry = Entry {
+                generation,
+                loaded: Instant::now(),
+                value,
+            };
+            entries.insert(key, entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_invalidates_what_was_loaded_before_it() {
+        let cache: Generational<&str, u32> = Generational::new(8);
+        let before = cache.generation();
+        cache.put("a", before, 1);
+        assert_eq!(cache.get(&"a"), Some(1));
+        drop(cache.changing());
+        assert_eq!(cache.get(&"a"), None, "the write moved the generation on");
+        // A load that started before the write is never served.
+        cache.put("a", before, 1);
+        assert_eq!(cache.get(&"a"), None);
+        cache.put("a", cache.generation(), 2);
+        assert_eq!(cache.get(&"a"), Some(2));
+    }
+
+    #[test]
+    fn a_full_cache_starts_again() {
+        let cache: Generational<u32, u32> = Generational::new(2);
+        let g = cache.generation();
+        cache.put(1, g, 1);
+        cache.put(2, g, 2);
+        cache.put(2, g, 20);
+        assert_eq!((cache.get(&1), cache.get(&2)), (Some(1), Some(20)));
+        cache.put(3, g, 3);
+        assert_eq!(
+            (cache.get(&1), cache.get(&2), cache.get(&3)),
+            (None, None, Some(3))
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! `/complete` that applies it, on SQLite and (with SCANHOOK_TEST_PG_URL) PostgreSQL.
 //!
 //! Run: `cargo bench --bench results_upload` (add `SCANHOOK_TEST_PG_URL=postgres://…`).
-//! Goal: each request under 300 ms on the 2-core reference machine.
+//! Goal: each request under 300 ms on the 2-core reference machine. `BENCH_LOG=…` (a log
+//! filter such as `sqlx::query=debug`) shows what the server does meanwhile.
 
 use scanhook::app;
 use scanhook::config::Config;
@@ -135,6 +136,13 @@ async fn bench(label: &str, database_url: String) {
 
 #[tokio::main]
 async fn main() {
+    // `BENCH_LOG=sqlx::query=debug` prints every statement with its time.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = tempfile::tempdir().unwrap();
     bench(
         "SQLite",

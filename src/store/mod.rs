@@ -282,8 +282,8 @@ impl<'a> From<Option<&'a str>> for Cell<'a> {
 /// Inserts many rows with as few statements as each backend allows:
 /// `INSERT INTO table (cols) <rows> <tail>`, returning what `tail`'s `RETURNING` yields.
 ///
-/// On PostgreSQL the rows travel as one JSON parameter read by `json_to_recordset`: one
-/// statement, planned once, whatever the row count. On SQLite they are a multi-row
+/// On PostgreSQL the rows travel as one array parameter per column, read by `unnest`:
+/// one statement, planned once, whatever the row count. On SQLite they are a multi-row
 /// `VALUES` list of anonymous `?` parameters: SQLite looks *named* parameters up by a
 /// linear scan (O(N²) to bind N of them), and its JSON functions re-parse every row.
 pub(crate) async fn bulk_insert(
@@ -300,8 +300,11 @@ pub(crate) async fn bulk_insert(
     match backend {
         Backend::Postgres => {
             for chunk in rows.chunks(5_000) {
-                let sql = format!("{head} {} {tail}", json_rows(cols));
-                let q = sqlx::query(&sql).bind(json_objects(cols, chunk));
+                let sql = format!("{head} {} {tail}", pg_unnest(cols));
+                let mut q = sqlx::query(&sql);
+                for array in pg_arrays(cols, chunk) {
+                    q = q.bind(array);
+                }
                 out.extend(q.fetch_all(&mut *conn).await?);
             }
         }
@@ -327,49 +330,64 @@ pub(crate) async fn bulk_insert(
     Ok(out)
 }
 
-/// `SELECT j.a, … FROM json_to_recordset($1::json) AS j(a bigint, …)`.
-fn json_rows(cols: &[(&str, Ty)]) -> String {
+/// `SELECT j.a, … FROM unnest($1::text::bigint[], …) AS j(a, …)`: each column travels
+/// as one array parameter ([`pg_arrays`]). PostgreSQL reads array literals about twice as
+/// fast as the same rows as JSON objects for `json_to_recordset`, which looks every key
+/// of every row up by name.
+fn pg_unnest(cols: &[(&str, Ty)]) -> String {
     let names: Vec<String> = cols.iter().map(|(c, _)| format!("j.{c}")).collect();
-    let types: Vec<String> = cols
+    let arrays: Vec<String> = cols
         .iter()
-        .map(|(c, t)| match t {
-            Ty::Int => format!("{c} bigint"),
-            Ty::Text => format!("{c} text"),
+        .enumerate()
+        .map(|(i, (_, t))| match t {
+            Ty::Int => format!("${}::text::bigint[]", i + 1),
+            Ty::Text => format!("${}::text::text[]", i + 1),
         })
         .collect();
+    let bare: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
     format!(
-        "SELECT {} FROM json_to_recordset($1::json) AS j({})",
+        "SELECT {} FROM unnest({}) AS j({})",
         names.join(", "),
-        types.join(", ")
+        arrays.join(", "),
+        bare.join(", ")
     )
 }
 
-/// Rows as a JSON array of objects keyed by column name.
-fn json_objects(cols: &[(&str, Ty)], rows: &[Vec<Cell<'_>>]) -> String {
-    let mut s = String::with_capacity(rows.len() * 256);
-    s.push('[');
-    for (r, row) in rows.iter().enumerate() {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('{');
-        for (i, ((name, _), cell)) in cols.iter().zip(row).enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push('"');
-            s.push_str(name);
-            s.push_str("\":");
+/// The rows as one PostgreSQL array literal per column: `{1,NULL}`, `{"a\"b",NULL}`.
+fn pg_arrays(cols: &[(&str, Ty)], rows: &[Vec<Cell<'_>>]) -> Vec<String> {
+    use std::fmt::Write;
+    let mut arrays: Vec<String> = cols
+        .iter()
+        .map(|_| String::with_capacity(rows.len() * 16 + 2))
+        .collect();
+    for row in rows {
+        for (array, cell) in arrays.iter_mut().zip(row) {
+            array.push(if array.is_empty() { '{' } else { ',' });
             match cell {
-                Cell::Int(v) => s.push_str(&v.to_string()),
-                Cell::Text(t) => s.push_str(&serde_json::to_string(t).expect("strings serialise")),
-                Cell::Null => s.push_str("null"),
+                Cell::Int(v) => {
+                    let _ = write!(array, "{v}");
+                }
+                Cell::Text(t) => {
+                    array.push('"');
+                    for c in t.chars() {
+                        if c == '"' || c == '\\' {
+                            array.push('\\');
+                        }
+                        array.push(c);
+                    }
+                    array.push('"');
+                }
+                Cell::Null => array.push_str("NULL"),
             }
         }
-        s.push('}');
     }
-    s.push(']');
-    s
+    for array in &mut arrays {
+        if array.is_empty() {
+            array.push('{');
+        }
+        array.push('}');
+    }
+    arrays
 }
 
 /// A subquery yielding the strings of a JSON array in parameter `$n`, for `IN (…)`.
@@ -415,16 +433,17 @@ mod tests {
         assert_eq!(super::in_list(3, 1), "$1,$2,$3");
         let cols = [("a", super::Ty::Int), ("b", super::Ty::Text)];
         assert_eq!(
-            super::json_rows(&cols),
-            "SELECT j.a, j.b FROM json_to_recordset($1::json) AS j(a bigint, b text)"
+            super::pg_unnest(&cols),
+            "SELECT j.a, j.b FROM unnest($1::text::bigint[], $2::text::text[]) AS j(a, b)"
         );
         let rows = vec![
-            vec![super::Cell::Int(1), super::Cell::Text("x\"y")],
-            vec![super::Cell::Int(2), super::Cell::Null],
+            vec![super::Cell::Int(1), super::Cell::Text("x\"y\\z")],
+            vec![super::Cell::Int(-2), super::Cell::Null],
         ];
         assert_eq!(
-            super::json_objects(&cols, &rows),
-            r#"[{"a":1,"b":"x\"y"},{"a":2,"b":null}]"#
+            super::pg_arrays(&cols, &rows),
+            [r"{1,-2}", r#"{"x\"y\\z",NULL}"#]
         );
+        assert_eq!(super::pg_arrays(&cols, &[]), ["{}", "{}"]);
     }
 }

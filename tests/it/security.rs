@@ -147,6 +147,61 @@ async fn tokens_are_listed_revoked_and_expire(db: Db) {
 }
 on_both!(tokens_are_listed_revoked_and_expire);
 
+/// Who a token is stays in the serving process's memory between token writes
+/// (`store::cache`). A revocation made elsewhere (another node, or the CLI on the
+/// database) reaches a node within `MAX_AGE`; one made through the node is seen at once.
+async fn a_token_revoked_through_another_node_is_refused_within_a_second(db: Db) {
+    use scanhook::store::cache::MAX_AGE;
+    use scanhook::store::Store;
+    let app = TestApp::spawn(db).await;
+    let made = app
+        .admin_post("/api/v1/tokens", &json!({"scope": "ci", "name": "builds"}))
+        .await;
+    let id: scanhook::ids::TokenId = made["id"].as_str().unwrap().parse().unwrap();
+    let secret = made["token"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/api/agent/deployments/current",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the token works (and is now cached)"
+    );
+
+    // The other node: a Store of its own on the same database.
+    let other = Store::connect(&app.database_url).await.unwrap();
+    let dep = other.first_deployment().await.unwrap().unwrap();
+    let revoked = other.revoke_token(dep.id, &id).await.unwrap();
+    assert_eq!(revoked, scanhook::store::tokens::Revoked::Now);
+    let refused_at = tokio::time::Instant::now() + MAX_AGE * 5;
+    loop {
+        let (status, _) = app
+            .call(
+                Method::GET,
+                "/api/agent/deployments/current",
+                Some(&secret),
+                None,
+            )
+            .await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            tokio::time::Instant::now() < refused_at,
+            "still accepted long after another node revoked it"
+        );
+        tokio::time::sleep(MAX_AGE / 10).await;
+    }
+    app.stop().await;
+}
+on_both!(a_token_revoked_through_another_node_is_refused_within_a_second);
+
 /// A scan of `repo` with `token`; returns the scan id.
 async fn scan_of(app: &TestApp, token: &str, repo: &str, unique_id: &str) -> (StatusCode, Value) {
     let mut body = fixture("01-post-scans.request.json");

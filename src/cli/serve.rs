@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args)?;
     let public_url = config.public_url.clone();
+    let signal = ShutdownSignal::install();
     let shutdown = CancellationToken::new();
     let running = crate::app::start(config, shutdown.clone()).await?;
     if let Some(token) = &running.first_admin_token {
@@ -31,31 +32,50 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %running.addr, public_url = %public_url, "scanhook listening");
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = signal.recv() => tracing::info!("shutting down"),
         _ = running.stopped() => anyhow::bail!("the server stopped unexpectedly"),
     }
     running.stop().await;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, caught from the moment this is made: made before anything starts,
+/// so that a signal arriving while the process starts up (the port may already answer)
+/// stops it cleanly instead of killing it.
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    caught: Vec<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    pub fn install() -> ShutdownSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let caught = [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|kind| signal(kind).ok())
+                .collect();
+            ShutdownSignal { caught }
         }
+        #[cfg(not(unix))]
+        ShutdownSignal {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let mut caught = self.caught;
+            if caught.len() == 2 {
+                let (int, term) = caught.split_at_mut(1);
+                tokio::select! {
+                    _ = int[0].recv() => {}
+                    _ = term[0].recv() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

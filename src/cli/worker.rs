@@ -20,6 +20,7 @@ pub struct WorkerArgs {
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let signal = super::serve::ShutdownSignal::install();
     let file = args.db.file()?;
     let delivery = args.delivery.resolve(&file)?;
     let store = Store::connect(&args.db.resolve_with_file(&file)?).await?;
@@ -43,7 +44,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let task = tokio::spawn(worker.run(shutdown.clone()));
     let checkpoints = tokio::spawn(store.clone().checkpoint_loop(shutdown.clone()));
     tracing::info!("delivery worker running");
-    super::serve::shutdown_signal().await;
+    signal.recv().await;
     tracing::info!("shutting down: finishing attempts in flight");
     shutdown.cancel();
     task.await?;

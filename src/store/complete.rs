@@ -130,16 +130,20 @@ impl Store {
         let links = self.links();
         let mut tx = self.writer().begin().await?;
         // Taking the project row first serialises scans of one project (a row lock on
-        // PostgreSQL, the write lock on SQLite), so two completions never interleave.
-        sqlx::query("UPDATE projects SET last_scan_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(scan.project_id)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query("SELECT status, results, complete_response FROM scans WHERE id = $1")
-            .bind(scan.id)
-            .fetch_one(&mut *tx)
-            .await?;
+        // PostgreSQL, the write lock on SQLite), so two completions never interleave. The
+        // scan as it stands is read under that lock, in the same statement (one round trip
+        // to the writer less).
+        let row = sqlx::query(
+            "UPDATE projects SET last_scan_at = $1 WHERE id = $2 RETURNING \
+             (SELECT status FROM scans WHERE id = $3) AS status, \
+             (SELECT results FROM scans WHERE id = $3) AS results, \
+             (SELECT complete_response FROM scans WHERE id = $3) AS complete_response",
+        )
+        .bind(now)
+        .bind(scan.project_id)
+        .bind(scan.id)
+        .fetch_one(&mut *tx)
+        .await?;
         let status: ScanStatus = named(&row, "status")?;
         if status != ScanStatus::Running {
             let reply: Option<String> = col(&row, "complete_response")?;

@@ -57,19 +57,8 @@ impl Store {
         &self,
         deployment_id: DeploymentId,
     ) -> anyhow::Result<Arc<Vec<StoredRule>>> {
-        let cache = &self.caches.rules;
-        if let Some(rules) = cache.get(&deployment_id) {
-            return Ok(rules);
-        }
-        let generation = cache.generation();
-        let rules = Arc::new(self.list_rules(deployment_id).await?);
-        cache.put(deployment_id, generation, rules.clone());
-        Ok(rules)
-    }
-
-    /// The guard a function writing rules, policies or modes holds (see the module).
-    pub(crate) fn rules_changing(&self) -> Changing<'_> {
-        self.caches.rules.changing()
+        let load = || async { Ok(Arc::new(self.list_rules(deployment_id).await?)) };
+        self.caches.rules.get_or_load(deployment_id, load).await
     }
 
     /// [`Store::list_integrations`], from memory unless integrations or the modes that
@@ -78,14 +67,16 @@ impl Store {
         &self,
         deployment_id: DeploymentId,
     ) -> anyhow::Result<Arc<Vec<Integration>>> {
-        let cache = &self.caches.integrations;
-        if let Some(all) = cache.get(&deployment_id) {
-            return Ok(all);
-        }
-        let generation = cache.generation();
-        let all = Arc::new(self.list_integrations(deployment_id).await?);
-        cache.put(deployment_id, generation, all.clone());
-        Ok(all)
+        let load = || async { Ok(Arc::new(self.list_integrations(deployment_id).await?)) };
+        self.caches
+            .integrations
+            .get_or_load(deployment_id, load)
+            .await
+    }
+
+    /// The guard a function writing rules, policies or modes holds (see the module).
+    pub(crate) fn rules_changing(&self) -> Changing<'_> {
+        self.caches.rules.changing()
     }
 
     /// The guard a function writing integrations or the modes that notify them holds.
@@ -151,6 +142,21 @@ impl<K: Hash + Eq, V: Clone> Generational<K, V> {
             .get(key)
             .filter(|e| e.generation == generation && e.loaded.elapsed() < MAX_AGE)
             .map(|e| e.value.clone())
+    }
+
+    /// The value from memory, else from `load` (kept unless a write raced it).
+    pub async fn get_or_load<F, Fut>(&self, key: K, load: F) -> anyhow::Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<V>>,
+    {
+        if let Some(value) = self.get(&key) {
+            return Ok(value);
+        }
+        let generation = self.generation();
+        let value = load().await?;
+        self.put(key, generation, value.clone());
+        Ok(value)
     }
 
     /// Keeps a value loaded at `generation`. A full cache starts again empty: the entries

@@ -43,8 +43,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// so that a signal arriving while the process starts up (the port may already answer)
 /// stops it cleanly instead of killing it.
 pub struct ShutdownSignal {
+    /// SIGINT and SIGTERM (`None` where they cannot be caught: Ctrl-C only).
     #[cfg(unix)]
-    caught: Vec<tokio::signal::unix::Signal>,
+    caught: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl ShutdownSignal {
@@ -52,11 +53,10 @@ impl ShutdownSignal {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let caught = [SignalKind::interrupt(), SignalKind::terminate()]
-                .into_iter()
-                .filter_map(|kind| signal(kind).ok())
-                .collect();
-            ShutdownSignal { caught }
+            let int = signal(SignalKind::interrupt()).ok();
+            ShutdownSignal {
+                caught: int.zip(signal(SignalKind::terminate()).ok()),
+            }
         }
         #[cfg(not(unix))]
         ShutdownSignal {}
@@ -65,16 +65,12 @@ impl ShutdownSignal {
     /// Resolves on the first SIGINT or SIGTERM.
     pub async fn recv(self) {
         #[cfg(unix)]
-        {
-            let mut caught = self.caught;
-            if caught.len() == 2 {
-                let (int, term) = caught.split_at_mut(1);
-                tokio::select! {
-                    _ = int[0].recv() => {}
-                    _ = term[0].recv() => {}
-                }
-                return;
+        if let Some((mut int, mut term)) = self.caught {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
+            return;
         }
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -13,7 +13,8 @@ pub struct Deployment {
     pub name: String,
 }
 
-fn from_row(r: &AnyRow) -> anyhow::Result<Deployment> {
+/// A deployment from a row with its `id`, `slug` and `name` columns.
+pub(crate) fn from_row(r: &AnyRow) -> anyhow::Result<Deployment> {
     Ok(Deployment {
         id: col(r, "id")?,
         slug: col(r, "slug")?,

@@ -4,8 +4,8 @@
 //!
 //! - [`deployments`], [`tokens`]: tenants and their bearer tokens.
 //! - [`rules`]: rules, policies and modes.
-//! - [`cache`]: what every request reads (a deployment's rules, who a token is), kept in
-//!   memory between the writes that change it.
+//! - [`cache`]: what every request reads (a deployment's rules and integrations, who a
+//!   token is), kept in memory between the writes that change it.
 //! - [`scans`]: scans as the CI protocol moves them through their states.
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
 //! - [`findings`]: reading and triaging findings.

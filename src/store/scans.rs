@@ -198,91 +198,65 @@ impl Store {
         let public_id = PublicScanId::generate();
         let git_ref = meta.git_ref();
         let meta_json = serde_json::to_string(meta)?;
-        // Most scans are of a project seen before, whose repo_url they do not change: one
-        // statement on the writer, no transaction around it. It inserts nothing if the
-        // project is new, its repo_url changes, or the unique_id is taken; the general
-        // path below then decides.
-        let known = sqlx::query(
-            "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
-             is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
-             SELECT $1, p.deployment_id, p.id, $2, $3, $4, $5, $6, p.ignored_files, 'running', \
-             $7, $8 FROM projects p WHERE p.deployment_id = $9 AND p.name = $10 \
-             AND ($11 IS NULL OR p.repo_url = $11) \
-             ON CONFLICT (deployment_id, unique_id) DO NOTHING \
-             RETURNING id, project_id, ignored_files",
-        )
-        .bind(&public_id)
-        .bind(&req.scan_metadata.unique_id)
-        .bind(&git_ref)
-        .bind(meta.is_full_scan as i64)
-        .bind(&req.scan_metadata.cli_version)
-        .bind(&meta_json)
-        .bind(now)
-        .bind(tool)
-        .bind(deployment_id)
-        .bind(&meta.repository)
-        .bind(&meta.repo_url)
-        .fetch_optional(self.writer())
-        .await?;
-        if let Some(row) = known {
-            let ignored: String = col(&row, "ignored_files")?;
-            return new_scan(
-                (col(&row, "id")?, public_id),
-                (deployment_id, col(&row, "project_id")?),
-                req,
-                tool,
-                now,
-                (git_ref, &ignored),
-            );
-        }
-        let mut tx = self.writer().begin().await?;
-        // The upsert returns the project, new or not: one statement on the writer, not two.
-        let project = sqlx::query(
-            "INSERT INTO projects (deployment_id, name, repo_url, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (deployment_id, name) \
-             DO UPDATE SET repo_url = COALESCE(excluded.repo_url, projects.repo_url) \
-             RETURNING id, ignored_files",
-        )
-        .bind(deployment_id)
-        .bind(&meta.repository)
-        .bind(&meta.repo_url)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let project_id: ProjectId = col(&project, "id")?;
-        let ignored: String = col(&project, "ignored_files")?;
-        let inserted = sqlx::query(
-            "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
-             is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10, $11) \
-             ON CONFLICT (deployment_id, unique_id) DO NOTHING RETURNING id",
-        )
-        .bind(&public_id)
-        .bind(deployment_id)
-        .bind(project_id)
-        .bind(&req.scan_metadata.unique_id)
-        .bind(&git_ref)
-        .bind(meta.is_full_scan as i64)
-        .bind(&req.scan_metadata.cli_version)
-        .bind(&meta_json)
-        .bind(&ignored)
-        .bind(now)
-        .bind(tool)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(inserted) = inserted else {
-            // A retry, or the id of a scan of another project: the project this call may
-            // have made (and any repo_url it changed) goes with the transaction.
-            tx.rollback().await?;
-            return self
-                .scan_by_unique_id(deployment_id, &req.scan_metadata.unique_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("scan vanished after insert"));
+        // The scan, inserted into its project as stored: nothing if the project is missing,
+        // its repo_url would change, or the unique_id is taken.
+        let insert = || {
+            sqlx::query(
+                "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
+                 is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
+                 SELECT $1, p.deployment_id, p.id, $2, $3, $4, $5, $6, p.ignored_files, \
+                 'running', $7, $8 FROM projects p WHERE p.deployment_id = $9 AND p.name = $10 \
+                 AND ($11 IS NULL OR p.repo_url = $11) \
+                 ON CONFLICT (deployment_id, unique_id) DO NOTHING \
+                 RETURNING id, project_id, ignored_files",
+            )
+            .bind(&public_id)
+            .bind(&req.scan_metadata.unique_id)
+            .bind(&git_ref)
+            .bind(meta.is_full_scan as i64)
+            .bind(&req.scan_metadata.cli_version)
+            .bind(&meta_json)
+            .bind(now)
+            .bind(tool)
+            .bind(deployment_id)
+            .bind(&meta.repository)
+            .bind(&meta.repo_url)
         };
-        tx.commit().await?;
+        // Most scans are of a project seen before, whose repo_url they do not change: one
+        // statement on the writer, no transaction around it.
+        let row = match insert().fetch_optional(self.writer()).await? {
+            Some(row) => row,
+            None => {
+                // A new project or repo_url, or a taken id: the project upsert first, in a
+                // transaction that a taken id rolls back, so that it leaves no project.
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "INSERT INTO projects (deployment_id, name, repo_url, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (deployment_id, name) \
+                     DO UPDATE SET repo_url = COALESCE(excluded.repo_url, projects.repo_url)",
+                )
+                .bind(deployment_id)
+                .bind(&meta.repository)
+                .bind(&meta.repo_url)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let Some(row) = insert().fetch_optional(&mut *tx).await? else {
+                    // A retry, or the id of a scan of another project.
+                    tx.rollback().await?;
+                    return self
+                        .scan_by_unique_id(deployment_id, &req.scan_metadata.unique_id)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("scan vanished after insert"));
+                };
+                tx.commit().await?;
+                row
+            }
+        };
+        let ignored: String = col(&row, "ignored_files")?;
         new_scan(
-            (col(&inserted, "id")?, public_id),
-            (deployment_id, project_id),
+            (col(&row, "id")?, public_id),
+            (deployment_id, col(&row, "project_id")?),
             req,
             tool,
             now,

@@ -95,11 +95,7 @@ impl Store {
         .await?;
         row.map(|r| {
             Ok(UiSession {
-                deployment: Deployment {
-                    id: col(&r, "id")?,
-                    slug: col(&r, "slug")?,
-                    name: col(&r, "name")?,
-                },
+                deployment: super::deployments::from_row(&r)?,
                 csrf: col(&r, "csrf")?,
                 token: col(&r, "public_id")?,
             })

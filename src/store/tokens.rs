@@ -257,11 +257,7 @@ impl Store {
             revoked_at: col(&row, "revoked_at")?,
             last_used_at: AtomicI64::new(last_used.unwrap_or(NEVER)),
             who: Authenticated {
-                deployment: Deployment {
-                    id: col(&row, "id")?,
-                    slug: col(&row, "slug")?,
-                    name: col(&row, "name")?,
-                },
+                deployment: super::deployments::from_row(&row)?,
                 scope: named(&row, "scope")?,
                 token: col(&row, "public_id")?,
                 repos,

@@ -385,6 +385,10 @@ async fn gone_disables_and_private_addresses_are_refused(db: Db) {
         "{shown}"
     );
     assert_eq!(deliveries(&app, "status=failed").await.len(), 1);
+    // The worker's disabling reached the integrations this process keeps in memory
+    // (`store::cache`): the next scan queues nothing for it.
+    scan(&app, "dddddddd-0000-4000-8000-000000000003").await;
+    assert!(deliveries(&app, "status=pending").await.is_empty());
 
     // Without the allow-list, loopback is refused before connecting, and the log says why.
     let private = Receiver::start().await;

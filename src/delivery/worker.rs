@@ -111,6 +111,10 @@ impl Handoff {
 /// How long an attempt's record may wait for others to be written with.
 const RECORD_LINGER: Duration = Duration::from_millis(20);
 
+/// How often messages left without an integration are failed
+/// ([`Store::fail_orphaned_messages`]).
+const ORPHAN_SWEEP: Duration = Duration::from_secs(60);
+
 /// How long a claim holds a message: long enough to wait for a turn and make one attempt
 /// (a lane holds no more than it sends within one timeout, see `Worker::window`). A killed
 /// process's claims are taken again after this long.
@@ -474,6 +478,7 @@ impl Worker {
     pub async fn run_until_idle(self: &Arc<Self>) -> anyhow::Result<usize> {
         let mut total = 0;
         let mut d = Dispatch::new();
+        self.store.fail_orphaned_messages().await?;
         loop {
             d.fresh = true;
             let claim = self.clone().claim(self.plan(&mut d)).await?;
@@ -514,6 +519,9 @@ impl Worker {
         let mut poll = tokio::time::interval(self.config.poll);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut claiming: Option<JoinHandle<anyhow::Result<Claim>>> = None;
+        // The first tick is at once: orphans an earlier version left go at start-up.
+        let mut sweep = tokio::time::interval(ORPHAN_SWEEP);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.metrics.beat(self.clock.now());
             if claiming.is_none() && self.wants_claim(&d) {
@@ -537,6 +545,16 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => d.fresh = true,
                 _ = poll.tick() => d.fresh = true,
+                _ = sweep.tick() => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        match store.fail_orphaned_messages().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(messages = n, "failed messages of deleted integrations"),
+                            Err(e) => tracing::warn!(error = ?e, "failing messages of deleted integrations failed; will retry"),
+                        }
+                    });
+                }
                 Some(claimed) = handed.recv() => self.take(&mut d, claimed),
                 Some(done) = d.tasks.join_next(), if !d.tasks.is_empty() => {
                     if let Ok(done) = done {

@@ -299,7 +299,9 @@ impl Store {
         self.integration(deployment_id, public_id).await
     }
 
-    /// Deletes an integration and its mode links; its delivery log stays.
+    /// Deletes an integration and its mode links, and fails what it still had to send
+    /// (nothing would ever claim it again); its delivery log stays. An attempt in flight
+    /// is logged when it ends, without moving its message on.
     pub async fn delete_integration(
         &self,
         deployment_id: DeploymentId,
@@ -307,22 +309,42 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let _changing = self.integrations_changing();
         let mut tx = self.writer().begin().await?;
-        sqlx::query(
-            "DELETE FROM mode_integrations WHERE integration_id IN \
-             (SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2)",
-        )
-        .bind(deployment_id)
-        .bind(public_id)
-        .execute(&mut *tx)
-        .await?;
-        let done =
-            sqlx::query("DELETE FROM integrations WHERE deployment_id = $1 AND public_id = $2")
+        let Some(row) =
+            sqlx::query("SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2")
                 .bind(deployment_id)
                 .bind(public_id)
-                .execute(&mut *tx)
-                .await?;
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let id: i64 = col(&row, "id")?;
+        // One statement per status, so that each reads its partial index rather than the
+        // integration's whole log (`+ 0`: the lease index, see `claim_messages`).
+        for (status, id_of) in [
+            ("pending", "integration_id"),
+            ("delivering", "integration_id + 0"),
+        ] {
+            sqlx::query(&format!(
+                "UPDATE messages SET status = 'failed', lease_until = NULL, next_attempt_at = $1 \
+                 WHERE status = '{status}' AND {id_of} = $2"
+            ))
+            .bind(clock::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM mode_integrations WHERE integration_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM integrations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 
     /// A new secret; the old one keeps signing beside it for 24 hours.

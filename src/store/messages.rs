@@ -34,6 +34,16 @@ pub struct MessageRow {
     pub body: String,
 }
 
+/// What asking to send a message again did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    Queued,
+    /// No such message in the deployment (or a Test notification).
+    Unknown,
+    /// Its integration was deleted: nothing would send it.
+    IntegrationDeleted,
+}
+
 /// One logged attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptRow {
@@ -364,7 +374,7 @@ impl Store {
         for row in &rows {
             let integration_id: i64 = col(row, "integration_id")?;
             let payload_id: i64 = col(row, "payload_id")?;
-            // An integration deleted since the claim: the delete failed its messages.
+            // An integration deleted since the claim: its deletion failed its messages.
             let Some(integration) = integrations.iter().find(|i| i.id == integration_id) else {
                 continue;
             };
@@ -444,7 +454,9 @@ impl Store {
             "",
         )
         .await?;
-        // One statement moves every message of the batch on.
+        // One statement moves every message of the batch on: those still being delivered
+        // (not one that a resend queued again meanwhile, or that its integration's deletion
+        // failed).
         let moves: Vec<Value> = records
             .iter()
             .map(|r| {
@@ -472,7 +484,7 @@ impl Store {
         let sql = format!(
             "UPDATE messages SET status = j.status, attempts = messages.attempts + 1, \
              next_attempt_at = j.next_at, delivered_at = j.delivered_at, lease_until = NULL \
-             FROM {source} WHERE messages.id = j.id"
+             FROM {source} WHERE messages.id = j.id AND messages.status = 'delivering'"
         );
         sqlx::query(&sql)
             .bind(Value::Array(moves).to_string())
@@ -653,16 +665,17 @@ impl Store {
         Ok(Some((message_from_row(&row)?, attempts)))
     }
 
-    /// Queues a message again, due now (same `webhook-id`). False if unknown. Test
-    /// notifications are not resent: the Test action sends a new one.
+    /// Queues a message again, due now (same `webhook-id`). Test notifications are not
+    /// resent (the Test action sends a new one), nor messages of a deleted integration.
     pub async fn resend(
         &self,
         deployment_id: DeploymentId,
         public_id: &MessageId,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Resend> {
         let done = sqlx::query(
             "UPDATE messages SET status = 'pending', next_attempt_at = $1, lease_until = NULL \
-             WHERE deployment_id = $2 AND public_id = $3 AND kind <> $4",
+             WHERE deployment_id = $2 AND public_id = $3 AND kind <> $4 AND integration_id IN \
+             (SELECT id FROM integrations WHERE deployment_id = $2)",
         )
         .bind(clock::now())
         .bind(deployment_id)
@@ -670,7 +683,42 @@ impl Store {
         .bind(EventKind::Test.as_str())
         .execute(self.writer())
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(Resend::Queued);
+        }
+        let left = sqlx::query(
+            "SELECT 1 AS one FROM messages WHERE deployment_id = $1 AND public_id = $2 \
+             AND kind <> $3",
+        )
+        .bind(deployment_id)
+        .bind(public_id)
+        .bind(EventKind::Test.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match left {
+            Some(_) => Resend::IntegrationDeleted,
+            None => Resend::Unknown,
+        })
+    }
+
+    /// Fails the pending and delivering messages whose integration no longer exists, as
+    /// deleting it does: those a node queued with integrations cached from before a
+    /// deletion on another node (within the caches' second), and those that earlier
+    /// versions left pending when they deleted an integration. Returns how many.
+    pub async fn fail_orphaned_messages(&self) -> anyhow::Result<u64> {
+        let mut failed = 0;
+        // One statement per status, so that each reads its partial index.
+        for status in ["pending", "delivering"] {
+            failed += sqlx::query(&format!(
+                "UPDATE messages SET status = 'failed', lease_until = NULL, next_attempt_at = $1 \
+                 WHERE status = '{status}' AND integration_id NOT IN (SELECT id FROM integrations)"
+            ))
+            .bind(clock::now())
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        }
+        Ok(failed)
     }
 
     /// Queues again every failed message of an integration created since `since`.

@@ -932,9 +932,8 @@ pub async fn delivery(
 
 pub async fn resend(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let id: MessageId = parse_id(&id, "delivery")?;
-    if !st.store.resend(form.session.deployment.id, &id).await? {
-        return Err(UiError::from(AppError::not_found("delivery")));
-    }
+    crate::http::integrations::resent(st.store.resend(form.session.deployment.id, &id).await?)
+        .map_err(UiError::from)?;
     st.wake.notify_one();
     Ok(done(&format!("/deliveries/{id}"), "resent"))
 }

@@ -605,6 +605,142 @@ async fn disabled_integrations_wait_and_expired_leases_are_taken_again(db: Db) {
 }
 on_both!(disabled_integrations_wait_and_expired_leases_are_taken_again);
 
+/// The statuses of the delivery log's messages, by integration (`None`: deleted).
+async fn statuses(app: &TestApp) -> Vec<(Option<String>, String)> {
+    let mut all: Vec<(Option<String>, String)> = deliveries(app, "limit=100")
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d["integration_id"].as_str().map(str::to_string),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+async fn deleting_an_integration_fails_what_it_had_queued(db: Db) {
+    use scanhook::domain::outbox::{Next, Outcome};
+    use scanhook::store::messages::AttemptRecord;
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    let gone = integration(&app, "Gone", &rx.url, &[]).await;
+    let kept = integration(&app, "Kept", &rx.url, &[]).await;
+    let kept_id = kept["id"].as_str().unwrap().to_string();
+    scan(&app, "abababab-0000-4000-8000-000000000001").await;
+    scan(&app, "abababab-0000-4000-8000-000000000002").await;
+    let store = app.store();
+    // One message of each is being delivered when the integration goes.
+    let now = scanhook::clock::now();
+    let limits: Vec<(i64, i64)> = store
+        .enabled_integration_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| (id, 1))
+        .collect();
+    let claimed = store
+        .claim_messages(now, now + 60 * SEC, &limits)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let before = statuses(&app).await;
+    let per_integration = before.len() / 2;
+    assert_eq!(per_integration, 2, "a semgrep_scan per scan: {before:?}");
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/integrations/{}", gone["id"].as_str().unwrap()),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let after = statuses(&app).await;
+    let expect_gone = vec![(None, "failed".to_string()); per_integration];
+    assert_eq!(after[..per_integration], expect_gone[..], "{after:?}");
+    assert!(after[per_integration..]
+        .iter()
+        .all(|(i, s)| i.as_deref() == Some(kept_id.as_str()) && s != "failed"));
+
+    // The attempts in flight end: the deleted integration's message stays failed, the
+    // other one is retried.
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .map(|c| AttemptRecord {
+            message_id: c.id,
+            integration_id: c.integration.id,
+            attempted_at: now,
+            outcome: Outcome::refused("timed out"),
+            next: Next::RetryAt(now + SEC),
+        })
+        .collect();
+    store.record_attempts(&records, i64::MAX).await.unwrap();
+    let after = statuses(&app).await;
+    assert_eq!(after[..per_integration], expect_gone[..], "{after:?}");
+    let kept_pending = vec![(Some(kept_id.clone()), "pending".to_string()); per_integration];
+    assert_eq!(after[per_integration..], kept_pending[..]);
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!(
+        depth[..2],
+        [
+            (MessageStatus::Pending, per_integration as i64),
+            (MessageStatus::Delivering, 0)
+        ]
+    );
+
+    // A resend of it is refused and says why.
+    let gone_message = deliveries(&app, "status=failed").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/deliveries/{gone_message}/resend"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "integration_deleted");
+
+    // A message queued for it after all (a node with its integrations cached from before
+    // the deletion) fails at the worker's next sweep.
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO messages (public_id, deployment_id, integration_id, scan_id, kind, \
+             payload_id, status, attempts, next_attempt_at, created_at) \
+             SELECT 'msg_orphan', deployment_id, 999999, scan_id, kind, payload_id, 'pending', \
+             0, next_attempt_at, created_at FROM messages WHERE public_id = $1",
+        )
+        .bind(&gone_message)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.ok();
+    }
+    let clock = Arc::new(ManualClock(AtomicI64::new(now + 2 * SEC)));
+    let w = worker(&app, clock, true);
+    assert_eq!(w.run_until_idle().await.unwrap(), per_integration);
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!(
+        depth[..2],
+        [(MessageStatus::Pending, 0), (MessageStatus::Delivering, 0)],
+        "the orphan failed, the kept integration's messages went out"
+    );
+    assert_eq!(rx.received().len(), per_integration);
+    app.stop().await;
+}
+on_both!(deleting_an_integration_fails_what_it_had_queued);
+
 async fn readyz_reports_the_delivery_loop(db: Db) {
     let app = TestApp::spawn(db).await;
     let (status, v) = app.call(reqwest::Method::GET, "/readyz", None, None).await;

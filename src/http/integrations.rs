@@ -239,7 +239,7 @@ async fn update_integration(
     Ok(Json(out(&i)))
 }
 
-/// Delete an integration (its delivery log stays).
+/// Delete an integration; what it still had to send fails (its delivery log stays).
 #[utoipa::path(delete, path = "/api/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
     params(("id" = IntegrationId, Path, description = "The integration's id")),
     responses((status = 200, description = "Deleted", body = Deleted), Refusals, AdminRefusals))]

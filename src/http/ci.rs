@@ -13,7 +13,7 @@ use crate::domain::outbox::Claimant;
 use crate::domain::scan::ScanStatus;
 use crate::edge::{declared_length, parse_json, parse_json_in, read_body, JsonBody, Path};
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::ids::{ScanId, ScanKey};
+use crate::ids::ScanId;
 use crate::state::AppState;
 use crate::store::complete::Completion;
 use crate::store::scans::Scan;
@@ -25,6 +25,7 @@ use axum::middleware;
 use axum::Json;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -132,7 +133,7 @@ async fn scan_config(
 ) -> AppResult<Json<ScanConfig>> {
     let scan = st
         .store
-        .scan_by_unique_id(auth.deployment.id, &unique_id)
+        .scan_facts_by_unique_id(auth.deployment.id, &unique_id)
         .await?
         .filter(|s| auth.reaches(&s.project))
         .ok_or_else(|| AppError::not_found("scan"))?;
@@ -158,18 +159,20 @@ async fn scan_config(
         },
         engine_params: EngineParams {
             product_ignored_files: vec![("sast".into(), scan.ignored_files.clone())],
-            ignored_files: scan.ignored_files,
+            ignored_files: scan.ignored_files.clone(),
         },
     }))
 }
 
 /// The scan named in the path, inside the caller's deployment and the token's projects
 /// (a scan of another project does not exist for it). The client names scans by their
-/// numeric id.
-async fn scan_in_path(st: &AppState, auth: &Auth, id: &str) -> AppResult<Scan> {
+/// numeric id. Only what never changes of a scan is read from it
+/// ([`Store::scan_facts`](crate::store::Store::scan_facts)): each step checks the state in
+/// its own write.
+async fn scan_in_path(st: &AppState, auth: &Auth, id: &str) -> AppResult<Arc<Scan>> {
     let id: ScanId = id.parse().map_err(|_| AppError::not_found("scan"))?;
     st.store
-        .scan(auth.deployment.id, &ScanKey::Numeric(id))
+        .scan_facts(auth.deployment.id, id)
         .await?
         .filter(|s| auth.reaches(&s.project))
         .ok_or_else(|| AppError::not_found("scan"))
@@ -268,22 +271,17 @@ async fn complete_scan(
             ),
         )
     })?;
-    if !matches!(scan.status, ScanStatus::Running | ScanStatus::Completed) {
-        return Err(ended(&scan, scan.status));
-    }
-    // Rules in Block mode now: a mode changed during the scan still blocks it. Without
-    // uploaded results there is nothing to block.
-    let block_rules: HashSet<String> = if scan.has_results {
-        st.store
-            .cached_rules(auth.deployment.id)
-            .await?
-            .iter()
-            .filter(|r| mode::effective(&r.memberships).is_some_and(|m| m.mode == RuleMode::Block))
-            .map(|r| r.rule_id.clone())
-            .collect()
-    } else {
-        HashSet::new()
-    };
+    // Rules in Block mode now: a mode changed during the scan still blocks it. (Whether
+    // the scan is still running, and has results to block, the completion reads under
+    // its lock.)
+    let block_rules: HashSet<String> = st
+        .store
+        .cached_rules(auth.deployment.id)
+        .await?
+        .iter()
+        .filter(|r| mode::effective(&r.memberships).is_some_and(|m| m.mode == RuleMode::Block))
+        .map(|r| r.rule_id.clone())
+        .collect();
     let claimant = st.handoff.as_ref().map(|h| h as &dyn Claimant);
     match st
         .store

@@ -1,6 +1,7 @@
 //! What the hot path reads on every request, kept in memory between the writes that change
 //! it: the rules of a deployment ([`Store::cached_rules`]), its integrations
 //! ([`Store::cached_integrations`]) and who a bearer token is ([`Store::authenticate`]).
+//! Scans are kept too, for what of them never changes ([`Store::scan_facts`]).
 //!
 //! Invalidation is generic rather than per statement: every `Store` function that writes
 //! what a cache holds keeps a [`Changing`] guard, whose drop (after the write's commit, on
@@ -13,12 +14,14 @@
 //! [`Store::cached_rules`]: super::Store::cached_rules
 //! [`Store::authenticate`]: super::Store::authenticate
 //! [`Store::cached_integrations`]: super::Store::cached_integrations
+//! [`Store::scan_facts`]: super::Store::scan_facts
 
 use super::rules::StoredRule;
+use super::scans::Scan;
 use super::tokens::KnownToken;
 use super::Store;
 use crate::domain::integration::Integration;
-use crate::ids::DeploymentId;
+use crate::ids::{DeploymentId, ScanId, ScanKey};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +41,12 @@ pub struct Caches {
     /// Every integration of a deployment with its modes, secrets opened and filters
     /// compiled (each `/complete` routes to them).
     pub integrations: Generational<DeploymentId, Arc<Vec<Integration>>>,
+    /// Scans of this process's CI runs, by id and by `unique_id`, as created or first
+    /// read: only what never changes after creation is read from them (the CI steps
+    /// check a scan's state in their own write). Never invalidated; a full cache starts
+    /// again empty. A run's steps are minutes apart, so these do not expire either.
+    pub scans: Generational<(DeploymentId, ScanId), Arc<Scan>>,
+    pub scans_by_unique_id: Generational<(DeploymentId, String), Arc<Scan>>,
 }
 
 impl Default for Caches {
@@ -46,6 +55,8 @@ impl Default for Caches {
             rules: Generational::new(1_000),
             tokens: Generational::new(10_000),
             integrations: Generational::new(1_000),
+            scans: Generational::unchanging(4_096),
+            scans_by_unique_id: Generational::unchanging(4_096),
         }
     }
 }
@@ -74,6 +85,54 @@ impl Store {
             .await
     }
 
+    /// The scan, by numeric id, as [`Store::scan`] reads it, kept in memory: **only what
+    /// never changes after creation is current** (ids, project, ref, metadata, ignored
+    /// files), not its status, results or counts. For the CI steps, which check the state
+    /// in the write they make.
+    pub async fn scan_facts(
+        &self,
+        deployment_id: DeploymentId,
+        id: ScanId,
+    ) -> anyhow::Result<Option<Arc<Scan>>> {
+        let key = (deployment_id, id);
+        if let Some(scan) = self.caches.scans.get(&key) {
+            return Ok(Some(scan));
+        }
+        let scan = self.scan(deployment_id, &ScanKey::Numeric(id)).await?;
+        Ok(scan.map(|s| self.keep_scan(s)))
+    }
+
+    /// [`Store::scan_facts`] by the client's `unique_id`.
+    pub async fn scan_facts_by_unique_id(
+        &self,
+        deployment_id: DeploymentId,
+        unique_id: &str,
+    ) -> anyhow::Result<Option<Arc<Scan>>> {
+        let key = (deployment_id, unique_id.to_string());
+        if let Some(scan) = self.caches.scans_by_unique_id.get(&key) {
+            return Ok(Some(scan));
+        }
+        let scan = self.scan_by_unique_id(deployment_id, unique_id).await?;
+        Ok(scan.map(|s| self.keep_scan(s)))
+    }
+
+    /// Keeps a scan for [`Store::scan_facts`]; the kept value.
+    pub(crate) fn keep_scan(&self, scan: Scan) -> Arc<Scan> {
+        let scan = Arc::new(scan);
+        let c = &self.caches;
+        c.scans.put(
+            (scan.deployment_id, scan.id),
+            c.scans.generation(),
+            scan.clone(),
+        );
+        c.scans_by_unique_id.put(
+            (scan.deployment_id, scan.unique_id.clone()),
+            c.scans_by_unique_id.generation(),
+            scan.clone(),
+        );
+        scan
+    }
+
     /// The guard a function writing rules, policies or modes holds (see the module).
     pub(crate) fn rules_changing(&self) -> Changing<'_> {
         self.caches.rules.changing()
@@ -96,6 +155,8 @@ pub struct Generational<K, V> {
     generation: AtomicU64,
     entries: Mutex<HashMap<K, Entry<V>>>,
     capacity: usize,
+    /// How long an entry is trusted ([`MAX_AGE`]; `None` for values that never change).
+    max_age: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -121,6 +182,15 @@ impl<K: Hash + Eq, V: Clone> Generational<K, V> {
             generation: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
             capacity,
+            max_age: Some(MAX_AGE),
+        }
+    }
+
+    /// For values that never change once stored: their entries do not expire.
+    pub fn unchanging(capacity: usize) -> Self {
+        Generational {
+            max_age: None,
+            ..Generational::new(capacity)
         }
     }
 
@@ -134,13 +204,16 @@ impl<K: Hash + Eq, V: Clone> Generational<K, V> {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// The value, if it was loaded in this generation less than [`MAX_AGE`] ago.
+    /// The value, if it was loaded in this generation less than [`MAX_AGE`] ago (any time
+    /// ago for an [`unchanging`](Generational::unchanging) cache).
     pub fn get(&self, key: &K) -> Option<V> {
         let generation = self.generation();
         let entries = self.entries.lock().ok()?;
         entries
             .get(key)
-            .filter(|e| e.generation == generation && e.loaded.elapsed() < MAX_AGE)
+            .filter(|e| {
+                e.generation == generation && self.max_age.is_none_or(|m| e.loaded.elapsed() < m)
+            })
             .map(|e| e.value.clone())
     }
 
@@ -159,8 +232,8 @@ impl<K: Hash + Eq, V: Clone> Generational<K, V> {
         Ok(value)
     }
 
-    /// Keeps a value loaded at `generation`. A full cache starts again empty: the entries
-    /// are a second old at most, so reloading them costs one read each.
+    /// Keeps a value loaded at `generation`. A full cache starts again empty: reloading
+    /// what is still wanted costs one read each.
     pub fn put(&self, key: K, generation: u64, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= self.capacity && !entries.contains_key(&key) {

@@ -254,14 +254,17 @@ impl Store {
             }
         };
         let ignored: String = col(&row, "ignored_files")?;
-        new_scan(
+        let scan = new_scan(
             (col(&row, "id")?, public_id),
             (deployment_id, col(&row, "project_id")?),
             req,
             tool,
             now,
             (git_ref, &ignored),
-        )
+        )?;
+        // The run's next steps find it in memory.
+        self.keep_scan(scan.clone());
+        Ok(scan)
     }
 
     pub async fn scan_by_unique_id(

@@ -208,6 +208,57 @@ async fn retried_results_and_complete_change_nothing_twice(db: Db) {
 }
 on_both!(retried_results_and_complete_change_nothing_twice);
 
+/// A rule switched to Block while the scan ran: `/complete` names its findings, which the
+/// client did not block, for the client to fail the build on.
+async fn a_rule_switched_to_block_during_the_scan_blocks_it(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.add_rules(&fixture_text("sample-rules.yml"), None, "monitor")
+        .await;
+    let uid = "33333333-3333-4333-8333-333333333333";
+    let id = create(&app, uid, "main", true).await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/cli/v2/scans/{uid}/config"),
+            Some(&app.ci),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let results = fixture("03-post-results.request.json");
+    app.ci_post(&format!("/api/agent/scans/{id}/results"), &results)
+        .await;
+    app.set_mode("python-eval-use", "block").await;
+    let v = app
+        .ci_post(
+            &format!("/api/agent/scans/{id}/complete"),
+            &fixture("04-post-complete.request.json"),
+        )
+        .await;
+    let eval = results["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check_id"] == "python-eval-use")
+        .unwrap();
+    assert_eq!(v["app_block_override"], true, "{v}");
+    assert_eq!(
+        v["app_blocking_match_based_ids"],
+        json!([eval["match_based_id"]]),
+        "{v}"
+    );
+    // A retry gets the same answer.
+    let again = app
+        .ci_post(
+            &format!("/api/agent/scans/{id}/complete"),
+            &fixture("04-post-complete.request.json"),
+        )
+        .await;
+    assert_eq!(again, v);
+    app.stop().await;
+}
+on_both!(a_rule_switched_to_block_during_the_scan_blocks_it);
+
 async fn error_is_terminal_and_abandoned_scans_end(db: Db) {
     let app = TestApp::spawn(db).await;
     let id = create(&app, "22222222-2222-4222-8222-222222222222", "main", true).await;

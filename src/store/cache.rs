@@ -31,6 +31,13 @@ use std::time::{Duration, Instant};
 /// How long an entry is trusted without a write through this process.
 pub const MAX_AGE: Duration = Duration::from_secs(1);
 
+/// Scans kept for [`Store::scan_facts`], per cache: more than a node runs at once.
+const SCANS_KEPT: usize = 1_024;
+
+/// Scans whose metadata and ignored files take more than this are read from the database
+/// at each step instead (a CI token could otherwise fill memory with 60 KiB metadata).
+pub(crate) const SCAN_BYTES_KEPT: usize = 16 * 1024;
+
 /// The store's caches (shared by its clones).
 #[derive(Debug)]
 pub struct Caches {
@@ -55,8 +62,8 @@ impl Default for Caches {
             rules: Generational::new(1_000),
             tokens: Generational::new(10_000),
             integrations: Generational::new(1_000),
-            scans: Generational::unchanging(4_096),
-            scans_by_unique_id: Generational::unchanging(4_096),
+            scans: Generational::unchanging(SCANS_KEPT),
+            scans_by_unique_id: Generational::unchanging(SCANS_KEPT),
         }
     }
 }
@@ -99,7 +106,7 @@ impl Store {
             return Ok(Some(scan));
         }
         let scan = self.scan(deployment_id, &ScanKey::Numeric(id)).await?;
-        Ok(scan.map(|s| self.keep_scan(s)))
+        Ok(scan.map(|s| self.keep_scan(s, None)))
     }
 
     /// [`Store::scan_facts`] by the client's `unique_id`.
@@ -113,12 +120,25 @@ impl Store {
             return Ok(Some(scan));
         }
         let scan = self.scan_by_unique_id(deployment_id, unique_id).await?;
-        Ok(scan.map(|s| self.keep_scan(s)))
+        Ok(scan.map(|s| self.keep_scan(s, None)))
     }
 
-    /// Keeps a scan for [`Store::scan_facts`]; the kept value.
-    pub(crate) fn keep_scan(&self, scan: Scan) -> Arc<Scan> {
-        let scan = Arc::new(scan);
+    /// Keeps a scan for [`Store::scan_facts`], unless its metadata (`meta_bytes` long as
+    /// JSON, measured here if not given) and ignored files are larger than
+    /// [`SCAN_BYTES_KEPT`]; the scan. What may be large and is not a fact (a completed
+    /// scan's stats and `semgrep_scan` object) is left out.
+    pub(crate) fn keep_scan(&self, scan: Scan, meta_bytes: Option<usize>) -> Arc<Scan> {
+        let meta_bytes = meta_bytes
+            .unwrap_or_else(|| serde_json::to_string(&scan.meta).map_or(usize::MAX, |m| m.len()));
+        let ignored: usize = scan.ignored_files.iter().map(String::len).sum();
+        let scan = Arc::new(Scan {
+            stats: None,
+            scan_payload: None,
+            ..scan
+        });
+        if meta_bytes.saturating_add(ignored) > SCAN_BYTES_KEPT {
+            return scan;
+        }
         let c = &self.caches;
         c.scans.put(
             (scan.deployment_id, scan.id),
@@ -266,6 +286,25 @@ mod tests {
         assert_eq!(cache.get(&"a"), None);
         cache.put("a", cache.generation(), 2);
         assert_eq!(cache.get(&"a"), Some(2));
+    }
+
+    #[test]
+    fn entries_expire_unless_the_values_never_change() {
+        let aged = |cache: &Generational<u32, u32>| {
+            let mut entries = cache.entries.lock().unwrap();
+            let e = entries.get_mut(&1).unwrap();
+            e.loaded = Instant::now().checked_sub(2 * MAX_AGE).unwrap();
+        };
+        let changing: Generational<u32, u32> = Generational::new(8);
+        let unchanging: Generational<u32, u32> = Generational::unchanging(8);
+        for cache in [&changing, &unchanging] {
+            cache.put(1, cache.generation(), 1);
+            aged(cache);
+        }
+        assert_eq!(changing.get(&1), None, "older than MAX_AGE");
+        assert_eq!(unchanging.get(&1), Some(1));
+        drop(unchanging.changing());
+        assert_eq!(unchanging.get(&1), None, "a write still invalidates");
     }
 
     #[test]

@@ -263,7 +263,7 @@ impl Store {
             (git_ref, &ignored),
         )?;
         // The run's next steps find it in memory.
-        self.keep_scan(scan.clone());
+        self.keep_scan(scan.clone(), Some(meta_json.len()));
         Ok(scan)
     }
 

@@ -10,7 +10,8 @@
 //! expected delivery arrived (a `semgrep_scan` and the finding arrays per scan and
 //! integration) and none twice; the serve process's CPU per scan (utime +
 //! stime from `/proc/PID/stat`, ingest and delivery together); p50/p99 per protocol step;
-//! its peak RSS (VmHWM); and the sink ceiling measured in the same run.
+//! what it wrote to disk per scan (`write_bytes` of `/proc/PID/io`; on PostgreSQL the server
+//! writes, not serve); its peak RSS (VmHWM); and the sink ceiling measured in the same run.
 //!
 //! Knobs: `E2E_CLIENTS=1,4,16,64`, `E2E_SCANS=4000`, `E2E_FINDINGS=1`,
 //! `E2E_INTEGRATIONS=0,1,10`, `E2E_HISTORY=0` (findings and delivered messages stored before
@@ -19,7 +20,9 @@
 
 mod common;
 
-use common::{ceiling, cpu_time, peak_rss_mb, start_sink, stop, token, NO_CONTENT_204};
+use common::{
+    ceiling, cpu_time, disk_written, peak_rss_mb, start_sink, stop, token, NO_CONTENT_204,
+};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 use std::process::{Child, Command};
@@ -435,6 +438,7 @@ async fn run(label: &str, db: &str, pg: bool, integrations: usize, clients: usiz
 
     let perf = (k.perf).then(|| start_perf(pid, &format!("{label}-{integrations}-{clients}")));
     let cpu0 = cpu_time(pid);
+    let disk0 = disk_written(pid);
     let start = Instant::now();
     let times = drive(&base, &ci, "run", clients, k.scans, k.findings).await;
     let ingest = start.elapsed();
@@ -443,6 +447,7 @@ async fn run(label: &str, db: &str, pg: bool, integrations: usize, clients: usiz
     // Anything sent twice or more than expected would arrive just after.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu = cpu_time(pid) - cpu0;
+    let disk = disk_written(pid) - disk0;
     if let Some(mut p) = perf {
         let _ = Command::new("kill")
             .args(["-INT", &p.id().to_string()])
@@ -478,11 +483,12 @@ async fn run(label: &str, db: &str, pg: bool, integrations: usize, clients: usiz
         )
     };
     println!(
-        "{label} | {integrations} int | {clients} clients | {:.0} scans/s in | {deliveries:.0} deliveries/s out ({check}; drained {:.2} s after the last scan) | CPU {:.3} ms/scan ({:.2} cores) | p50/p99 ms:{steps} | serve peak RSS {rss:.1} MB | sink ceiling {ceiling:.0}/s",
+        "{label} | {integrations} int | {clients} clients | {:.0} scans/s in | {deliveries:.0} deliveries/s out ({check}; drained {:.2} s after the last scan) | CPU {:.3} ms/scan ({:.2} cores) | p50/p99 ms:{steps} | serve wrote {:.1} KB/scan to disk | serve peak RSS {rss:.1} MB | sink ceiling {ceiling:.0}/s",
         scans_in,
         (out - ingest).as_secs_f64(),
         cpu.as_secs_f64() * 1e3 / k.scans as f64,
         cpu.as_secs_f64() / out.as_secs_f64(),
+        disk as f64 / 1024.0 / k.scans as f64,
     );
 }
 

@@ -9,8 +9,9 @@ use crate::domain::filters::FilterSpec;
 use crate::domain::integration::Integration;
 use crate::domain::mode::RuleMode;
 use crate::domain::outbox::MessageStatus;
+use crate::error::{AppError, AppResult};
 use crate::ids::{IntegrationId, MessageId, ScanId};
-use crate::store::messages::{AttemptRow, MessageRow};
+use crate::store::messages::{AttemptRow, MessageRow, Resend};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -331,4 +332,18 @@ impl From<&AttemptRow> for AttemptOut {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resent {
     pub resent: MessageId,
+}
+
+/// What a resend that queued nothing answers: `delivery` not found, or 409
+/// `integration_deleted`.
+pub fn resent(r: Resend) -> AppResult<()> {
+    match r {
+        Resend::Queued => Ok(()),
+        Resend::Unknown => Err(AppError::not_found("delivery")),
+        Resend::IntegrationDeleted => Err(AppError::conflict(
+            "integration_deleted",
+            "the integration this delivery was for has been deleted, so nothing would send it; \
+             its log stays readable",
+        )),
+    }
 }

@@ -26,7 +26,6 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{DeploymentId, IntegrationId, MessageId};
 use crate::state::AppState;
 use crate::store::integrations::{IntegrationChange, NewIntegration};
-use crate::store::messages::Resend;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -533,20 +532,6 @@ async fn get_delivery(
     }))
 }
 
-/// What a resend that queued nothing answers: `delivery` not found, or 409
-/// `integration_deleted`.
-pub(crate) fn resent(r: Resend) -> AppResult<()> {
-    match r {
-        Resend::Queued => Ok(()),
-        Resend::Unknown => Err(AppError::not_found("delivery")),
-        Resend::IntegrationDeleted => Err(AppError::conflict(
-            "integration_deleted",
-            "the integration this delivery was for has been deleted, so nothing would send it; \
-             its log stays readable",
-        )),
-    }
-}
-
 /// Send a message again, same webhook-id.
 #[utoipa::path(post, path = "/api/v1/deliveries/{msg_id}/resend", tag = "deliveries", security(("bearer" = [])),
     params(("msg_id" = MessageId, Path, description = "The message's id (its webhook-id)")),
@@ -556,7 +541,7 @@ async fn resend_delivery(
     State(st): State<AppState>,
     Path(id): Path<MessageId>,
 ) -> AppResult<Json<Resent>> {
-    resent(st.store.resend(d.id, &id).await?)?;
+    crate::api::integrations::resent(st.store.resend(d.id, &id).await?)?;
     st.wake.notify_one();
     Ok(Json(Resent { resent: id }))
 }

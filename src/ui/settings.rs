@@ -896,7 +896,9 @@ pub async fn delivery(
             dt { "Delivered" } dd { (maybe_when(m.delivered_at)) }
             @if m.status == MessageStatus::Pending { dt { "Next attempt" } dd { (when(m.next_attempt_at)) } }
         }
-        @if m.kind != EventKind::Test {
+        @if m.integration.is_none() {
+            p.hint { "Its integration was deleted, so it is not sent again; the delivery log stays." }
+        } @else if m.kind != EventKind::Test {
             form.row method="post" action={ "/deliveries/" (m.public_id) "/resend" } {
                 (csrf(&s))
                 button type="submit" { "Resend" }
@@ -932,7 +934,7 @@ pub async fn delivery(
 
 pub async fn resend(State(st): State<AppState>, Path(id): Path<String>, form: Posted) -> UiResult {
     let id: MessageId = parse_id(&id, "delivery")?;
-    crate::http::integrations::resent(st.store.resend(form.session.deployment.id, &id).await?)
+    crate::api::integrations::resent(st.store.resend(form.session.deployment.id, &id).await?)
         .map_err(UiError::from)?;
     st.wake.notify_one();
     Ok(done(&format!("/deliveries/{id}"), "resent"))

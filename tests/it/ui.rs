@@ -923,6 +923,24 @@ async fn resend_recover_and_reopen_in_forms(db: Db) {
         .page("/findings")
         .await
         .contains(&format!("finding-{finding}\"")));
+
+    // Once the integration is deleted, its message is not offered for resending, and a
+    // resend posted anyway says why.
+    let (status, _) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/integrations/{id}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let page = b.page(&format!("/deliveries/{msg}")).await;
+    assert!(page.contains("Its integration was deleted"), "{page}");
+    assert!(!page.contains("/resend"), "{page}");
+    let a = b.post(&format!("/deliveries/{msg}/resend"), &[]).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.html);
+    assert!(a.html.contains("has been deleted"), "{}", a.html);
     app.stop().await;
 }
 on_both!(resend_recover_and_reopen_in_forms);

@@ -24,7 +24,7 @@ use super::outbox::{NewMessage, Outbox, FINDINGS_PER_MESSAGE};
 use super::payload::{self, FindingFacts};
 use crate::ids::IntegrationId;
 use serde_json::Value;
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 
 /// A `semgrep_scan` to route.
@@ -225,8 +225,8 @@ fn select(
 /// integrations get the seed's bodies; template integrations the same messages through
 /// their template; chat integrations one digest per scan (or one note per triage) in their
 /// platform's format, linking to `links`.
-pub fn route(
-    integrations: &[Integration],
+pub fn route<I: Borrow<Integration>>(
+    integrations: &[I],
     scan: Option<&ScanEvent>,
     events: &[Event],
     links: &Links,
@@ -235,7 +235,11 @@ pub fn route(
     let mut scan_payload: Option<usize> = None;
     // (kind, selected events) → the payloads of their arrays.
     let mut arrays: HashMap<(EventKind, Vec<usize>), Vec<usize>> = HashMap::new();
-    for i in integrations.iter().filter(|i| i.enabled) {
+    for i in integrations
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|i| i.enabled)
+    {
         let scan_admitted = scan.filter(|s| admits_scan(i, s));
         let selected = select(i, events, &mut out.failures);
         match i.kind {

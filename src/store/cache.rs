@@ -47,7 +47,7 @@ pub struct Caches {
     pub tokens: Generational<String, Arc<KnownToken>>,
     /// Every integration of a deployment with its modes, secrets opened and filters
     /// compiled (each `/complete` routes to them).
-    pub integrations: Generational<DeploymentId, Arc<Vec<Integration>>>,
+    pub integrations: Generational<DeploymentId, Arc<Vec<Arc<Integration>>>>,
     /// Scans of this process's CI runs, by id and by `unique_id`, as created or first
     /// read: only what never changes after creation is read from them (the CI steps
     /// check a scan's state in their own write). Never invalidated; a full cache starts
@@ -84,8 +84,8 @@ impl Store {
     pub async fn cached_integrations(
         &self,
         deployment_id: DeploymentId,
-    ) -> anyhow::Result<Arc<Vec<Integration>>> {
-        let load = || async { Ok(Arc::new(self.list_integrations(deployment_id).await?)) };
+    ) -> anyhow::Result<Arc<Vec<Arc<Integration>>>> {
+        let load = || async { Ok(Arc::new(self.shared_integrations(deployment_id).await?)) };
         self.caches
             .integrations
             .get_or_load(deployment_id, load)

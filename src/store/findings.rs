@@ -349,7 +349,7 @@ impl Store {
         if finding_ids.is_empty() {
             return Ok(Triaged::default());
         }
-        let integrations = self.list_integrations(deployment_id).await?;
+        let integrations = self.shared_integrations(deployment_id).await?;
         let routed_to = integrations
             .iter()
             .any(|i| i.enabled && i.receives(EventKind::FindingTriaged));

@@ -223,6 +223,15 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::list_integrations`], each shareable: what routing and queueing take.
+    pub(crate) async fn shared_integrations(
+        &self,
+        deployment_id: DeploymentId,
+    ) -> anyhow::Result<Vec<std::sync::Arc<Integration>>> {
+        let list = self.list_integrations(deployment_id).await?;
+        Ok(list.into_iter().map(std::sync::Arc::new).collect())
+    }
+
     /// Integrations by row id, without their modes (what delivery needs).
     pub async fn integrations_by_ids(&self, ids: &[i64]) -> anyhow::Result<Vec<Integration>> {
         if ids.is_empty() {

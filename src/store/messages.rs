@@ -89,7 +89,7 @@ pub async fn enqueue(
     deployment_id: DeploymentId,
     scan_id: Option<ScanId>,
     outbox: &Outbox,
-    integrations: &[Integration],
+    integrations: &[Arc<Integration>],
     claimant: Option<&dyn Claimant>,
 ) -> anyhow::Result<Enqueued> {
     if outbox.messages.is_empty() {
@@ -186,10 +186,12 @@ pub async fn enqueue(
         .iter()
         .map(|b| Bytes::from(b.clone()))
         .collect();
+    // The integrations as given (the cached ones, from `/complete`): the worker reuses
+    // what it prepared for one (its URL and keys) while it is handed the same.
     let shared: HashMap<i64, Arc<Integration>> = integrations
         .iter()
         .filter(|i| leases.get(&i.id).is_some_and(Option::is_some))
-        .map(|i| (i.id, Arc::new(i.clone())))
+        .map(|i| (i.id, i.clone()))
         .collect();
     let mut claimed = Vec::new();
     for (m, pid) in outbox.messages.iter().zip(public_ids) {

@@ -57,6 +57,7 @@ impl Store {
         claimant: Option<&dyn Claimant>,
     ) -> anyhow::Result<Backfilled> {
         let mut out = Backfilled::default();
+        let shared = [std::sync::Arc::new(integration.clone())];
         let sent: HashSet<(ProjectId, String)> = if force {
             HashSet::new()
         } else {
@@ -148,7 +149,7 @@ impl Store {
                 integration.deployment_id,
                 None,
                 &routed.outbox,
-                std::slice::from_ref(integration),
+                &shared,
                 claimant,
             )
             .await?;

@@ -388,7 +388,7 @@ impl Store {
         exit_code: Option<i64>,
         stderr: Option<&str>,
     ) -> anyhow::Result<bool> {
-        let integrations = self.list_integrations(scan.deployment_id).await?;
+        let integrations = self.shared_integrations(scan.deployment_id).await?;
         let completed_at = (status == ScanStatus::Error).then(clock::now);
         let mut ended = scan.clone();
         ended.completed_at = completed_at;

@@ -1,6 +1,6 @@
 //! Webhook integrations and which rule modes notify them.
 
-use super::{col, Store};
+use super::{col, Backend, Store};
 use crate::clock;
 use crate::domain::channels::template::Template;
 use crate::domain::channels::ChannelKind;
@@ -318,26 +318,38 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let _changing = self.integrations_changing();
         let mut tx = self.writer().begin().await?;
-        let Some(row) =
-            sqlx::query("SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2")
-                .bind(deployment_id)
-                .bind(public_id)
-                .fetch_optional(&mut *tx)
-                .await?
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let Some(row) = sqlx::query(&format!(
+            "SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2 {lock}"
+        ))
+        .bind(deployment_id)
+        .bind(public_id)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             tx.rollback().await?;
             return Ok(false);
         };
         let id: i64 = col(&row, "id")?;
-        // One statement per status, so that each reads its partial index rather than the
-        // integration's whole log (`+ 0`: the lease index, see `claim_messages`).
-        for (status, id_of) in [
-            ("pending", "integration_id"),
-            ("delivering", "integration_id + 0"),
-        ] {
+        // On SQLite (one writer) one statement per status, so that each reads its partial
+        // index rather than the integration's whole log (`+ 0`: the lease index, see
+        // `claim_messages`). On PostgreSQL one statement for both: an attempt recorded
+        // meanwhile may move a message from delivering to pending, and only a statement
+        // that matches both states re-checks the row it waited for and still fails it.
+        let failing: &[&str] = match self.backend() {
+            Backend::Sqlite => &[
+                "status = 'pending' AND integration_id = $2",
+                "status = 'delivering' AND integration_id + 0 = $2",
+            ],
+            Backend::Postgres => &["status IN ('pending', 'delivering') AND integration_id = $2"],
+        };
+        for which in failing {
             sqlx::query(&format!(
                 "UPDATE messages SET status = 'failed', lease_until = NULL, next_attempt_at = $1 \
-                 WHERE status = '{status}' AND {id_of} = $2"
+                 WHERE {which}"
             ))
             .bind(clock::now())
             .bind(id)
@@ -348,12 +360,12 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM integrations WHERE id = $1")
+        let done = sqlx::query("DELETE FROM integrations WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(done.rows_affected() == 1)
     }
 
     /// A new secret; the old one keeps signing beside it for 24 hours.

@@ -318,10 +318,7 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let _changing = self.integrations_changing();
         let mut tx = self.writer().begin().await?;
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE",
-            Backend::Sqlite => "",
-        };
+        let lock = self.for_update();
         let Some(row) = sqlx::query(&format!(
             "SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2 {lock}"
         ))

@@ -314,11 +314,8 @@ impl Store {
         if limits.is_empty() {
             return Ok(vec![]);
         }
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            // SQLite has one writer at a time: the UPDATE itself is the lock.
-            Backend::Sqlite => "",
-        };
+        // SQLite has one writer at a time: the UPDATE itself is the lock.
+        let lock = self.skip_locked();
         let returning = "RETURNING id, public_id, integration_id, kind, payload_id, attempts";
         let ids: Vec<String> = limits.iter().map(|l| l.0.to_string()).collect();
         // Each statement reads an index range in order and stops at its limit, so a claim
@@ -523,10 +520,7 @@ impl Store {
         disable_after: Micros,
     ) -> anyhow::Result<bool> {
         let ids: Vec<String> = last.iter().map(|r| r.integration_id.to_string()).collect();
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE",
-            Backend::Sqlite => "",
-        };
+        let lock = self.for_update();
         let rows = sqlx::query(&format!(
             "SELECT id, failing_since FROM integrations WHERE id IN ({}) {lock}",
             ids.join(",")

@@ -176,6 +176,23 @@ impl Store {
         }
     }
 
+    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose one writer is the lock.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL, where two processes may take the same rows
+    /// at once; nothing on SQLite.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

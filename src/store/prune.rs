@@ -174,15 +174,6 @@ impl Store {
             .await?;
         col(&row, "freelist_count")
     }
-
-    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL, where two processes may prune at once;
-    /// nothing on SQLite, whose one writer is the lock.
-    fn skip_locked(&self) -> &'static str {
-        match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        }
-    }
 }
 
 /// `1,2,3`: internal ids, for `IN (…)`.

@@ -28,20 +28,6 @@ async fn run_scan(app: &TestApp, unique_id: &str, results: &Value) -> i64 {
     id
 }
 
-/// `GET …/config` of the scan with this `unique_id`, which must answer 200.
-async fn config(app: &TestApp, uid: &str) -> Value {
-    let (status, cfg) = app
-        .call(
-            Method::GET,
-            &format!("/api/cli/v2/scans/{uid}/config"),
-            Some(&app.ci),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{cfg}");
-    cfg
-}
-
 async fn scan_creation_is_idempotent(db: Db) {
     let app = TestApp::spawn(db).await;
     let body = fixture("01-post-scans.request.json");
@@ -74,7 +60,7 @@ async fn config_carries_modes_on_every_rule(db: Db) {
     app.set_mode("js-innerhtml", "comment").await;
     let uid = "7f1a1b7e-0000-4000-8000-000000000001";
     create(&app, uid, "main", true).await;
-    let cfg = config(&app, uid).await;
+    let cfg = app.scan_config(uid).await;
     assert_eq!(cfg["status"], "success");
     assert!(
         cfg["engine_params"].is_object(),
@@ -138,7 +124,7 @@ async fn config_follows_rule_and_mode_changes_at_once(db: Db) {
         let app = &app;
         async move {
             create(app, uid, "main", true).await;
-            config(app, uid).await
+            app.scan_config(uid).await
         }
     };
     let first = config("7f1a1b7e-0000-4000-8000-0000000000c1").await;
@@ -213,7 +199,7 @@ async fn a_rule_switched_to_block_during_the_scan_blocks_it(db: Db) {
         .await;
     let uid = "33333333-3333-4333-8333-333333333333";
     let id = create(&app, uid, "main", true).await;
-    config(&app, uid).await;
+    app.scan_config(uid).await;
     let results = fixture("03-post-results.request.json");
     app.ci_post(&format!("/api/agent/scans/{id}/results"), &results)
         .await;
@@ -458,7 +444,7 @@ async fn triage_ignored_findings_go_to_the_client_and_are_never_notified(db: Db)
     // The next scan's config tells the client.
     let uid = "66666666-6666-4666-8666-666666666666";
     create(&app, uid, "main", true).await;
-    let cfg = config(&app, uid).await;
+    let cfg = app.scan_config(uid).await;
     assert_eq!(
         cfg["config"]["triage_ignored_syntactic_ids"],
         json!([target["syntactic_id"]])

@@ -191,6 +191,14 @@ impl TestApp {
         v
     }
 
+    /// `GET /api/cli/v2/scans/{uid}/config` with the CI token, which must answer 200.
+    pub async fn scan_config(&self, uid: &str) -> Value {
+        let path = format!("/api/cli/v2/scans/{uid}/config");
+        let (status, v) = self.call(Method::GET, &path, Some(&self.ci), None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
     pub async fn ci_post(&self, path: &str, body: &Value) -> Value {
         let (status, v) = self
             .call(Method::POST, path, Some(&self.ci), Some(body))

@@ -540,15 +540,7 @@ async fn real_scanners_over_three_commits(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    let (status, config) = app
-        .call(
-            Method::GET,
-            &format!("/api/cli/v2/scans/{uid}/config"),
-            Some(&app.ci),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let config = app.scan_config(&uid).await;
     assert_eq!(
         config["config"]["rules"]["rules"].as_array().unwrap().len(),
         0,

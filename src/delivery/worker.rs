@@ -631,6 +631,7 @@ impl Worker {
             message_id: message.id,
             integration_id: message.integration.id,
             attempted_at: now,
+            lease_until: message.lease_until,
             outcome,
             next,
         })

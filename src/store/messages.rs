@@ -60,6 +60,9 @@ pub struct AttemptRecord {
     pub message_id: i64,
     pub integration_id: i64,
     pub attempted_at: Micros,
+    /// The lease of the claim the attempt was made under: an outcome arriving after the
+    /// message was claimed again (this lease ran out) moves it only if it was delivered.
+    pub lease_until: Micros,
     pub outcome: Outcome,
     pub next: Next,
 }
@@ -455,7 +458,10 @@ impl Store {
         .await?;
         // One statement moves every message of the batch on: those still being delivered
         // (not one that a resend queued again meanwhile, or that its integration's deletion
-        // failed).
+        // failed) under the claim the attempt was made under. A late outcome of an earlier
+        // claim (its lease ran out mid-attempt, another claim took the message) moves it only
+        // when it was delivered: the receiver has it, and the current claim's outcome then
+        // finds it delivered. A late failure or retry would decide for the attempt under way.
         let moves: Vec<Value> = records
             .iter()
             .map(|r| {
@@ -465,25 +471,27 @@ impl Store {
                     Next::Failed => (r.attempted_at, None),
                 };
                 json!({"id": r.message_id, "status": r.next.status().as_str(), "next_at": next_at,
-                       "delivered_at": delivered_at})
+                       "delivered_at": delivered_at, "lease_until": r.lease_until})
             })
             .collect();
         let source = match self.backend() {
             Backend::Postgres => {
                 "json_to_recordset($1::json) AS j(id bigint, status text, \
-                 next_at bigint, delivered_at bigint)"
+                 next_at bigint, delivered_at bigint, lease_until bigint)"
             }
             Backend::Sqlite => {
                 "(SELECT json_extract(value, '$.id') AS id, \
                  json_extract(value, '$.status') AS status, \
                  json_extract(value, '$.next_at') AS next_at, \
-                 json_extract(value, '$.delivered_at') AS delivered_at FROM json_each($1)) AS j"
+                 json_extract(value, '$.delivered_at') AS delivered_at, \
+                 json_extract(value, '$.lease_until') AS lease_until FROM json_each($1)) AS j"
             }
         };
         let sql = format!(
             "UPDATE messages SET status = j.status, attempts = messages.attempts + 1, \
              next_attempt_at = j.next_at, delivered_at = j.delivered_at, lease_until = NULL \
-             FROM {source} WHERE messages.id = j.id AND messages.status = 'delivering'"
+             FROM {source} WHERE messages.id = j.id AND messages.status = 'delivering' \
+             AND (messages.lease_until = j.lease_until OR j.status = 'delivered')"
         );
         sqlx::query(&sql)
             .bind(Value::Array(moves).to_string())

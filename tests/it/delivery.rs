@@ -673,6 +673,7 @@ async fn deleting_an_integration_fails_what_it_had_queued(db: Db) {
             message_id: c.id,
             integration_id: c.integration.id,
             attempted_at: now,
+            lease_until: c.lease_until,
             outcome: Outcome::refused("timed out"),
             next: Next::RetryAt(now + SEC),
         })
@@ -740,6 +741,91 @@ async fn deleting_an_integration_fails_what_it_had_queued(db: Db) {
     app.stop().await;
 }
 on_both!(deleting_an_integration_fails_what_it_had_queued);
+
+/// A worker whose lease ran out mid-attempt reports after another claim took the message:
+/// its failure does not decide for the attempt under way, its success stands.
+async fn a_late_outcome_of_an_expired_claim(db: Db) {
+    use scanhook::domain::outbox::{Next, Outcome};
+    use scanhook::store::messages::AttemptRecord;
+    let app = TestApp::spawn_with(db, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    integration(&app, "Slow", &rx.url, &[]).await;
+    scan(&app, "abababab-0000-4000-8000-000000000003").await;
+    scan(&app, "abababab-0000-4000-8000-000000000004").await;
+    let store = app.store();
+    let limits: Vec<(i64, i64)> = store
+        .enabled_integration_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| (id, 2))
+        .collect();
+    let now = scanhook::clock::now();
+    let first = store.claim_messages(now, now + SEC, &limits).await.unwrap();
+    assert_eq!(first.len(), 2, "a semgrep_scan per scan");
+    // The first claim's lease runs out; a second claim takes both messages again.
+    let later = now + 2 * SEC;
+    let second = store
+        .claim_messages(later, later + 60 * SEC, &limits)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 2);
+    let record = |c: &scanhook::domain::outbox::Claimed, next: Next| AttemptRecord {
+        message_id: c.id,
+        integration_id: c.integration.id,
+        attempted_at: later,
+        lease_until: c.lease_until,
+        outcome: Outcome::refused("timed out"),
+        next,
+    };
+    // The first claim's late outcomes: a failure for one message, a success for the other.
+    let (a, b) = (&first[0], &first[1]);
+    store
+        .record_attempts(
+            &[record(a, Next::Failed), record(b, Next::Delivered)],
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    let status_of = |all: &[Value], c: &scanhook::domain::outbox::Claimed| {
+        all.iter()
+            .find(|d| d["id"] == c.public_id.as_str())
+            .map(|d| d["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let all = deliveries(&app, "limit=100").await;
+    assert_eq!(
+        status_of(&all, a),
+        "delivering",
+        "the stale failure left its message to the second claim"
+    );
+    assert_eq!(status_of(&all, b), "delivered", "the stale success stands");
+    // The second claim's outcomes: the one still under way is retried; the one already
+    // delivered stays delivered.
+    let (a2, b2) = (
+        second.iter().find(|c| c.id == a.id).unwrap(),
+        second.iter().find(|c| c.id == b.id).unwrap(),
+    );
+    store
+        .record_attempts(
+            &[
+                record(a2, Next::RetryAt(later + SEC)),
+                record(b2, Next::Failed),
+            ],
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    let all = deliveries(&app, "limit=100").await;
+    assert_eq!(
+        status_of(&all, a),
+        "pending",
+        "the current claim's retry applies"
+    );
+    assert_eq!(status_of(&all, b), "delivered");
+    app.stop().await;
+}
+on_both!(a_late_outcome_of_an_expired_claim);
 
 async fn readyz_reports_the_delivery_loop(db: Db) {
     let app = TestApp::spawn(db).await;

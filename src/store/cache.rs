@@ -38,6 +38,10 @@ const SCANS_KEPT: usize = 1_024;
 /// at each step instead (a CI token could otherwise fill memory with 60 KiB metadata).
 pub(crate) const SCAN_BYTES_KEPT: usize = 16 * 1024;
 
+/// Stored rule metadata values' ids kept: more distinct values than a deployment's rules
+/// have (about 130 bytes each).
+const METADATA_IDS_KEPT: usize = 16_384;
+
 /// The store's caches (shared by its clones).
 #[derive(Debug)]
 pub struct Caches {
@@ -54,6 +58,10 @@ pub struct Caches {
     /// again empty. A run's steps are minutes apart, so these do not expire either.
     pub scans: Generational<(DeploymentId, ScanId), Arc<Scan>>,
     pub scans_by_unique_id: Generational<(DeploymentId, String), Arc<Scan>>,
+    /// The row ids of stored rule metadata values, by hash. A value's row is never
+    /// updated or deleted, so its id, once committed, stays right: kept after the
+    /// completion that read or stored it commits, never invalidated.
+    pub metadata_ids: Generational<(DeploymentId, String), i64>,
 }
 
 impl Default for Caches {
@@ -64,6 +72,7 @@ impl Default for Caches {
             integrations: Generational::new(1_000),
             scans: Generational::unchanging(SCANS_KEPT),
             scans_by_unique_id: Generational::unchanging(SCANS_KEPT),
+            metadata_ids: Generational::unchanging(METADATA_IDS_KEPT),
         }
     }
 }

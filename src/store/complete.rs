@@ -199,7 +199,8 @@ impl Store {
                 )?;
                 let routed = routing::route(&integrations, Some(&scan_event), &events, links);
                 let (notified, finding_payload) = finding_array(events)?;
-                let written = write(&mut tx, backend, scan, &plan, now).await?;
+                let kept = &self.caches.metadata_ids;
+                let written = write(&mut tx, (backend, kept), scan, &plan, now).await?;
                 Outcome {
                     uploaded: results.findings.len(),
                     opened: plan.opened.len(),
@@ -209,6 +210,7 @@ impl Store {
                     override_ids: plan.override_ids,
                     blocking: plan.blocking,
                     routed,
+                    metadata_ids: written.metadata_ids,
                 }
             }
         };
@@ -245,6 +247,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        let kept = &self.caches.metadata_ids;
+        for (hash, id) in outcome.metadata_ids {
+            kept.put((scan.deployment_id, hash), kept.generation(), id);
+        }
         Ok(Completion::Completed {
             notified: outcome.notified,
             reply,
@@ -261,15 +267,18 @@ async fn load(
     scan: &Scan,
     results: &Results<'_>,
 ) -> anyhow::Result<Loaded> {
-    let (stored, mut identities) = load_prior(tx, scan).await?;
-    // Identities of findings already on this ref came with them; look up the others.
-    let keys: Vec<&str> = results
-        .findings
+    // The identities of findings already on this ref come with them; those of the other
+    // uploaded findings, up to a chunk of them, in the same statement (one round trip to
+    // the writer less); any more after it.
+    let keys: Vec<&str> = results.findings.iter().map(Finding::key).collect();
+    let (first, rest) = keys.split_at(keys.len().min(CHUNK));
+    let (stored, mut identities) = load_prior(tx, backend, scan, first).await?;
+    let rest: Vec<&str> = rest
         .iter()
-        .map(Finding::key)
+        .copied()
         .filter(|k| !identities.contains_key(*k))
         .collect();
-    identities.extend(load_identities(tx, backend, scan.project_id, &keys).await?);
+    identities.extend(load_identities(tx, backend, scan.project_id, &rest).await?);
     Ok(Loaded { stored, identities })
 }
 
@@ -498,17 +507,21 @@ struct Outcome {
     override_ids: Vec<String>,
     blocking: usize,
     routed: routing::Routed,
+    /// The ids of the metadata values the findings refer to, by hash, to be kept once
+    /// the transaction commits.
+    metadata_ids: HashMap<String, i64>,
 }
 
-/// What [`write`] counted.
+/// What [`write`] counted, and the metadata ids it used.
 struct Written {
     fixed: usize,
+    metadata_ids: HashMap<String, i64>,
 }
 
 /// Step 3: the identities, metadata, findings and change log the plan decided.
 async fn write(
     tx: &mut Transaction<'static, Any>,
-    backend: Backend,
+    (backend, kept): (Backend, &MetadataIds),
     scan: &Scan,
     plan: &Plan<'_>,
     now: Micros,
@@ -539,7 +552,8 @@ async fn write(
         "ON CONFLICT (project_id, identity) DO NOTHING",
     )
     .await?;
-    let metadata_ids = store_metadata(tx, backend, scan.deployment_id, &plan.metadata).await?;
+    let metadata_ids =
+        store_metadata(tx, (backend, kept), scan.deployment_id, &plan.metadata).await?;
     let row_ids = upsert_findings(
         tx,
         backend,
@@ -621,7 +635,10 @@ async fn write(
         "ON CONFLICT (scan_id, finding_id) DO NOTHING",
     )
     .await?;
-    Ok(Written { fixed })
+    Ok(Written {
+        fixed,
+        metadata_ids,
+    })
 }
 
 /// Hash of the columns of a finding that a later scan may change. `commit_date` is left
@@ -653,20 +670,32 @@ fn digest(f: &Finding<'_>, meta: &Metadata) -> String {
 }
 
 /// The findings of the scan's tool stored on its ref, and the identities of those that
-/// have one. Other tools' findings are not the scan's to close.
+/// have one, and of those of `keys` that are not on the ref. Other tools' findings are not
+/// the scan's to close.
 async fn load_prior(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     scan: &Scan,
+    keys: &[&str],
 ) -> anyhow::Result<(HashMap<String, StoredPrior>, HashMap<String, Identity>)> {
-    let query = sqlx::query(
+    // The second part's rows have no state: identities only.
+    let sql = format!(
         "SELECT f.identity, f.state, f.path, f.rule_id, f.digest, i.first_seen_scan_id, \
          i.first_seen_at, i.triage_state FROM findings f \
          LEFT JOIN identities i ON i.project_id = f.project_id AND i.identity = f.identity \
-         WHERE f.project_id = $1 AND f.git_ref = $2 AND f.tool = $3",
-    )
-    .bind(scan.project_id)
-    .bind(&scan.git_ref)
-    .bind(&scan.tool);
+         WHERE f.project_id = $1 AND f.git_ref = $2 AND f.tool = $3 \
+         UNION ALL \
+         SELECT i.identity, NULL, NULL, NULL, NULL, i.first_seen_scan_id, i.first_seen_at, \
+         i.triage_state FROM identities i WHERE i.project_id = $1 AND i.identity IN {} \
+         AND NOT EXISTS (SELECT 1 FROM findings f WHERE f.project_id = $1 \
+           AND f.git_ref = $2 AND f.tool = $3 AND f.identity = i.identity)",
+        json_list(backend, 4)
+    );
+    let query = sqlx::query(&sql)
+        .bind(scan.project_id)
+        .bind(&scan.git_ref)
+        .bind(&scan.tool)
+        .bind(serde_json::to_string(keys)?);
     // Row by row: a tool's 100,000 stored findings as rows take far more than as maps.
     let mut rows = query.fetch(&mut **tx);
     let mut prior = HashMap::new();
@@ -682,7 +711,9 @@ async fn load_prior(
             };
             identities.insert(key.clone(), identity);
         }
-        let state: String = col(row, "state")?;
+        let Some(state) = col::<Option<String>>(row, "state")? else {
+            continue;
+        };
         let stored = StoredPrior {
             prior: Prior {
                 state: state.parse().map_err(anyhow::Error::msg)?,
@@ -762,18 +793,30 @@ fn parse_metadata<'r>(
     Ok(by_raw)
 }
 
+/// The ids of stored metadata values kept in memory (`Caches::metadata_ids`).
+type MetadataIds = super::cache::Generational<(DeploymentId, String), i64>;
+
 /// Stores each distinct metadata value once (keyed by its hash); their row ids by hash.
-/// Rule metadata repeats from scan to scan, so the known values are looked up first and
-/// only the others inserted: one statement in the steady state instead of two.
+/// Rule metadata repeats from scan to scan, so the values' ids come from memory (`kept`)
+/// or are looked up, and only the others inserted: no statement in the steady state.
 async fn store_metadata(
     tx: &mut Transaction<'static, Any>,
-    backend: Backend,
+    (backend, kept): (Backend, &MetadataIds),
     deployment_id: DeploymentId,
     metadata: &HashMap<&str, Metadata>,
 ) -> anyhow::Result<HashMap<String, i64>> {
-    let distinct: Vec<&Metadata> = metadata.values().collect();
-    let mut ids_by_hash = metadata_ids(tx, backend, deployment_id, &distinct).await?;
-    let missing: Vec<&Metadata> = distinct
+    let mut ids_by_hash = HashMap::with_capacity(metadata.len());
+    let mut unknown: Vec<&Metadata> = Vec::new();
+    for m in metadata.values() {
+        match kept.get(&(deployment_id, m.hash.clone())) {
+            Some(id) => {
+                ids_by_hash.insert(m.hash.clone(), id);
+            }
+            None => unknown.push(m),
+        }
+    }
+    ids_by_hash.extend(metadata_ids(tx, backend, deployment_id, &unknown).await?);
+    let missing: Vec<&Metadata> = unknown
         .iter()
         .copied()
         .filter(|m| !ids_by_hash.contains_key(&m.hash))

@@ -69,11 +69,38 @@ pub struct AttemptRecord {
 
 /// Stores a body; its id.
 async fn insert_payload(conn: &mut sqlx::AnyConnection, body: &str) -> anyhow::Result<i64> {
-    let row = sqlx::query("INSERT INTO payloads (body) VALUES ($1) RETURNING id")
-        .bind(body)
-        .fetch_one(conn)
-        .await?;
-    col(&row, "id")
+    Ok(insert_payloads(conn, &[body]).await?[0])
+}
+
+/// Stores bodies in one statement; their ids, in the order of `bodies`. A multi-row insert
+/// numbers its rows in the order of its `VALUES` on both backends (one statement takes
+/// its ids in order, from SQLite's rowid or PostgreSQL's sequence), so the returned ids,
+/// sorted, are the bodies' ids in order.
+async fn insert_payloads<S: AsRef<str>>(
+    conn: &mut sqlx::AnyConnection,
+    bodies: &[S],
+) -> anyhow::Result<Vec<i64>> {
+    if bodies.is_empty() {
+        return Ok(vec![]);
+    }
+    let values: Vec<String> = (1..=bodies.len()).map(|i| format!("(${i})")).collect();
+    let sql = format!(
+        "INSERT INTO payloads (body) VALUES {} RETURNING id",
+        values.join(",")
+    );
+    let mut q = sqlx::query(&sql);
+    for body in bodies {
+        q = q.bind(body.as_ref());
+    }
+    let mut ids: Vec<i64> = q
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| col(r, "id"))
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(ids.len() == bodies.len(), "payloads were not all stored");
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// What [`enqueue`] did: the messages it claimed, and how many it left pending.
@@ -98,10 +125,7 @@ pub async fn enqueue(
     if outbox.messages.is_empty() {
         return Ok(Enqueued::default());
     }
-    let mut payload_ids = Vec::with_capacity(outbox.payloads.len());
-    for body in &outbox.payloads {
-        payload_ids.push(insert_payload(tx, body).await?);
-    }
+    let payload_ids = insert_payloads(tx, &outbox.payloads).await?;
     // Each integration's messages are claimed together or not at all.
     let mut leases: HashMap<i64, Option<Micros>> = HashMap::new();
     for m in &outbox.messages {

@@ -15,6 +15,7 @@
 //! - [`sessions`]: web UI sessions.
 //! - [`secrets`]: the key that seals this database's secrets.
 
+pub(crate) mod batch;
 pub mod cache;
 pub mod complete;
 pub mod deployments;
@@ -52,6 +53,8 @@ pub struct Store {
     backend: Backend,
     /// Seals and opens the secrets it stores (integration signing secrets).
     key: Option<std::sync::Arc<crate::secrets::SecretKey>>,
+    /// Single statements on the writer, grouped into shared commits on SQLite.
+    batcher: batch::Batcher,
     /// Where chat messages routed here link to (`--public-url`).
     links: std::sync::Arc<crate::domain::routing::Links>,
     /// What the hot path reads, between the writes that change it (shared by the store's
@@ -92,6 +95,7 @@ impl Store {
                     .with_context(connecting)?;
                 Ok(Store {
                     pool,
+                    batcher: batch::Batcher::new(writer.clone(), backend),
                     writer,
                     backend,
                     key: None,
@@ -107,6 +111,7 @@ impl Store {
                     .await
                     .with_context(connecting)?;
                 Ok(Store {
+                    batcher: batch::Batcher::new(pool.clone(), backend),
                     writer: pool.clone(),
                     pool,
                     backend,
@@ -153,6 +158,15 @@ impl Store {
     /// For writes (statements and transactions that write).
     pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
+    }
+
+    /// Runs one writing statement, committed when this returns; on SQLite, in one
+    /// transaction with the others queued for the writer meanwhile ([`batch`]).
+    pub(crate) async fn write_one(
+        &self,
+        statement: batch::Statement,
+    ) -> anyhow::Result<Vec<AnyRow>> {
+        self.batcher.run(statement).await
     }
 
     /// On SQLite, checkpoints the WAL into the database file twice a second until shut

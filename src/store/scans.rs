@@ -2,6 +2,7 @@
 //! Creation is idempotent on the client's `unique_id`; every terminal transition is
 //! conditional on the scan still running, so retries and races change nothing twice.
 
+use super::batch::{Bind, Statement};
 use super::{col, Store};
 use crate::clock::{self, Micros};
 use crate::domain::ci::{CreateScan, ProjectMetadata};
@@ -200,31 +201,32 @@ impl Store {
         let meta_json = serde_json::to_string(meta)?;
         // The scan, inserted into its project as stored: nothing if the project is missing,
         // its repo_url would change, or the unique_id is taken.
-        let insert = || {
-            sqlx::query(
-                "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, git_ref, \
-                 is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
-                 SELECT $1, p.deployment_id, p.id, $2, $3, $4, $5, $6, p.ignored_files, \
-                 'running', $7, $8 FROM projects p WHERE p.deployment_id = $9 AND p.name = $10 \
-                 AND ($11 IS NULL OR p.repo_url = $11) \
-                 ON CONFLICT (deployment_id, unique_id) DO NOTHING \
-                 RETURNING id, project_id, ignored_files",
-            )
-            .bind(&public_id)
-            .bind(&req.scan_metadata.unique_id)
-            .bind(&git_ref)
-            .bind(meta.is_full_scan as i64)
-            .bind(&req.scan_metadata.cli_version)
-            .bind(&meta_json)
-            .bind(now)
-            .bind(tool)
-            .bind(deployment_id)
-            .bind(&meta.repository)
-            .bind(&meta.repo_url)
+        const INSERT: &str = "INSERT INTO scans (public_id, deployment_id, project_id, unique_id, \
+             git_ref, is_full_scan, cli_version, meta, ignored_files, status, started_at, tool) \
+             SELECT $1, p.deployment_id, p.id, $2, $3, $4, $5, $6, p.ignored_files, \
+             'running', $7, $8 FROM projects p WHERE p.deployment_id = $9 AND p.name = $10 \
+             AND ($11 IS NULL OR p.repo_url = $11) \
+             ON CONFLICT (deployment_id, unique_id) DO NOTHING \
+             RETURNING id, project_id, ignored_files";
+        let insert = Statement {
+            sql: INSERT,
+            binds: vec![
+                public_id.as_str().into(),
+                req.scan_metadata.unique_id.as_str().into(),
+                git_ref.as_str().into(),
+                i64::from(meta.is_full_scan).into(),
+                req.scan_metadata.cli_version.as_deref().into(),
+                meta_json.as_str().into(),
+                now.into(),
+                tool.into(),
+                deployment_id.0.into(),
+                meta.repository.as_str().into(),
+                meta.repo_url.as_deref().into(),
+            ],
         };
         // Most scans are of a project seen before, whose repo_url they do not change: one
-        // statement on the writer, no transaction around it.
-        let row = match insert().fetch_optional(self.writer()).await? {
+        // statement on the writer, committed with the others queued meanwhile.
+        let row = match self.write_one(insert.clone()).await?.pop() {
             Some(row) => row,
             None => {
                 // A new project or repo_url, or a taken id: the project upsert first, in a
@@ -241,7 +243,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let Some(row) = insert().fetch_optional(&mut *tx).await? else {
+                let Some(row) = insert.run_in(&mut tx).await?.pop() else {
                     // A retry, or the id of a scan of another project.
                     tx.rollback().await?;
                     return self
@@ -367,15 +369,18 @@ impl Store {
         // Uploads are large, repetitive JSON: LZ4 shrinks them several times over for a few
         // milliseconds, which is far less than writing (and re-reading) the raw bytes.
         let compressed = compress(body)?;
-        let done = sqlx::query(
-            "UPDATE scans SET results = $1, results_at = $2 WHERE id = $3 AND status = 'running'",
-        )
-        .bind(compressed)
-        .bind(clock::now())
-        .bind(scan_id)
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let done = self
+            .write_one(Statement {
+                sql: "UPDATE scans SET results = $1, results_at = $2 \
+                      WHERE id = $3 AND status = 'running' RETURNING id",
+                binds: vec![
+                    Bind::Blob(compressed),
+                    clock::now().into(),
+                    scan_id.0.into(),
+                ],
+            })
+            .await?;
+        Ok(done.len() == 1)
     }
 
     /// Ends a running scan without findings processing (`/error`, abandonment), recording

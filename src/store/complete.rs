@@ -35,6 +35,9 @@ use std::collections::{HashMap, HashSet};
 /// Values per `IN (…)` list passed as one JSON parameter.
 const CHUNK: usize = 5_000;
 
+/// Uploaded findings whose identities [`load_prior`] looks up with the ref's findings.
+const KEYS_WITH_PRIOR: usize = 64;
+
 /// What `/complete` did, and the reply for the client.
 #[derive(Debug, Clone)]
 pub enum Completion {
@@ -267,11 +270,12 @@ async fn load(
     scan: &Scan,
     results: &Results<'_>,
 ) -> anyhow::Result<Loaded> {
-    // The identities of findings already on this ref come with them; those of the other
-    // uploaded findings, up to a chunk of them, in the same statement (one round trip to
-    // the writer less); any more after it.
+    // The identities of findings already on this ref come with them; those of the first
+    // few other uploaded findings in the same statement (one round trip to the writer
+    // less for a small upload); any more after it, in chunks. Only a few: each one the
+    // statement takes is two index probes, even when it is on the ref.
     let keys: Vec<&str> = results.findings.iter().map(Finding::key).collect();
-    let (first, rest) = keys.split_at(keys.len().min(CHUNK));
+    let (first, rest) = keys.split_at(keys.len().min(KEYS_WITH_PRIOR));
     let (stored, mut identities) = load_prior(tx, backend, scan, first).await?;
     let rest: Vec<&str> = rest
         .iter()

@@ -130,11 +130,15 @@ impl Batcher {
 
     /// Runs what is queued, batch after batch, until nothing is.
     async fn drain(self) {
+        // Should this task end any other way (a panic, its runtime shutting down), the
+        // next statement queued starts another instead of waiting forever.
+        let mut running = Running(&self.queue, true);
         loop {
             let jobs: Vec<Job> = {
                 let mut queue = self.queue.lock().expect("the batch queue's lock");
                 if queue.jobs.is_empty() {
                     queue.running = false;
+                    running.1 = false;
                     return;
                 }
                 let n = queue.jobs.len().min(MAX_BATCH);
@@ -170,6 +174,18 @@ impl Batcher {
         for job in jobs {
             let done = job.statement.run_in(&mut conn).await;
             let _ = job.reply.send(done);
+        }
+    }
+}
+
+/// Marks the queue as having no task when the running one ends unexpectedly.
+struct Running<'a>(&'a Mutex<Queue>, bool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            queue.running = false;
         }
     }
 }
@@ -237,5 +253,51 @@ mod tests {
         assert_eq!(stored, ["a", "b", "c", "d"], "the others committed");
         assert!(batcher.queue.lock().unwrap().jobs.is_empty());
         assert!(!batcher.queue.lock().unwrap().running, "the task ended");
+    }
+
+    #[test]
+    fn a_task_that_ends_early_leaves_the_queue_to_the_next() {
+        let first = tokio::runtime::Runtime::new().unwrap();
+        let (pool, batcher, held) = first.block_on(async {
+            sqlx::any::install_default_drivers();
+            let pool: AnyPool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect("sqlite::memory:")
+                .await
+                .unwrap();
+            sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let batcher = Batcher::new(pool.clone(), Backend::Sqlite);
+            // The writer is taken: the task waits for it with the statement in hand.
+            let held = pool.acquire().await.unwrap();
+            let waiting = batcher.clone();
+            tokio::spawn(async move { waiting.run(insert("lost")).await });
+            let taken = || {
+                let queue = batcher.queue.lock().unwrap();
+                queue.running && queue.jobs.is_empty()
+            };
+            while !taken() {
+                tokio::task::yield_now().await;
+            }
+            (pool, batcher, held)
+        });
+        assert!(batcher.queue.lock().unwrap().running);
+        // Its runtime goes away with the task mid-batch.
+        drop(first);
+        let next = tokio::runtime::Runtime::new().unwrap();
+        // (The connection held must be dropped in a runtime, on every path.)
+        let _context = next.enter();
+        assert!(
+            !batcher.queue.lock().unwrap().running,
+            "no task is left running"
+        );
+        next.block_on(async move {
+            drop(held);
+            let rows = batcher.run(insert("next")).await.unwrap();
+            assert_eq!(rows.len(), 1, "a new task runs the next statement");
+            pool.close().await;
+        });
     }
 }

@@ -77,11 +77,13 @@ struct Job {
     reply: oneshot::Sender<anyhow::Result<Vec<AnyRow>>>,
 }
 
-/// The statements waiting for the writer, and whether a task is running them.
+/// The statements waiting for the writer, whether a task is running them, and how many
+/// transactions of several statements committed.
 #[derive(Default)]
 struct Queue {
     jobs: Vec<Job>,
     running: bool,
+    shared_commits: u64,
 }
 
 /// Runs single statements on the writer, grouping those that queue together into one
@@ -163,6 +165,10 @@ impl Batcher {
         if jobs.len() > 1 {
             match together(&mut conn, &jobs).await {
                 Ok(rows) => {
+                    self.queue
+                        .lock()
+                        .expect("the batch queue's lock")
+                        .shared_commits += 1;
                     for (job, rows) in jobs.into_iter().zip(rows) {
                         let _ = job.reply.send(Ok(rows));
                     }
@@ -216,10 +222,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn one_failing_statement_does_not_fail_its_batch() {
+    /// A one-connection in-memory database with a table `t` of unique values, and a
+    /// batcher over it.
+    async fn table() -> (AnyPool, Batcher) {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
+        let pool: AnyPool = AnyPoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
@@ -229,15 +236,50 @@ mod tests {
             .await
             .unwrap();
         let batcher = Batcher::new(pool.clone(), Backend::Sqlite);
-        // Queued together (the task runs them once this one waits): one batch, whose
-        // fourth statement breaks the UNIQUE constraint of the first.
-        let values = ["a", "b", "c", "a", "d"];
-        let done: Vec<Result<usize, String>> =
-            futures_util::future::join_all(values.iter().map(|v| batcher.run(insert(v))))
-                .await
-                .into_iter()
-                .map(|r| r.map(|rows| rows.len()).map_err(|e| format!("{e:#}")))
-                .collect();
+        (pool, batcher)
+    }
+
+    /// Runs the statements queued together (the batch task runs once this one waits):
+    /// each one's row count or error.
+    async fn together(batcher: &Batcher, values: &[&str]) -> Vec<Result<usize, String>> {
+        futures_util::future::join_all(values.iter().map(|v| batcher.run(insert(v))))
+            .await
+            .into_iter()
+            .map(|r| r.map(|rows| rows.len()).map_err(|e| format!("{e:#}")))
+            .collect()
+    }
+
+    fn shared_commits(batcher: &Batcher) -> u64 {
+        batcher.queue.lock().unwrap().shared_commits
+    }
+
+    #[tokio::test]
+    async fn statements_queued_together_share_one_commit() {
+        let (pool, batcher) = table().await;
+        assert_eq!(
+            together(&batcher, &["a", "b", "c"]).await,
+            [Ok(1), Ok(1), Ok(1)]
+        );
+        assert_eq!(shared_commits(&batcher), 1, "one transaction for the three");
+        assert_eq!(together(&batcher, &["d"]).await, [Ok(1)]);
+        assert_eq!(
+            shared_commits(&batcher),
+            1,
+            "a statement alone commits alone"
+        );
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, 4);
+    }
+
+    #[tokio::test]
+    async fn one_failing_statement_does_not_fail_its_batch() {
+        let (pool, batcher) = table().await;
+        // One batch, whose fourth statement breaks the UNIQUE constraint of the first.
+        let done = together(&batcher, &["a", "b", "c", "a", "d"]).await;
+        assert_eq!(shared_commits(&batcher), 0, "the batch was taken back");
         assert_eq!(
             done[..3],
             [Ok(1), Ok(1), Ok(1)],
@@ -259,17 +301,7 @@ mod tests {
     fn a_task_that_ends_early_leaves_the_queue_to_the_next() {
         let first = tokio::runtime::Runtime::new().unwrap();
         let (pool, batcher, held) = first.block_on(async {
-            sqlx::any::install_default_drivers();
-            let pool: AnyPool = AnyPoolOptions::new()
-                .max_connections(1)
-                .connect("sqlite::memory:")
-                .await
-                .unwrap();
-            sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)")
-                .execute(&pool)
-                .await
-                .unwrap();
-            let batcher = Batcher::new(pool.clone(), Backend::Sqlite);
+            let (pool, batcher) = table().await;
             // The writer is taken: the task waits for it with the statement in hand.
             let held = pool.acquire().await.unwrap();
             let waiting = batcher.clone();

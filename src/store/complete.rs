@@ -203,7 +203,7 @@ impl Store {
                 let routed = routing::route(&integrations, Some(&scan_event), &events, links);
                 let (notified, finding_payload) = finding_array(events)?;
                 let kept = &self.caches.metadata_ids;
-                let written = write(&mut tx, (backend, kept), scan, &plan, now).await?;
+                let written = write(&mut tx, backend, kept, scan, &plan, now).await?;
                 Outcome {
                     uploaded: results.findings.len(),
                     opened: plan.opened.len(),
@@ -525,7 +525,8 @@ struct Written {
 /// Step 3: the identities, metadata, findings and change log the plan decided.
 async fn write(
     tx: &mut Transaction<'static, Any>,
-    (backend, kept): (Backend, &MetadataIds),
+    backend: Backend,
+    kept: &MetadataIds,
     scan: &Scan,
     plan: &Plan<'_>,
     now: Micros,
@@ -557,7 +558,7 @@ async fn write(
     )
     .await?;
     let metadata_ids =
-        store_metadata(tx, (backend, kept), scan.deployment_id, &plan.metadata).await?;
+        store_metadata(tx, backend, kept, scan.deployment_id, &plan.metadata).await?;
     let row_ids = upsert_findings(
         tx,
         backend,
@@ -805,7 +806,8 @@ type MetadataIds = super::cache::Generational<(DeploymentId, String), i64>;
 /// or are looked up, and only the others inserted: no statement in the steady state.
 async fn store_metadata(
     tx: &mut Transaction<'static, Any>,
-    (backend, kept): (Backend, &MetadataIds),
+    backend: Backend,
+    kept: &MetadataIds,
     deployment_id: DeploymentId,
     metadata: &HashMap<&str, Metadata>,
 ) -> anyhow::Result<HashMap<String, i64>> {

@@ -208,7 +208,7 @@ impl Store {
              AND ($11 IS NULL OR p.repo_url = $11) \
              ON CONFLICT (deployment_id, unique_id) DO NOTHING \
              RETURNING id, project_id, ignored_files";
-        let insert = Statement {
+        let insert = || Statement {
             sql: INSERT,
             binds: vec![
                 public_id.as_str().into(),
@@ -226,7 +226,7 @@ impl Store {
         };
         // Most scans are of a project seen before, whose repo_url they do not change: one
         // statement on the writer, committed with the others queued meanwhile.
-        let row = match self.write_one(insert.clone()).await?.pop() {
+        let row = match self.write_one(insert()).await?.pop() {
             Some(row) => row,
             None => {
                 // A new project or repo_url, or a taken id: the project upsert first, in a
@@ -243,7 +243,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let Some(row) = insert.run_in(&mut tx).await?.pop() else {
+                let Some(row) = insert().run_in(&mut tx).await?.pop() else {
                     // A retry, or the id of a scan of another project.
                     tx.rollback().await?;
                     return self

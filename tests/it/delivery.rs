@@ -573,13 +573,7 @@ async fn disabled_integrations_wait_and_expired_leases_are_taken_again(db: Db) {
         Some(&json!({"enabled": true})),
     )
     .await;
-    let limits: Vec<(i64, i64)> = store
-        .enabled_integration_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|id| (id, 10))
-        .collect();
+    let limits = each_enabled(store, 10).await;
     let first = store
         .claim_messages(now, now + 1_000_000, &limits)
         .await
@@ -604,6 +598,12 @@ async fn disabled_integrations_wait_and_expired_leases_are_taken_again(db: Db) {
     app.stop().await;
 }
 on_both!(disabled_integrations_wait_and_expired_leases_are_taken_again);
+
+/// Claim limits of `n` messages for each enabled integration.
+async fn each_enabled(store: &scanhook::store::Store, n: i64) -> Vec<(i64, i64)> {
+    let ids = store.enabled_integration_ids().await.unwrap();
+    ids.into_iter().map(|id| (id, n)).collect()
+}
 
 /// The statuses of the delivery log's messages, by integration (`None`: deleted).
 async fn statuses(app: &TestApp) -> Vec<(Option<String>, String)> {
@@ -634,13 +634,7 @@ async fn deleting_an_integration_fails_what_it_had_queued(db: Db) {
     let store = app.store();
     // One message of each is being delivered when the integration goes.
     let now = scanhook::clock::now();
-    let limits: Vec<(i64, i64)> = store
-        .enabled_integration_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|id| (id, 1))
-        .collect();
+    let limits = each_enabled(store, 1).await;
     let claimed = store
         .claim_messages(now, now + 60 * SEC, &limits)
         .await
@@ -753,13 +747,7 @@ async fn a_late_outcome_of_an_expired_claim(db: Db) {
     scan(&app, "abababab-0000-4000-8000-000000000003").await;
     scan(&app, "abababab-0000-4000-8000-000000000004").await;
     let store = app.store();
-    let limits: Vec<(i64, i64)> = store
-        .enabled_integration_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|id| (id, 2))
-        .collect();
+    let limits = each_enabled(store, 2).await;
     let now = scanhook::clock::now();
     let first = store.claim_messages(now, now + SEC, &limits).await.unwrap();
     assert_eq!(first.len(), 2, "a semgrep_scan per scan");

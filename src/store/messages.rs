@@ -447,8 +447,23 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
+        // Per integration, the batch's last outcome decides the streak.
+        let mut last: Vec<&AttemptRecord> = Vec::new();
+        for r in records {
+            match last
+                .iter_mut()
+                .find(|l| l.integration_id == r.integration_id)
+            {
+                Some(l) if l.attempted_at <= r.attempted_at => *l = r,
+                Some(_) => {}
+                None => last.push(r),
+            }
+        }
         let mut tx = self.writer().begin().await?;
         self.relax_commit(&mut tx).await?;
+        // The integrations first, then their messages: the order in which deleting an
+        // integration takes them, so that the two never wait for each other.
+        let streaks = self.lock_streaks(&mut tx, &last).await?;
         let rows: Vec<Vec<Cell>> = records
             .iter()
             .map(|r| {
@@ -521,19 +536,9 @@ impl Store {
             .bind(Value::Array(moves).to_string())
             .execute(&mut *tx)
             .await?;
-        // Per integration, the batch's last outcome decides the streak.
-        let mut last: Vec<&AttemptRecord> = Vec::new();
-        for r in records {
-            match last
-                .iter_mut()
-                .find(|l| l.integration_id == r.integration_id)
-            {
-                Some(l) if l.attempted_at <= r.attempted_at => *l = r,
-                Some(_) => {}
-                None => last.push(r),
-            }
-        }
-        let streaks_moved = self.apply_streaks(&mut tx, &last, disable_after).await?;
+        let streaks_moved = self
+            .apply_streaks(&mut tx, &last, &streaks, disable_after)
+            .await?;
         tx.commit().await?;
         if streaks_moved {
             // Integrations as cached now hold an old streak (or say enabled).
@@ -542,27 +547,38 @@ impl Store {
         Ok(())
     }
 
-    /// Moves each integration's failure streak on after its last attempt of a batch, as
-    /// [`outbox::streak`] decides. The rows are read under lock on PostgreSQL, so two
-    /// nodes recording at once do not both start a streak.
-    async fn apply_streaks(
+    /// Reads the failure streak of each integration of a batch, under lock on PostgreSQL
+    /// (in id order, so two nodes recording at once neither wait for each other nor both
+    /// start a streak). An integration deleted meanwhile is missing from the map.
+    async fn lock_streaks(
         &self,
         tx: &mut Transaction<'static, Any>,
         last: &[&AttemptRecord],
-        disable_after: Micros,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<HashMap<i64, Option<Micros>>> {
         let ids: Vec<String> = last.iter().map(|r| r.integration_id.to_string()).collect();
         let lock = self.for_update();
         let rows = sqlx::query(&format!(
-            "SELECT id, failing_since FROM integrations WHERE id IN ({}) {lock}",
+            "SELECT id, failing_since FROM integrations WHERE id IN ({}) ORDER BY id {lock}",
             ids.join(",")
         ))
         .fetch_all(&mut **tx)
         .await?;
-        let mut since: HashMap<i64, Option<Micros>> = HashMap::with_capacity(rows.len());
+        let mut since = HashMap::with_capacity(rows.len());
         for r in &rows {
             since.insert(col(r, "id")?, col(r, "failing_since")?);
         }
+        Ok(since)
+    }
+
+    /// Moves each integration's failure streak on after its last attempt of a batch, as
+    /// [`outbox::streak`] decides, from the streaks [`Self::lock_streaks`] read.
+    async fn apply_streaks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        last: &[&AttemptRecord],
+        since: &HashMap<i64, Option<Micros>>,
+        disable_after: Micros,
+    ) -> anyhow::Result<bool> {
         // Ended streaks: all of them in one statement.
         let mut ended = Vec::new();
         let mut moved = false;

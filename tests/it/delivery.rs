@@ -815,6 +815,103 @@ async fn a_late_outcome_of_an_expired_claim(db: Db) {
 }
 on_both!(a_late_outcome_of_an_expired_claim);
 
+/// Recording an attempt and deleting its integration take the same locks in the same
+/// order (the integration, then its messages), so neither waits for the other forever
+/// and PostgreSQL never breaks a deadlock by failing one. The interleaving that would
+/// deadlock is forced: a third connection holds the message, the recording queues for
+/// it first, the deletion next; then the message is let go.
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "SCANHOOK_TEST_PG_URL is not set: PostgreSQL test skipped"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_and_deleting_at_once_never_deadlock() {
+    use scanhook::domain::outbox::{Next, Outcome};
+    use scanhook::store::messages::AttemptRecord;
+    use sqlx::{Connection, PgConnection};
+    let app = TestApp::spawn_with(Db::Postgres, |c| c.deliver = false).await;
+    let rx = Receiver::start().await;
+    let i = integration(&app, "Going", &rx.url, &[]).await;
+    scan(&app, "abababab-0000-4000-8000-000000000005").await;
+    let store = app.store().clone();
+    let now = scanhook::clock::now();
+    let claimed = store
+        .claim_messages(now, now + 60 * SEC, &each_enabled(&store, 10).await)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the scan's semgrep_scan");
+    let c = &claimed[0];
+    let record = AttemptRecord {
+        message_id: c.id,
+        integration_id: c.integration.id,
+        attempted_at: now,
+        lease_until: c.lease_until,
+        outcome: Outcome::refused("connection reset"),
+        next: Next::Failed,
+    };
+
+    let mut holder = PgConnection::connect(&app.database_url).await.unwrap();
+    let mut watcher = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT id FROM messages WHERE id = $1 FOR UPDATE")
+        .bind(c.id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Waits until `n` sessions wait for a lock (a condition, bounded, not a guess).
+    async fn waiting(watcher: &mut PgConnection, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut *watcher)
+            .await
+            .unwrap();
+            if waiting >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{waiting} of {n} sessions wait");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let recording = tokio::spawn({
+        let store = store.clone();
+        async move { store.record_attempts(&[record], i64::MAX).await }
+    });
+    waiting(&mut watcher, 1).await;
+    let deleting = tokio::spawn(
+        app.http
+            .delete(format!(
+                "{}/api/v1/integrations/{}",
+                app.base,
+                i["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&app.admin)
+            .send(),
+    );
+    waiting(&mut watcher, 2).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+
+    recording
+        .await
+        .unwrap()
+        .expect("the attempt is recorded, not chosen as a deadlock victim");
+    let deleted = deleting.await.unwrap().unwrap();
+    assert_eq!(
+        deleted.status(),
+        StatusCode::OK,
+        "the integration is deleted, not chosen as a deadlock victim: {}",
+        deleted.text().await.unwrap()
+    );
+    let all = deliveries(&app, "limit=10").await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["status"], "failed");
+    assert_eq!(all[0]["attempts"], 1, "the attempt was logged: {all:?}");
+    app.stop().await;
+}
+
 async fn readyz_reports_the_delivery_loop(db: Db) {
     let app = TestApp::spawn(db).await;
     let (status, v) = app.call(reqwest::Method::GET, "/readyz", None, None).await;

@@ -286,6 +286,8 @@ async fn prefill(db: &str, pg: bool, messages: bool, n: usize) {
             format!("CAST({e} AS TEXT)")
         }
     };
+    // Filling the history before serve starts: no other process writes meanwhile.
+    #[allow(clippy::disallowed_methods)]
     let tx = conn.begin().await.unwrap();
     let mut conn = tx;
     // Projects were inserted in one go, so their ids are consecutive.

@@ -201,7 +201,7 @@ async fn together(
     conn: &mut sqlx::AnyConnection,
     jobs: &[Job],
 ) -> anyhow::Result<Vec<Vec<AnyRow>>> {
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin_with(super::SQLITE_BEGIN_WRITE).await?;
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
         out.push(job.statement.run_in(&mut tx).await?);

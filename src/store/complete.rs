@@ -131,7 +131,7 @@ impl Store {
         let now = clock::now();
         let backend = self.backend();
         let links = self.links();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Taking the project row first serialises scans of one project (a row lock on
         // PostgreSQL, the write lock on SQLite), so two completions never interleave. The
         // scan as it stands is read under that lock, in the same statement (one round trip

@@ -354,7 +354,7 @@ impl Store {
             .iter()
             .any(|i| i.enabled && i.receives(EventKind::FindingTriaged));
         let now = clock::now();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT f.id, f.project_id, f.identity, f.created_at, s.public_id, \
              COALESCE(i.triage_state, 'untriaged') AS old_state, i.triage_reason AS old_reason, \

@@ -317,7 +317,7 @@ impl Store {
         public_id: &IntegrationId,
     ) -> anyhow::Result<bool> {
         let _changing = self.integrations_changing();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let lock = self.for_update();
         let Some(row) = sqlx::query(&format!(
             "SELECT id FROM integrations WHERE deployment_id = $1 AND public_id = $2 {lock}"
@@ -398,7 +398,7 @@ impl Store {
         let _changing = self.integrations_changing();
         let all = self.list_integrations(deployment_id).await?;
         let mut unknown = Vec::new();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         for pid in public_ids {
             let Some(i) = all.iter().find(|i| &i.public_id == pid) else {
                 unknown.push(pid.clone());

@@ -294,7 +294,7 @@ impl Store {
         until: Micros,
         released: &[i64],
     ) -> anyhow::Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE messages SET next_attempt_at = $1 WHERE integration_id = $2 \
              AND status = 'pending' AND next_attempt_at < $1",
@@ -362,7 +362,7 @@ impl Store {
                AND m.status = 'pending' AND m.next_attempt_at <= $2 \
                ORDER BY m.next_attempt_at, m.id LIMIT $4 {lock}) {returning}"
         );
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         self.relax_commit(&mut tx).await?;
         let total: i64 = limits.iter().map(|l| l.1).sum();
         let mut rows = sqlx::query(&expired)
@@ -459,7 +459,7 @@ impl Store {
                 None => last.push(r),
             }
         }
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         self.relax_commit(&mut tx).await?;
         // The integrations first, then their messages: the order in which deleting an
         // integration takes them, so that the two never wait for each other.
@@ -801,7 +801,7 @@ impl Store {
         } else {
             MessageStatus::Failed
         };
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let payload_id = insert_payload(&mut tx, body).await?;
         let row = sqlx::query(
             "INSERT INTO messages (public_id, deployment_id, integration_id, kind, payload_id, \

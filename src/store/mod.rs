@@ -62,6 +62,9 @@ pub struct Store {
     caches: std::sync::Arc<cache::Caches>,
 }
 
+/// How a SQLite transaction that writes begins ([`Store::begin_write`]).
+pub(crate) const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -155,9 +158,22 @@ impl Store {
         &self.pool
     }
 
-    /// For writes (statements and transactions that write).
+    /// For writing statements; transactions that write begin with [`Store::begin_write`].
     pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
+    }
+
+    /// Begins a transaction that writes. On SQLite it takes the write lock at `BEGIN`
+    /// (`BEGIN IMMEDIATE`), queueing in the busy handler while another process (a second
+    /// node, the CLI) holds it. A plain `BEGIN` reads first and takes the lock at its first
+    /// write, and SQLite fails that upgrade at once with "database is locked" when another
+    /// process wrote meanwhile or holds the lock: its busy handler never runs for it.
+    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => self.writer.begin_with(SQLITE_BEGIN_WRITE).await,
+            #[allow(clippy::disallowed_methods)]
+            Backend::Postgres => self.writer.begin().await,
+        }
     }
 
     /// Runs one writing statement, committed when this returns; on SQLite, in one

@@ -43,7 +43,7 @@ impl Store {
             "only delivered and failed messages are pruned, not {status:?} ones"
         );
         let lock = self.skip_locked();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "SELECT id, payload_id FROM messages WHERE status = $1 AND next_attempt_at < $2 \
              ORDER BY next_attempt_at LIMIT $3 {lock}"

@@ -119,7 +119,7 @@ impl Store {
             if dry_run || chosen.is_empty() {
                 continue;
             }
-            let mut tx = self.writer().begin().await?;
+            let mut tx = self.begin_write().await?;
             let rows: Vec<Vec<Cell>> = chosen
                 .iter()
                 .map(|f| {

@@ -60,7 +60,7 @@ impl Store {
         rules: &[Rule],
     ) -> anyhow::Result<PolicyRef> {
         let _changing = self.rules_changing();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let policy = ensure_policy(&mut tx, deployment_id, policy).await?;
         let now = clock::now();
         for rule in rules {
@@ -241,7 +241,7 @@ impl Store {
             .collect();
         if !missing.is_empty() {
             let _changing = self.rules_changing();
-            let mut tx = self.writer().begin().await?;
+            let mut tx = self.begin_write().await?;
             let policy = ensure_policy(&mut tx, deployment_id, Some(tool)).await?;
             let now = clock::now();
             for (rule_id, body) in missing {

@@ -231,7 +231,7 @@ impl Store {
             None => {
                 // A new project or repo_url, or a taken id: the project upsert first, in a
                 // transaction that a taken id rolls back, so that it leaves no project.
-                let mut tx = self.writer().begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO projects (deployment_id, name, repo_url, created_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (deployment_id, name) \
@@ -399,7 +399,7 @@ impl Store {
         ended.completed_at = completed_at;
         ended.exit_code = exit_code;
         let scan_object = ended.semgrep_scan().to_string();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE scans SET status = $1, completed_at = $2, exit_code = $3, error_stderr = $4, \
              scan_payload = $5, finding_payload = '[]' WHERE id = $6 AND status = 'running'",

@@ -36,7 +36,7 @@ impl Store {
     /// in clear (before sealing existed).
     pub async fn adopt_key(&self) -> anyhow::Result<()> {
         let key = self.key()?;
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO secret_key_check (id, fingerprint, created_at) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO NOTHING",
@@ -98,7 +98,7 @@ impl Store {
     pub async fn rotate_key(&self, new: &SecretKey) -> anyhow::Result<usize> {
         let old = self.key()?;
         let _changing = self.integrations_changing();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query("SELECT id, secret, old_secret, sealed_url FROM integrations")
             .fetch_all(&mut *tx)
             .await?;

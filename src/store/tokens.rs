@@ -159,7 +159,7 @@ impl Store {
         public_id: &TokenId,
     ) -> anyhow::Result<Revoked> {
         let _changing = self.tokens_changing();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT id, revoked_at FROM tokens WHERE deployment_id = $1 AND public_id = $2",
         )

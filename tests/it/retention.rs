@@ -274,6 +274,8 @@ on_both!(delivered_messages_go_with_their_attempts_and_a_shared_payload_with_the
 async fn insert_messages(app: &TestApp, tag: &str, status: &str, n: usize, at: Micros) {
     let mut raw = connect(app).await;
     // One transaction: a pruner running meanwhile sees the payload with all its messages.
+    // Its first statement writes, so it takes SQLite's write lock before reading anything.
+    #[allow(clippy::disallowed_methods)]
     let mut conn = raw.begin().await.unwrap();
     let payload: i64 = sqlx::query("INSERT INTO payloads (body) VALUES ($1) RETURNING id")
         .bind(format!("{{\"tag\":\"{tag}\"}}"))

@@ -197,6 +197,55 @@ async fn a_token_revoked_through_another_node_is_refused_within_a_second(db: Db)
 }
 on_both!(a_token_revoked_through_another_node_is_refused_within_a_second);
 
+/// While another process (a second node, the CLI) holds SQLite's write lock, a revocation
+/// waits for it instead of failing. The revocation reads the token before it writes; a
+/// transaction that takes the lock only at its first write is refused at once ("database is
+/// locked", a 500) when the lock is held, since SQLite never runs the busy handler for that
+/// upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_waits_for_another_process_holding_the_sqlite_write_lock() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let made = app
+        .admin_post("/api/v1/tokens", &json!({"scope": "ci", "name": "builds"}))
+        .await;
+    let secret = made["token"].as_str().unwrap().to_string();
+    let url = format!(
+        "{}/api/v1/tokens/{}",
+        app.base,
+        made["id"].as_str().unwrap()
+    );
+
+    sqlx::any::install_default_drivers();
+    let mut holder = sqlx::AnyConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    holder.execute("BEGIN IMMEDIATE").await.unwrap();
+    let mut revoking = tokio::spawn({
+        let request = app.http.delete(url).bearer_auth(&app.admin);
+        async move { request.send().await.unwrap().status() }
+    });
+    // Refused, it would have answered within milliseconds; waiting, it answers only after
+    // the holder commits (or after the 30 s busy timeout).
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut revoking).await;
+    assert!(
+        early.is_err(),
+        "the revocation answered while another process held the write lock: {early:?}"
+    );
+    holder.execute("COMMIT").await.unwrap();
+    assert_eq!(revoking.await.unwrap(), StatusCode::OK);
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/api/agent/deployments/current",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the token is revoked");
+    app.stop().await;
+}
+
 /// A scan of `repo` with `token`; returns the scan id.
 async fn scan_of(app: &TestApp, token: &str, repo: &str, unique_id: &str) -> (StatusCode, Value) {
     let mut body = fixture("01-post-scans.request.json");

@@ -134,14 +134,14 @@ fn body_read_failed(e: &(dyn std::error::Error + 'static)) -> Option<AppError> {
 /// the OpenAPI document; serde refuses it for an integer field. A body that fails is read
 /// once more with such numbers as integers, so only bodies that would be refused pay.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    match parse_json_once(bytes) {
+    match parse_json_tracked(bytes) {
         Err(
             e @ AppError::Client {
                 code: "invalid_body",
                 ..
             },
         ) => match whole_numbers_as_integers(bytes) {
-            Some(rewritten) => parse_json_once(&rewritten),
+            Some(rewritten) => parse_json_tracked(&rewritten),
             None => Err(e),
         },
         other => other,
@@ -176,24 +176,6 @@ fn whole_numbers_as_integers(bytes: &[u8]) -> Option<Vec<u8>> {
     rewrite(&mut value).then(|| serde_json::to_vec(&value).expect("a JSON value serialises"))
 }
 
-fn parse_json_once<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            AppError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {inner}"),
-            )
-        } else if path == "." {
-            AppError::bad_request("invalid_body", inner.to_string())
-        } else {
-            AppError::bad_request("invalid_body", format!("{path}: {inner}"))
-        }
-    })
-}
-
 /// Parses JSON that borrows from `bytes` (uploads read in place), naming the path of the
 /// offending value in the error.
 pub fn parse_json_in<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AppError> {
@@ -202,11 +184,12 @@ pub fn parse_json_in<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T
     // say where a bad one went wrong; the same bytes fail at the same place.
     match serde_json::from_slice(bytes) {
         Ok(parsed) => Ok(parsed),
-        Err(_) => parse_json_in_tracked(bytes),
+        Err(_) => parse_json_tracked(bytes),
     }
 }
 
-fn parse_json_in_tracked<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AppError> {
+/// Parses JSON, tracking the path of each value to name the offending one in the error.
+fn parse_json_tracked<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AppError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

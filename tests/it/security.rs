@@ -147,6 +147,19 @@ async fn tokens_are_listed_revoked_and_expire(db: Db) {
 }
 on_both!(tokens_are_listed_revoked_and_expire);
 
+/// The status of a request that any token of the deployment may make.
+async fn agent_status(app: &TestApp, token: &str) -> StatusCode {
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/api/agent/deployments/current",
+            Some(token),
+            None,
+        )
+        .await;
+    status
+}
+
 /// Who a token is stays in the serving process's memory between token writes
 /// (`store::cache`). A revocation made elsewhere (another node, or the CLI on the
 /// database) reaches a node within `MAX_AGE`; one made through the node is seen at once.
@@ -159,17 +172,7 @@ async fn a_token_revoked_through_another_node_is_refused_within_a_second(db: Db)
         .await;
     let id: scanhook::ids::TokenId = made["id"].as_str().unwrap().parse().unwrap();
     let secret = made["token"].as_str().unwrap().to_string();
-    let status = || async {
-        let (status, _) = app
-            .call(
-                Method::GET,
-                "/api/agent/deployments/current",
-                Some(&secret),
-                None,
-            )
-            .await;
-        status
-    };
+    let status = || agent_status(&app, &secret);
     assert_eq!(
         status().await,
         StatusCode::OK,
@@ -234,15 +237,11 @@ async fn a_revocation_waits_for_another_process_holding_the_sqlite_write_lock() 
     );
     holder.execute("COMMIT").await.unwrap();
     assert_eq!(revoking.await.unwrap(), StatusCode::OK);
-    let (status, _) = app
-        .call(
-            Method::GET,
-            "/api/agent/deployments/current",
-            Some(&secret),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the token is revoked");
+    assert_eq!(
+        agent_status(&app, &secret).await,
+        StatusCode::UNAUTHORIZED,
+        "the token is revoked"
+    );
     app.stop().await;
 }
 

@@ -211,10 +211,10 @@ async fn upload_results(
         .check()
         .map_err(|m| AppError::bad_request("invalid_body", m))?;
     let findings = results.findings.len();
-    drop(results);
-    // The upload is kept as sent and applied at /complete, in the transaction that records
-    // the outcome: a retried upload replaces the earlier one and nothing is counted twice.
-    if !st.store.store_results(scan.id, &raw).await? {
+    // The upload is kept (`store::kept`) and applied at /complete, in the transaction that
+    // records the outcome: a retried upload replaces the earlier one and nothing is
+    // counted twice.
+    if !st.store.store_results(scan.id, &results).await? {
         return Err(AppError::conflict(
             "scan_ended",
             format!(

@@ -9,7 +9,7 @@ use super::extract::Auth;
 use crate::api::uploads::{UploadOut, UploadedScan};
 use crate::api::v1::{FindingOut, ScanOut};
 use crate::api::{Conflict, Refusals};
-use crate::domain::ci::{CreateScan, ProjectMetadata, ScanMetadata};
+use crate::domain::ci::{CreateScan, ProjectMetadata, Results, ScanMetadata};
 use crate::domain::mode;
 use crate::domain::outbox::Claimant;
 use crate::domain::query::QueryPairs;
@@ -20,6 +20,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::ids::{self, ScanKey};
 use crate::state::AppState;
 use crate::store::complete::Completion;
+use crate::store::kept::keep;
 use crate::store::scans::Scan;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -315,8 +316,10 @@ async fn apply(
 /// Stores the converted body and completes the scan with it, as `/results` and
 /// `/complete` do.
 async fn complete(st: &AppState, scan: &Scan, results: Vec<u8>) -> AppResult<()> {
-    let stored = st.store.store_results(scan.id, &results).await?;
-    drop(results);
+    let kept = tokio::task::spawn_blocking(move || keep(&Results::parse(&results)?))
+        .await
+        .map_err(|e| anyhow::anyhow!("keeping the upload: {e}"))??;
+    let stored = st.store.store_kept(scan.id, kept).await?;
     if !stored {
         // Completed by a concurrent retry of the same upload.
         return Ok(());

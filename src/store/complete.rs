@@ -169,7 +169,7 @@ impl Store {
             object: ended.semgrep_scan().to_string(),
         };
         // A scan that uploaded no results changes no finding.
-        let outcome = match body.as_deref().map(Results::parse).transpose()? {
+        let outcome = match body.as_deref().map(super::kept::read).transpose()? {
             None => Outcome {
                 finding_payload: None,
                 routed: routing::route(&integrations, Some(&scan_event), &[], links),

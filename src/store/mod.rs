@@ -8,6 +8,7 @@
 //!   token is), kept in memory between the writes that change it.
 //! - [`scans`]: scans as the CI protocol moves them through their states.
 //! - [`complete`]: the one transaction that records a scan's outcome and its effects.
+//! - [`kept`]: an upload as kept between `/results` and the `/complete` that applies it.
 //! - [`findings`]: reading and triaging findings.
 //! - [`integrations`], [`messages`]: webhook targets, the delivery queue and its log.
 //! - [`routing`]: backfills and previews, routed over stored findings.
@@ -21,6 +22,7 @@ pub mod complete;
 pub mod deployments;
 pub mod findings;
 pub mod integrations;
+pub(crate) mod kept;
 pub mod messages;
 pub mod prune;
 pub mod routing;

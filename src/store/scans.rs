@@ -5,7 +5,7 @@
 use super::batch::{Bind, Statement};
 use super::{col, Store};
 use crate::clock::{self, Micros};
-use crate::domain::ci::{CreateScan, ProjectMetadata};
+use crate::domain::ci::{CreateScan, ProjectMetadata, Results};
 use crate::domain::payload::{self, ScanFacts};
 use crate::domain::routing::{self, ScanEvent};
 use crate::domain::scan::ScanStatus;
@@ -365,19 +365,21 @@ impl Store {
 
     /// Keeps the uploaded results of a running scan, replacing an earlier upload.
     /// Returns false when the scan is no longer running.
-    pub async fn store_results(&self, scan_id: ScanId, body: &[u8]) -> anyhow::Result<bool> {
-        // Uploads are large, repetitive JSON: LZ4 shrinks them several times over for a few
-        // milliseconds, which is far less than writing (and re-reading) the raw bytes.
-        let compressed = compress(body)?;
+    pub async fn store_results(
+        &self,
+        scan_id: ScanId,
+        results: &Results<'_>,
+    ) -> anyhow::Result<bool> {
+        self.store_kept(scan_id, super::kept::keep(results)?).await
+    }
+
+    /// [`Store::store_results`] of an upload made ready with [`super::kept::keep`].
+    pub(crate) async fn store_kept(&self, scan_id: ScanId, kept: Vec<u8>) -> anyhow::Result<bool> {
         let done = self
             .write_one(Statement {
                 sql: "UPDATE scans SET results = $1, results_at = $2 \
                       WHERE id = $3 AND status = 'running' RETURNING id",
-                binds: vec![
-                    Bind::Blob(compressed),
-                    clock::now().into(),
-                    scan_id.0.into(),
-                ],
+                binds: vec![Bind::Blob(kept), clock::now().into(), scan_id.0.into()],
             })
             .await?;
         Ok(done.len() == 1)

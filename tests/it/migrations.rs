@@ -1,5 +1,6 @@
 //! Upgrades keep what was stored: a database written by an earlier version is migrated in
-//! place, on both backends (with migration 11's message totals counted from its rows).
+//! place, on both backends (with migration 11's message totals counted from its rows, and
+//! migration 15's rebuilt findings table keeping its ids).
 
 use crate::harness::{pg_admin, pg_server, with_database, Db};
 use crate::on_both;
@@ -10,13 +11,12 @@ use sqlx::{AnyPool, Executor, Row};
 use std::borrow::Cow;
 use std::path::Path;
 
-/// Queued messages keep their bodies when bodies move to the shared `payloads` table
-/// (migration 5), and new payloads get ids of their own.
-async fn message_bodies_survive_the_move_to_payloads(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
+/// A database of this backend migrated up to, not including, migration `n` (1-based), with
+/// its URL and the PostgreSQL database's name (to drop it after).
+async fn database_before(db: Db, dir: &Path, n: usize) -> (AnyPool, String, Option<String>) {
     let (url, pg_name) = match db {
         Db::Sqlite => (
-            format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+            format!("sqlite://{}?mode=rwc", dir.join("old.db").display()),
             None,
         ),
         Db::Postgres => {
@@ -38,9 +38,27 @@ async fn message_bodies_survive_the_move_to_payloads(db: Db) {
         .join("migrations")
         .join(backend);
     let mut before = Migrator::new(dir_of).await.unwrap();
-    before.migrations = Cow::Owned(before.migrations[..4].to_vec());
+    before.migrations = Cow::Owned(before.migrations[..n - 1].to_vec());
     let pool = AnyPool::connect(&url).await.unwrap();
     before.run(&pool).await.unwrap();
+    (pool, url, pg_name)
+}
+
+async fn drop_database(pg_name: Option<String>) {
+    if let Some(name) = pg_name {
+        pg_admin(
+            &pg_server(),
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
+    }
+}
+
+/// Queued messages keep their bodies when bodies move to the shared `payloads` table
+/// (migration 5), and new payloads get ids of their own.
+async fn message_bodies_survive_the_move_to_payloads(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, url, pg_name) = database_before(db, dir.path(), 5).await;
     let body = r#"{"semgrep_scan":{"id":"before the upgrade"}}"#;
     for (n, status) in [(1, "pending"), (2, "delivered")] {
         pool.execute(
@@ -91,12 +109,83 @@ async fn message_bodies_survive_the_move_to_payloads(db: Db) {
         "a new payload does not reuse a moved id"
     );
     pool.close().await;
-    if let Some(name) = pg_name {
-        pg_admin(
-            &pg_server(),
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await;
-    }
+    drop_database(pg_name).await;
 }
 on_both!(message_bodies_survive_the_move_to_payloads);
+
+/// A finding row as stored: `(id, git_ref, identity)` of project 1.
+const INSERT_FINDING: &str = "INSERT INTO findings (id, deployment_id, project_id, git_ref, \
+    identity, syntactic_id, rule_id, path, line, col, end_line, end_col, message, severity, idx, \
+    metadata_id, mode, state, digest, created_at, relevant_since, state_updated_at, last_scan_id) \
+    VALUES ($1, 1, 1, $2, $3, $3, 'r', 'p.py', 1, 1, 1, 1, 'm', 1, 0, 1, 'monitor', 'open', 'd', \
+    0, 0, 0, 1)";
+
+/// Findings keep their rows and ids when their unique key is rebuilt to lead with the
+/// identity (migration 15); the key still holds, and no id of a deleted finding is given
+/// again.
+async fn findings_keep_their_ids_when_the_key_leads_with_the_identity(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, url, pg_name) = database_before(db, dir.path(), 15).await;
+    for (id, git_ref, identity) in [(1, "main", "a"), (2, "dev", "a"), (3, "main", "b")] {
+        pool.execute(
+            sqlx::query(INSERT_FINDING)
+                .bind(id)
+                .bind(git_ref)
+                .bind(identity),
+        )
+        .await
+        .unwrap();
+    }
+    if db == Db::Postgres {
+        // The ids above were given explicitly; the sequence moves as if they were not.
+        pool.execute("SELECT setval(pg_get_serial_sequence('findings', 'id'), 3)")
+            .await
+            .unwrap();
+    }
+    pool.execute("DELETE FROM findings WHERE id = 3")
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    let pool = AnyPool::connect(&url).await.unwrap();
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query("SELECT id, git_ref, identity FROM findings ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("id"), r.get("git_ref"), r.get("identity")))
+            .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "main".into(), "a".into()),
+            (2, "dev".into(), "a".into())
+        ]
+    );
+    let again = pool
+        .execute(sqlx::query(INSERT_FINDING).bind(4).bind("dev").bind("a"))
+        .await;
+    assert!(again.is_err(), "one identity once per ref: {again:?}");
+    let id: i64 = sqlx::query(
+        "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
+         rule_id, path, line, col, end_line, end_col, message, severity, idx, metadata_id, mode, \
+         state, digest, created_at, relevant_since, state_updated_at, last_scan_id) VALUES \
+         (1, 1, 'main', 'c', 'c', 'r', 'p.py', 1, 1, 1, 1, 'm', 1, 0, 1, 'monitor', 'open', 'd', \
+         0, 0, 0, 1) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .get("id");
+    assert!(
+        id > 3,
+        "a new finding does not take a deleted one's id: {id}"
+    );
+    pool.close().await;
+    drop_database(pg_name).await;
+}
+on_both!(findings_keep_their_ids_when_the_key_leads_with_the_identity);

@@ -74,8 +74,15 @@ pub(crate) fn keep<'r>(results: &'r Results<'r>) -> anyhow::Result<Vec<u8>> {
             .collect(),
         rule_ids: strs(&results.rule_ids),
     };
-    let bytes = postcard::to_extend(&kept, MARK.to_vec())?;
-    super::scans::compress(&bytes)
+    // Encoded straight into the compressor (buffered: postcard writes a field at a time),
+    // so the uncompressed form is never held whole beside the upload.
+    use std::io::Write;
+    let frame = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, frame);
+    out.write_all(MARK)?;
+    postcard::to_io(&kept, &mut out)?;
+    let frame = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(frame.finish()?)
 }
 
 fn strs(strings: &[String]) -> Vec<&str> {

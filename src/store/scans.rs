@@ -103,8 +103,9 @@ fn from_row(r: &AnyRow) -> anyhow::Result<Scan> {
     })
 }
 
-/// An upload as stored: an LZ4 frame, written into a buffer that grows with the output (a
-/// block compressor would first allocate the input's size again).
+/// An upload as versions before [`super::kept`] stored it: the JSON as sent, in an LZ4
+/// frame. Only tests write such rows now; [`decompress`] still reads them.
+#[cfg(test)]
 pub(crate) fn compress(body: &[u8]) -> anyhow::Result<Vec<u8>> {
     use std::io::Write;
     let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 8));
@@ -112,8 +113,9 @@ pub(crate) fn compress(body: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(encoder.finish()?)
 }
 
-/// The upload back from what [`compress`] stored (or, for a scan uploaded by an older
-/// version and completed after the upgrade, from its size-prepended LZ4 block).
+/// The bytes of a stored upload back from their LZ4 frame ([`super::kept::keep`]'s, or the
+/// JSON as older versions kept it), or from the size-prepended LZ4 block of an older one
+/// still (a scan uploaded before an upgrade and completed after it).
 pub(crate) fn decompress(stored: &[u8]) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     const FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];

@@ -191,6 +191,73 @@ async fn retried_results_and_complete_change_nothing_twice(db: Db) {
 }
 on_both!(retried_results_and_complete_change_nothing_twice);
 
+/// A scan whose upload an older version kept (the JSON as sent, in an LZ4 frame) and that
+/// completes after the upgrade is applied as one whose upload this version kept: the same
+/// findings, the same webhook objects.
+async fn an_upload_kept_before_the_upgrade_completes_after_it(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let results = fixture("03-post-results.request.json");
+    let mut ids = vec![];
+    for repository in ["acme/kept-before", "acme/kept-now"] {
+        let mut body = fixture("01-post-scans.request.json");
+        body["scan_metadata"]["unique_id"] = json!(scanhook::ids::public_scan_id());
+        body["project_metadata"]["repository"] = json!(repository);
+        let v = app.ci_post("/api/cli/v2/scans", &body).await;
+        let id = v["info"]["id"].as_i64().unwrap();
+        app.ci_post(&format!("/api/agent/scans/{id}/results"), &results)
+            .await;
+        ids.push(id);
+    }
+    // The first scan's upload as an older version kept it.
+    let mut frame = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    std::io::Write::write_all(&mut frame, &serde_json::to_vec(&results).unwrap()).unwrap();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
+    let done = sqlx::query("UPDATE scans SET results = $1 WHERE id = $2")
+        .bind(frame.finish().unwrap())
+        .bind(ids[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    pool.close().await;
+    let mut seen = vec![];
+    for id in &ids {
+        app.ci_post(
+            &format!("/api/agent/scans/{id}/complete"),
+            &fixture("04-post-complete.request.json"),
+        )
+        .await;
+        // What the scan opened and sent, without what differs between two projects.
+        let mut opened = app.scan_changes(*id, "opened").await;
+        for f in &mut opened {
+            for key in [
+                "id",
+                "first_seen_scan_id",
+                "created_at",
+                "relevant_since",
+                "state_updated_at",
+                "repository",
+            ] {
+                f.as_object_mut().unwrap().remove(key);
+            }
+        }
+        opened.sort_by_key(|f| f["syntactic_id"].to_string());
+        let mut sent = app.webhooks(*id).await["semgrep_finding"].clone();
+        for f in sent.as_array_mut().unwrap() {
+            let f = f["semgrep_finding"].as_object_mut().unwrap();
+            for key in ["start_date", "first_seen_scan_id"] {
+                assert!(f.remove(key).is_some(), "{key}");
+            }
+        }
+        seen.push((opened, sent));
+    }
+    assert_eq!(seen[0].0.len(), 5, "{:?}", seen[0].0);
+    assert_eq!(seen[0].1.as_array().unwrap().len(), 5);
+    assert!(seen[0] == seen[1], "the two scans differ: {seen:#?}");
+    app.stop().await;
+}
+on_both!(an_upload_kept_before_the_upgrade_completes_after_it);
+
 /// A rule switched to Block while the scan ran: `/complete` names its findings, which the
 /// client did not block, for the client to fail the build on.
 async fn a_rule_switched_to_block_during_the_scan_blocks_it(db: Db) {

@@ -10,6 +10,7 @@
 use super::ci::Results;
 use super::findings::Change;
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
@@ -142,10 +143,10 @@ impl Decision {
 
 /// Decides a scan's effect. `prior` holds the findings of the scanned (project, ref);
 /// `known` the project's identities among the uploaded ones.
-pub fn decide(
+pub fn decide<P: Borrow<Prior>, K: Borrow<Known>>(
     results: &Results,
-    prior: &HashMap<String, Prior>,
-    known: &HashMap<String, Known>,
+    prior: &HashMap<String, P>,
+    known: &HashMap<String, K>,
 ) -> Decision {
     let mut decision = Decision::default();
     let mut uploaded: HashSet<&str> = HashSet::with_capacity(results.findings.len());
@@ -155,14 +156,17 @@ pub fn decide(
         if !uploaded.insert(key) {
             continue;
         }
-        let how = match (prior.get(key).map(|p| p.state), known.contains_key(key)) {
+        let how = match (
+            prior.get(key).map(|p| p.borrow().state),
+            known.contains_key(key),
+        ) {
             (Some(State::Open), _) => Opened::StillOpen,
             (Some(State::Fixed), _) => Opened::Regression,
             (Some(State::Ignored | State::Removed), _) => Opened::Reopened,
             (None, true) => Opened::FromOtherRef,
             (None, false) => Opened::New,
         };
-        let triage_ignored = known.get(key).is_some_and(|k| k.triage_ignored);
+        let triage_ignored = known.get(key).is_some_and(|k| k.borrow().triage_ignored);
         let notify = matches!(how, Opened::New | Opened::Regression) && !triage_ignored;
         decision.open.push(OpenDecision { index, how, notify });
     }
@@ -180,6 +184,7 @@ pub fn decide(
     let rules: HashSet<&str> = results.rule_ids.iter().map(String::as_str).collect();
     let mut closed: Vec<(String, State)> = prior
         .iter()
+        .map(|(key, p)| (key, p.borrow()))
         .filter(|(key, p)| {
             p.state == State::Open
                 && !uploaded.contains(key.as_str())
@@ -251,7 +256,11 @@ mod tests {
     #[test]
     fn first_detection_notifies_once() {
         let r = results(vec![finding("k1", "a.py", "r")]);
-        let d = decide(&r, &HashMap::new(), &HashMap::new());
+        let d = decide(
+            &r,
+            &HashMap::<String, Prior>::new(),
+            &HashMap::<String, Known>::new(),
+        );
         assert_eq!(hows(&d), [(Opened::New, true)]);
         // The same scan again: open on the ref already.
         let p = HashMap::from([("k1".to_string(), prior(State::Open, "a.py"))]);
@@ -265,7 +274,7 @@ mod tests {
     fn known_on_another_ref_is_not_notified_again() {
         let r = results(vec![finding("k1", "a.py", "r")]);
         let k = HashMap::from([("k1".to_string(), Known::default())]);
-        let d = decide(&r, &HashMap::new(), &k);
+        let d = decide(&r, &HashMap::<String, Prior>::new(), &k);
         assert_eq!(hows(&d), [(Opened::FromOtherRef, false)]);
     }
 
@@ -315,7 +324,7 @@ mod tests {
             ("skipped".to_string(), prior(State::Open, "skip.py")),
             ("already-fixed".to_string(), prior(State::Fixed, "b.py")),
         ]);
-        let d = decide(&r, &p, &HashMap::new());
+        let d = decide(&r, &p, &HashMap::<String, Known>::new());
         assert_eq!(
             d.closed,
             [
@@ -332,7 +341,11 @@ mod tests {
     #[test]
     fn duplicate_identities_count_once() {
         let r = results(vec![finding("k", "a.py", "r"), finding("k", "a.py", "r")]);
-        let d = decide(&r, &HashMap::new(), &HashMap::new());
+        let d = decide(
+            &r,
+            &HashMap::<String, Prior>::new(),
+            &HashMap::<String, Known>::new(),
+        );
         assert_eq!(d.open.len(), 1);
     }
 }

@@ -59,13 +59,26 @@ pub enum Completion {
 struct Identity {
     first_seen_scan_id: String,
     first_seen_at: Micros,
-    triage_ignored: bool,
+    known: Known,
+}
+
+/// What [`lifecycle::decide`] reads of it, lent rather than copied.
+impl std::borrow::Borrow<Known> for Identity {
+    fn borrow(&self) -> &Known {
+        &self.known
+    }
 }
 
 /// A finding stored on the scanned ref, with the digest of its mutable columns.
 struct StoredPrior {
     prior: Prior,
     digest: String,
+}
+
+impl std::borrow::Borrow<Prior> for StoredPrior {
+    fn borrow(&self) -> &Prior {
+        &self.prior
+    }
 }
 
 /// Step 1: what the project knows about the upload.
@@ -293,22 +306,7 @@ fn plan<'r>(
     loaded: &Loaded,
     block_rules: &HashSet<String>,
 ) -> anyhow::Result<Plan<'r>> {
-    let prior: HashMap<String, Prior> = loaded
-        .stored
-        .iter()
-        .map(|(k, s)| (k.clone(), s.prior.clone()))
-        .collect();
-    let known: HashMap<String, Known> = loaded
-        .identities
-        .iter()
-        .map(|(k, i)| {
-            let known = Known {
-                triage_ignored: i.triage_ignored,
-            };
-            (k.clone(), known)
-        })
-        .collect();
-    let decision = lifecycle::decide(results, &prior, &known);
+    let decision = lifecycle::decide(results, &loaded.stored, &loaded.identities);
 
     let fresh: Vec<&str> = decision
         .open
@@ -351,7 +349,7 @@ fn plan<'r>(
         let triage_ignored = loaded
             .identities
             .get(f.key())
-            .is_some_and(|i| i.triage_ignored);
+            .is_some_and(|i| i.known.triage_ignored);
         if blocks(d.how, metadata[f.metadata().get()].mode, triage_ignored) {
             blocking += 1;
         }
@@ -712,7 +710,10 @@ async fn load_prior(
             let identity = Identity {
                 first_seen_scan_id,
                 first_seen_at: col(row, "first_seen_at")?,
-                triage_ignored: named::<TriageState>(row, "triage_state")? == TriageState::Ignored,
+                known: Known {
+                    triage_ignored: named::<TriageState>(row, "triage_state")?
+                        == TriageState::Ignored,
+                },
             };
             identities.insert(key.clone(), identity);
         }
@@ -754,8 +755,10 @@ async fn load_identities(
                 Identity {
                     first_seen_scan_id: col(&row, "first_seen_scan_id")?,
                     first_seen_at: col(&row, "first_seen_at")?,
-                    triage_ignored: named::<TriageState>(&row, "triage_state")?
-                        == TriageState::Ignored,
+                    known: Known {
+                        triage_ignored: named::<TriageState>(&row, "triage_state")?
+                            == TriageState::Ignored,
+                    },
                 },
             );
         }

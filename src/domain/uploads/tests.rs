@@ -488,7 +488,7 @@ fn a_few_unusable_results_are_skipped_and_counted() {
 
 #[test]
 fn the_lifecycle_keeps_moved_findings_open_and_fixes_gone_ones() {
-    use crate::domain::lifecycle::{decide, Opened, Prior, State};
+    use crate::domain::lifecycle::{decide, Known, Opened, Prior, State};
     use std::collections::HashMap;
     let scan = |results: Value| {
         let mut doc: Value = serde_json::from_str(&sarif(results)).unwrap();
@@ -517,7 +517,7 @@ fn the_lifecycle_keeps_moved_findings_open_and_fixes_gone_ones() {
 
     let second = scan(json!([result(13, Some("os.system(cmd)"))]));
     let second = Results::parse(&second.results_json).unwrap();
-    let decision = decide(&second, &prior, &HashMap::new());
+    let decision = decide(&second, &prior, &HashMap::<String, Known>::new());
     assert_eq!(decision.open.len(), 1);
     assert_eq!(decision.open[0].how, Opened::StillOpen, "moved, not new");
     assert!(!decision.open[0].notify);

@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::ids::ScanId;
 use crate::state::AppState;
 use crate::store::complete::Completion;
+use crate::store::kept::keep;
 use crate::store::scans::Scan;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -206,15 +207,19 @@ async fn upload_results(
         .reserve(declared.unwrap_or(limit).min(limit))
         .await?;
     let raw = read_body(body, declared, limit).await?;
-    let results: Results = parse_json_in(&raw)?;
-    results
-        .check()
-        .map_err(|m| AppError::bad_request("invalid_body", m))?;
-    let findings = results.findings.len();
+    // A large upload is seconds of CPU to read, check and encode: done off the async
+    // workers, which go on serving meanwhile. Only what is kept waits for the writer.
+    let (findings, kept) = if raw.len() <= READ_INLINE_BYTES {
+        read_upload(&raw)?
+    } else {
+        tokio::task::spawn_blocking(move || read_upload(&raw))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the upload: {e}"))??
+    };
     // The upload is kept (`store::kept`) and applied at /complete, in the transaction that
     // records the outcome: a retried upload replaces the earlier one and nothing is
     // counted twice.
-    if !st.store.store_results(scan.id, &results).await? {
+    if !st.store.store_results(scan.id, kept).await? {
         return Err(AppError::conflict(
             "scan_ended",
             format!(
@@ -228,6 +233,19 @@ async fn upload_results(
         errors: vec![],
         task_id: scan.public_id.to_string(),
     }))
+}
+
+/// Uploads up to this size are read on the async worker: handing them to a blocking
+/// thread would cost more than reading them.
+const READ_INLINE_BYTES: usize = 256 * 1024;
+
+/// A `/results` body read and checked: its number of findings, and what to keep of it.
+fn read_upload(raw: &[u8]) -> AppResult<(usize, Vec<u8>)> {
+    let results: Results = parse_json_in(raw)?;
+    results
+        .check()
+        .map_err(|m| AppError::bad_request("invalid_body", m))?;
+    Ok((results.findings.len(), keep(&results)?))
 }
 
 /// A body must be JSON (or say nothing of its type).

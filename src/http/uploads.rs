@@ -319,7 +319,7 @@ async fn complete(st: &AppState, scan: &Scan, results: Vec<u8>) -> AppResult<()>
     let kept = tokio::task::spawn_blocking(move || keep(&Results::parse(&results)?))
         .await
         .map_err(|e| anyhow::anyhow!("keeping the upload: {e}"))??;
-    let stored = st.store.store_kept(scan.id, kept).await?;
+    let stored = st.store.store_results(scan.id, kept).await?;
     if !stored {
         // Completed by a concurrent retry of the same upload.
         return Ok(());

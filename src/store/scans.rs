@@ -5,7 +5,7 @@
 use super::batch::{Bind, Statement};
 use super::{col, Store};
 use crate::clock::{self, Micros};
-use crate::domain::ci::{CreateScan, ProjectMetadata, Results};
+use crate::domain::ci::{CreateScan, ProjectMetadata};
 use crate::domain::payload::{self, ScanFacts};
 use crate::domain::routing::{self, ScanEvent};
 use crate::domain::scan::ScanStatus;
@@ -365,18 +365,13 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Keeps the uploaded results of a running scan, replacing an earlier upload.
-    /// Returns false when the scan is no longer running.
-    pub async fn store_results(
+    /// Keeps the uploaded results of a running scan, replacing an earlier upload: `kept`
+    /// as [`super::kept::keep`] made it. Returns false when the scan is no longer running.
+    pub(crate) async fn store_results(
         &self,
         scan_id: ScanId,
-        results: &Results<'_>,
+        kept: Vec<u8>,
     ) -> anyhow::Result<bool> {
-        self.store_kept(scan_id, super::kept::keep(results)?).await
-    }
-
-    /// [`Store::store_results`] of an upload made ready with [`super::kept::keep`].
-    pub(crate) async fn store_kept(&self, scan_id: ScanId, kept: Vec<u8>) -> anyhow::Result<bool> {
         let done = self
             .write_one(Statement {
                 sql: "UPDATE scans SET results = $1, results_at = $2 \

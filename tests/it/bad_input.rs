@@ -195,6 +195,54 @@ async fn a_bad_finding_rejects_the_whole_upload(db: Db) {
 }
 on_both!(a_bad_finding_rejects_the_whole_upload);
 
+/// An upload larger than what is read inline (256 KiB; read on a blocking thread) is
+/// refused the same way when bad, naming the field, and applied whole when good.
+async fn a_large_upload_is_checked_and_applied_like_a_small_one(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let id = new_scan(&app).await;
+    let sample = fixture("03-post-results.request.json");
+    let template = sample["findings"][1].clone();
+    let findings: Vec<Value> = (0..400)
+        .map(|i| {
+            let mut f = template.clone();
+            f["syntactic_id"] = json!(format!("{i:032x}"));
+            f["match_based_id"] = json!(format!("{i:0128x}_0"));
+            f["line"] = json!(i + 1);
+            f
+        })
+        .collect();
+    let mut good = sample.clone();
+    good["findings"] = json!(findings);
+    assert!(serde_json::to_vec(&good).unwrap().len() > 256 * 1024);
+    let mut bad = good.clone();
+    bad["findings"][399]["line"] = json!("four hundred");
+    let (s, v) = app
+        .call(
+            Method::POST,
+            &format!("/api/agent/scans/{id}/results"),
+            Some(&app.ci),
+            Some(&bad),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "invalid_body");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("findings[399].line"), "{v}");
+    app.ci_post(&format!("/api/agent/scans/{id}/results"), &good)
+        .await;
+    app.ci_post(
+        &format!("/api/agent/scans/{id}/complete"),
+        &fixture("04-post-complete.request.json"),
+    )
+    .await;
+    let scan = app
+        .admin_get(&format!("/api/v1/deployments/{}/scan/{id}", app.slug))
+        .await;
+    assert_eq!(scan["counts"]["findings"], 400, "{scan}");
+    assert_eq!(scan["counts"]["opened"], 400, "{scan}");
+    app.stop().await;
+}
+on_both!(a_large_upload_is_checked_and_applied_like_a_small_one);
+
 /// Declares a body of `len` bytes, waits for the answer, and sends the body only if asked
 /// to continue. A server that refuses on the declared length answers without reading it.
 async fn declare_oversized(app: &TestApp, path: &str, token: &str, len: usize) -> (u16, Value) {

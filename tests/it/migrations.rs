@@ -113,12 +113,21 @@ async fn message_bodies_survive_the_move_to_payloads(db: Db) {
 }
 on_both!(message_bodies_survive_the_move_to_payloads);
 
-/// A finding row as stored: `(id, git_ref, identity)` of project 1.
-const INSERT_FINDING: &str = "INSERT INTO findings (id, deployment_id, project_id, git_ref, \
-    identity, syntactic_id, rule_id, path, line, col, end_line, end_col, message, severity, idx, \
-    metadata_id, mode, state, digest, created_at, relevant_since, state_updated_at, last_scan_id) \
-    VALUES ($1, 1, 1, $2, $3, $3, 'r', 'p.py', 1, 1, 1, 1, 'm', 1, 0, 1, 'monitor', 'open', 'd', \
-    0, 0, 0, 1)";
+/// Stores a finding of project 1 on `git_ref` with `identity`; its id.
+async fn insert_finding(pool: &AnyPool, git_ref: &str, identity: &str) -> sqlx::Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
+         rule_id, path, line, col, end_line, end_col, message, severity, idx, metadata_id, mode, \
+         state, digest, created_at, relevant_since, state_updated_at, last_scan_id) VALUES \
+         (1, 1, $1, $2, $2, 'r', 'p.py', 1, 1, 1, 1, 'm', 1, 0, 1, 'monitor', 'open', 'd', \
+         0, 0, 0, 1) RETURNING id",
+    )
+    .bind(git_ref)
+    .bind(identity)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.get("id"))
+}
 
 /// Findings keep their rows and ids when their unique key is rebuilt to lead with the
 /// identity (migration 15); the key still holds, and no id of a deleted finding is given
@@ -126,22 +135,11 @@ const INSERT_FINDING: &str = "INSERT INTO findings (id, deployment_id, project_i
 async fn findings_keep_their_ids_when_the_key_leads_with_the_identity(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let (pool, url, pg_name) = database_before(db, dir.path(), 15).await;
-    for (id, git_ref, identity) in [(1, "main", "a"), (2, "dev", "a"), (3, "main", "b")] {
-        pool.execute(
-            sqlx::query(INSERT_FINDING)
-                .bind(id)
-                .bind(git_ref)
-                .bind(identity),
-        )
-        .await
-        .unwrap();
+    let mut ids = vec![];
+    for (git_ref, identity) in [("main", "a"), ("dev", "a"), ("main", "b")] {
+        ids.push(insert_finding(&pool, git_ref, identity).await.unwrap());
     }
-    if db == Db::Postgres {
-        // The ids above were given explicitly; the sequence moves as if they were not.
-        pool.execute("SELECT setval(pg_get_serial_sequence('findings', 'id'), 3)")
-            .await
-            .unwrap();
-    }
+    assert_eq!(ids, [1, 2, 3]);
     pool.execute("DELETE FROM findings WHERE id = 3")
         .await
         .unwrap();
@@ -166,21 +164,9 @@ async fn findings_keep_their_ids_when_the_key_leads_with_the_identity(db: Db) {
             (2, "dev".into(), "a".into())
         ]
     );
-    let again = pool
-        .execute(sqlx::query(INSERT_FINDING).bind(4).bind("dev").bind("a"))
-        .await;
+    let again = insert_finding(&pool, "dev", "a").await;
     assert!(again.is_err(), "one identity once per ref: {again:?}");
-    let id: i64 = sqlx::query(
-        "INSERT INTO findings (deployment_id, project_id, git_ref, identity, syntactic_id, \
-         rule_id, path, line, col, end_line, end_col, message, severity, idx, metadata_id, mode, \
-         state, digest, created_at, relevant_since, state_updated_at, last_scan_id) VALUES \
-         (1, 1, 'main', 'c', 'c', 'r', 'p.py', 1, 1, 1, 1, 'm', 1, 0, 1, 'monitor', 'open', 'd', \
-         0, 0, 0, 1) RETURNING id",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap()
-    .get("id");
+    let id = insert_finding(&pool, "main", "c").await.unwrap();
     assert!(
         id > 3,
         "a new finding does not take a deleted one's id: {id}"
